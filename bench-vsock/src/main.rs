@@ -1,0 +1,2 @@
+//! `bench-vsock`: placeholder until the harness lands (issue 4).
+fn main() {}

@@ -1,0 +1,2 @@
+//! uring-vsock: fast, correct Linux AF_VSOCK streams.
+#![deny(missing_docs)]
