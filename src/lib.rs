@@ -1,2 +1,38 @@
-//! uring-vsock: fast, correct Linux AF_VSOCK streams.
+//! uring-vsock: fast, correct Linux `AF_VSOCK` streams.
+//!
+//! Layers, bottom up:
+//! - [`VsockAddr`] and [`Endpoint`]: addresses (vsock, and unix and tcp for testing and
+//!   benchmarking on machines without vsock); [`Error`]: errors with operation and endpoint;
+//!   [`VsockOptions`]: vsock socket options; [`local_cid`].
+//! - The I/O paths over the same stream sockets: [`blocking`] (std-like).
+//!
+//! ```no_run
+//! use std::io::{Read, Write};
+//! use uring_vsock::blocking::{Listener, Stream};
+//!
+//! let listener = Listener::bind(&"vsock:any:5000".parse()?)?;
+//! let (mut conn, peer) = listener.accept()?;
+//! println!("accepted {peer}");
+//! let mut buf = [0; 4];
+//! conn.read_exact(&mut buf)?;
+//! conn.write_all(&buf)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
+
+mod addr;
+mod endpoint;
+mod error;
+mod local;
+mod options;
+mod socket;
+mod sys;
+
+pub mod blocking;
+
+pub use addr::{AddrParseError, AddrParseErrorKind, VsockAddr};
+pub use endpoint::Endpoint;
+pub use error::{Error, Result};
+pub use local::{local_cid, loopback_available};
+pub use options::VsockOptions;
+pub use socket::DEFAULT_BACKLOG;

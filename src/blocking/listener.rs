@@ -1,0 +1,165 @@
+//! [`Listener`]: accepts stream connections on an [`Endpoint`].
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+
+use socket2::Socket;
+
+use super::Stream;
+use crate::{socket, Endpoint, Result};
+
+/// A listening stream socket, like [`std::net::TcpListener`] for any [`Endpoint`].
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use uring_vsock::blocking::{Listener, Stream};
+///
+/// let dir = std::env::temp_dir().join(format!("uv-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let ep: uring_vsock::Endpoint = format!("unix:{}/l.sock", dir.display()).parse()?;
+/// let listener = Listener::bind(&ep)?;
+/// let mut client = Stream::connect(&ep)?;
+/// let (mut server, _peer) = listener.accept()?;
+/// client.write_all(b"hi")?;
+/// let mut buf = [0; 2];
+/// server.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"hi");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Listener {
+    socket: Socket,
+    /// The bound endpoint (as the kernel reports it), for error messages.
+    local: Endpoint,
+}
+
+impl Listener {
+    /// Binds to `ep` and listens with [`DEFAULT_BACKLOG`](crate::DEFAULT_BACKLOG).
+    ///
+    /// # Errors
+    ///
+    /// `bind ...` or `listen ...` with the OS error (for example `EADDRINUSE`).
+    pub fn bind(ep: &Endpoint) -> Result<Listener> {
+        Listener::bind_with_backlog(ep, socket::DEFAULT_BACKLOG)
+    }
+
+    /// Binds to `ep` and listens with the given backlog.
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::bind`].
+    pub fn bind_with_backlog(ep: &Endpoint, backlog: i32) -> Result<Listener> {
+        let socket = socket::listen(ep, backlog, false)?;
+        // A port or CID of "any" is resolved by the kernel: report what it chose.
+        let local = socket::local_endpoint(&socket).unwrap_or_else(|_| ep.clone());
+        Ok(Listener { socket, local })
+    }
+
+    /// Adopts an inherited listening socket (socket activation, `LISTEN_FDS`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when the fd is not a listening stream socket of the vsock, unix or tcp
+    /// family; the message says what it is instead. The fd is closed on error.
+    ///
+    /// ```
+    /// use std::os::fd::OwnedFd;
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+    /// let err = uring_vsock::blocking::Listener::from_fd(OwnedFd::from(a)).unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn from_fd(fd: OwnedFd) -> Result<Listener> {
+        let socket = socket::adopt_listener(fd)?;
+        let local = socket::local_endpoint(&socket)?;
+        Ok(Listener { socket, local })
+    }
+
+    /// Waits for a connection; returns the stream and the peer's endpoint. The stream is
+    /// close-on-exec from birth (`accept4`).
+    ///
+    /// # Errors
+    ///
+    /// `accept <endpoint>: ...` with the OS error; `WouldBlock` in nonblocking mode.
+    pub fn accept(&self) -> Result<(Stream, Endpoint)> {
+        let (socket, peer) = socket::accept(&self.socket, &self.local, false)?;
+        Ok((Stream::from_socket(socket), peer))
+    }
+
+    /// An iterator over incoming connections; it never ends, each item is one `accept`.
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// The endpoint this listener is bound to (with the port the kernel chose for port 0 or
+    /// `PORT_ANY`).
+    ///
+    /// # Errors
+    ///
+    /// `getsockname` failures.
+    pub fn local_addr(&self) -> Result<Endpoint> {
+        socket::local_endpoint(&self.socket)
+    }
+
+    /// Switches nonblocking mode: `accept` then fails with `WouldBlock` instead of waiting.
+    ///
+    /// # Errors
+    ///
+    /// The `fcntl` error.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.socket.set_nonblocking(nonblocking)
+    }
+
+    /// A second handle to the same socket (`F_DUPFD_CLOEXEC`).
+    ///
+    /// # Errors
+    ///
+    /// The `fcntl` error (for example `EMFILE`).
+    pub fn try_clone(&self) -> io::Result<Listener> {
+        Ok(Listener {
+            socket: self.socket.try_clone()?,
+            local: self.local.clone(),
+        })
+    }
+}
+
+/// Iterator returned by [`Listener::incoming`]: yields `accept` results, forever.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a Listener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = Result<Stream>;
+
+    fn next(&mut self) -> Option<Result<Stream>> {
+        Some(self.listener.accept().map(|(stream, _)| stream))
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+impl IntoRawFd for Listener {
+    fn into_raw_fd(self) -> RawFd {
+        self.socket.into_raw_fd()
+    }
+}
+
+impl From<Listener> for OwnedFd {
+    fn from(listener: Listener) -> OwnedFd {
+        listener.socket.into()
+    }
+}

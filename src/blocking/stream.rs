@@ -1,0 +1,263 @@
+//! [`Stream`]: a connected stream socket with `Read`/`Write`.
+
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use socket2::Socket;
+
+use crate::{socket, sys, Endpoint, Result};
+
+/// A connected stream socket, like [`std::net::TcpStream`] for any [`Endpoint`].
+///
+/// Writes use `MSG_NOSIGNAL`: writing to a closed peer returns `EPIPE`
+/// ([`io::ErrorKind::BrokenPipe`]) and never raises `SIGPIPE`.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::net::Shutdown;
+/// use uring_vsock::blocking::{Listener, Stream};
+///
+/// let listener = Listener::bind(&"tcp:127.0.0.1:0".parse()?)?;
+/// let ep = listener.local_addr()?;
+/// let mut client = Stream::connect_timeout(&ep, std::time::Duration::from_secs(5))?;
+/// let (mut server, _) = listener.accept()?;
+/// client.write_all(b"ping")?;
+/// client.shutdown(Shutdown::Write)?;
+/// let mut got = Vec::new();
+/// server.read_to_end(&mut got)?; // EOF after the client's shutdown
+/// assert_eq!(got, b"ping");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Stream {
+    socket: Socket,
+}
+
+impl Stream {
+    pub(crate) fn from_socket(socket: Socket) -> Stream {
+        Stream { socket }
+    }
+
+    /// Connects to `ep`, waiting as long as the kernel does (for vsock,
+    /// `SO_VM_SOCKETS_CONNECT_TIMEOUT`, 2 s by default).
+    ///
+    /// # Errors
+    ///
+    /// `connect <endpoint>: ...` with the OS error: `ECONNRESET` from vsock with no listener,
+    /// `ECONNREFUSED` from unix and tcp.
+    pub fn connect(ep: &Endpoint) -> Result<Stream> {
+        socket::connect(ep, None).map(Stream::from_socket)
+    }
+
+    /// Connects to `ep`, giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stream::connect`]; [`io::ErrorKind::TimedOut`] when the peer does not answer in
+    /// time; `InvalidInput` for a zero timeout.
+    pub fn connect_timeout(ep: &Endpoint, timeout: Duration) -> Result<Stream> {
+        socket::connect(ep, Some(timeout)).map(Stream::from_socket)
+    }
+
+    /// The peer's endpoint.
+    ///
+    /// # Errors
+    ///
+    /// `getpeername` failures (`ENOTCONN` once the peer is gone on some families).
+    pub fn peer_addr(&self) -> Result<Endpoint> {
+        socket::peer_endpoint(&self.socket)
+    }
+
+    /// This side's endpoint. A connected vsock client on Linux 6.12 loopback reports
+    /// `CID_ANY`, not its CID.
+    ///
+    /// # Errors
+    ///
+    /// `getsockname` failures.
+    pub fn local_addr(&self) -> Result<Endpoint> {
+        socket::local_endpoint(&self.socket)
+    }
+
+    /// Shuts down the read half, the write half, or both; the peer sees EOF after a write
+    /// shutdown.
+    ///
+    /// # Errors
+    ///
+    /// The `shutdown` error (`ENOTCONN` when not connected).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.socket.shutdown(how)
+    }
+
+    /// Reads queued bytes into `buf` without removing them: a later `read` returns them again.
+    ///
+    /// # Errors
+    ///
+    /// The `recv` error; `WouldBlock` in nonblocking mode with nothing queued.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::peek(&self.socket, buf)
+    }
+
+    /// Sets how long a read may block (`SO_RCVTIMEO`); `None` waits forever. A read that
+    /// times out fails with `WouldBlock`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration, or the `setsockopt` error.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        reject_zero(timeout)?;
+        self.socket.set_read_timeout(timeout)
+    }
+
+    /// Sets how long a write may block (`SO_SNDTIMEO`); `None` waits forever.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration, or the `setsockopt` error.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        reject_zero(timeout)?;
+        self.socket.set_write_timeout(timeout)
+    }
+
+    /// The read timeout.
+    ///
+    /// # Errors
+    ///
+    /// The `getsockopt` error.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        self.socket.read_timeout()
+    }
+
+    /// The write timeout.
+    ///
+    /// # Errors
+    ///
+    /// The `getsockopt` error.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        self.socket.write_timeout()
+    }
+
+    /// Switches nonblocking mode: reads and writes then fail with `WouldBlock` instead of
+    /// waiting.
+    ///
+    /// # Errors
+    ///
+    /// The `fcntl` error.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.socket.set_nonblocking(nonblocking)
+    }
+
+    /// A second handle to the same connection (`F_DUPFD_CLOEXEC`), for example to read on one
+    /// thread and write on another.
+    ///
+    /// # Errors
+    ///
+    /// The `fcntl` error (for example `EMFILE`).
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        self.socket.try_clone().map(Stream::from_socket)
+    }
+}
+
+/// std rejects a zero timeout rather than treating it as "forever": so do we.
+fn reject_zero(timeout: Option<Duration>) -> io::Result<()> {
+    if timeout == Some(Duration::ZERO) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot set a zero timeout",
+        ));
+    }
+    Ok(())
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.socket).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&self.socket).read_vectored(bufs)
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.socket.send_with_flags(buf, libc::MSG_NOSIGNAL)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.socket
+            .send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+impl FromRawFd for Stream {
+    /// # Safety
+    ///
+    /// `fd` must be an open connected stream socket that nothing else owns.
+    unsafe fn from_raw_fd(fd: RawFd) -> Stream {
+        // SAFETY: the caller hands over ownership of an open socket fd.
+        Stream::from_socket(unsafe { Socket::from_raw_fd(fd) })
+    }
+}
+
+impl IntoRawFd for Stream {
+    fn into_raw_fd(self) -> RawFd {
+        self.socket.into_raw_fd()
+    }
+}
+
+impl From<OwnedFd> for Stream {
+    /// Wraps a connected stream socket fd (for example one passed over `SCM_RIGHTS`).
+    fn from(fd: OwnedFd) -> Stream {
+        Stream::from_socket(Socket::from(fd))
+    }
+}
+
+impl From<Stream> for OwnedFd {
+    fn from(stream: Stream) -> OwnedFd {
+        stream.socket.into()
+    }
+}

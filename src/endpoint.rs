@@ -1,0 +1,304 @@
+//! [`Endpoint`]: a stream socket address of any family we serve (vsock, unix, tcp), so every
+//! path and the CLI run the same code over another address family.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use socket2::{Domain, SockAddr};
+
+use crate::addr::{AddrParseError, AddrParseErrorKind};
+use crate::VsockAddr;
+
+/// Where a stream socket listens or connects: `vsock:CID:PORT`, `unix:/path`, `unix:@name`
+/// (abstract) or `tcp:HOST:PORT`.
+///
+/// # Examples
+///
+/// ```
+/// use uring_vsock::{Endpoint, VsockAddr};
+///
+/// let ep: Endpoint = "vsock:host:5000".parse()?;
+/// assert_eq!(ep, Endpoint::Vsock(VsockAddr::new(2, 5000)));
+/// assert_eq!(ep.to_string(), "vsock:host(2):5000");
+///
+/// let ep: Endpoint = "unix:@bench".parse()?;
+/// assert_eq!(ep, Endpoint::UnixAbstract(b"bench".to_vec()));
+///
+/// let ep: Endpoint = "tcp:127.0.0.1:80".parse()?;
+/// assert_eq!(ep.to_string(), "tcp:127.0.0.1:80");
+/// # Ok::<(), uring_vsock::AddrParseError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// An `AF_VSOCK` address.
+    Vsock(VsockAddr),
+    /// An `AF_UNIX` path; empty for an unnamed socket (a client that never bound).
+    Unix(PathBuf),
+    /// An `AF_UNIX` name in the abstract namespace (without the leading NUL).
+    UnixAbstract(Vec<u8>),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+impl Endpoint {
+    /// The socket domain (address family) of this endpoint.
+    ///
+    /// ```
+    /// let ep: uring_vsock::Endpoint = "vsock:3:1".parse()?;
+    /// assert_eq!(ep.domain(), socket2::Domain::VSOCK);
+    /// # Ok::<(), uring_vsock::AddrParseError>(())
+    /// ```
+    pub fn domain(&self) -> Domain {
+        match self {
+            Endpoint::Vsock(_) => Domain::VSOCK,
+            Endpoint::Unix(_) | Endpoint::UnixAbstract(_) => Domain::UNIX,
+            Endpoint::Tcp(SocketAddr::V4(_)) => Domain::IPV4,
+            Endpoint::Tcp(SocketAddr::V6(_)) => Domain::IPV6,
+        }
+    }
+
+    /// Whether this is a vsock endpoint.
+    pub fn is_vsock(&self) -> bool {
+        matches!(self, Endpoint::Vsock(_))
+    }
+
+    /// The kernel socket address.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when a unix path or abstract name does not fit in `sun_path`.
+    ///
+    /// ```
+    /// let ep: uring_vsock::Endpoint = "vsock:3:1024".parse()?;
+    /// assert_eq!(ep.to_sock_addr()?.as_vsock_address(), Some((3, 1024)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_sock_addr(&self) -> std::io::Result<SockAddr> {
+        match self {
+            Endpoint::Vsock(addr) => Ok(crate::sys::vsock_sock_addr(addr)),
+            Endpoint::Unix(path) => SockAddr::unix(path),
+            Endpoint::UnixAbstract(name) => {
+                let mut bytes = Vec::with_capacity(name.len() + 1);
+                bytes.push(0);
+                bytes.extend_from_slice(name);
+                SockAddr::unix(OsStr::from_bytes(&bytes))
+            }
+            Endpoint::Tcp(addr) => Ok(SockAddr::from(*addr)),
+        }
+    }
+
+    /// The endpoint a kernel socket address names, or `None` for a family we do not serve.
+    ///
+    /// ```
+    /// use uring_vsock::{Endpoint, VsockAddr};
+    /// let sa = socket2::SockAddr::vsock(3, 1024);
+    /// assert_eq!(Endpoint::from_sock_addr(&sa), Some(Endpoint::Vsock(VsockAddr::new(3, 1024))));
+    /// ```
+    pub fn from_sock_addr(addr: &SockAddr) -> Option<Endpoint> {
+        if let Some(vsock) = crate::sys::vsock_addr_of(addr) {
+            return Some(Endpoint::Vsock(vsock));
+        }
+        if let Some(ip) = addr.as_socket() {
+            return Some(Endpoint::Tcp(ip));
+        }
+        if addr.is_unix() {
+            if let Some(name) = addr.as_abstract_namespace() {
+                return Some(Endpoint::UnixAbstract(name.to_vec()));
+            }
+            let path = addr.as_pathname().map(PathBuf::from).unwrap_or_default();
+            return Some(Endpoint::Unix(path));
+        }
+        None
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Vsock(addr) => write!(f, "vsock:{addr}"),
+            Endpoint::Unix(path) if path.as_os_str().is_empty() => f.write_str("unix:(unnamed)"),
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+            Endpoint::UnixAbstract(name) => {
+                write!(f, "unix:@{}", String::from_utf8_lossy(name))
+            }
+            Endpoint::Tcp(addr) => write!(f, "tcp:{addr}"),
+        }
+    }
+}
+
+impl From<VsockAddr> for Endpoint {
+    fn from(addr: VsockAddr) -> Endpoint {
+        Endpoint::Vsock(addr)
+    }
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(addr: SocketAddr) -> Endpoint {
+        Endpoint::Tcp(addr)
+    }
+}
+
+/// The longest unix path (or abstract name plus its NUL) that fits in `sun_path`.
+const SUN_PATH_LEN: usize = 108;
+
+impl FromStr for Endpoint {
+    type Err = AddrParseError;
+
+    /// Parses `vsock:CID:PORT` (any form [`VsockAddr`] accepts, also `vsock://CID:PORT`),
+    /// `unix:/path`, `unix:@abstract`, and `tcp:HOST:PORT` (an IP literal, `[v6]:port`, or a
+    /// host name resolved now, first address wins).
+    fn from_str(input: &str) -> Result<Endpoint, AddrParseError> {
+        let bad = |what: &str| {
+            AddrParseError::new(input, AddrParseErrorKind::BadEndpoint(what.to_owned()))
+        };
+        let (scheme, rest) = input
+            .split_once(':')
+            .ok_or_else(|| bad("expected vsock:CID:PORT, unix:PATH or tcp:HOST:PORT"))?;
+        match scheme {
+            "vsock" => {
+                let addr = rest.strip_prefix("//").unwrap_or(rest);
+                addr.parse::<VsockAddr>()
+                    .map(Endpoint::Vsock)
+                    .map_err(|e| AddrParseError::new(input, e.kind().clone()))
+            }
+            "unix" => {
+                if let Some(name) = rest.strip_prefix('@') {
+                    if name.is_empty() {
+                        return Err(bad("empty abstract unix name"));
+                    }
+                    if name.len() >= SUN_PATH_LEN {
+                        return Err(bad("abstract unix name longer than 107 bytes"));
+                    }
+                    Ok(Endpoint::UnixAbstract(name.as_bytes().to_vec()))
+                } else if rest.is_empty() {
+                    Err(bad("empty unix path"))
+                } else if rest.len() >= SUN_PATH_LEN {
+                    Err(bad("unix path longer than 107 bytes"))
+                } else {
+                    Ok(Endpoint::Unix(PathBuf::from(rest)))
+                }
+            }
+            "tcp" => {
+                if let Ok(addr) = rest.parse::<SocketAddr>() {
+                    return Ok(Endpoint::Tcp(addr));
+                }
+                if rest
+                    .rsplit_once(':')
+                    .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+                {
+                    return Err(bad("tcp needs HOST:PORT with a port from 0 to 65535"));
+                }
+                let mut addrs = rest
+                    .to_socket_addrs()
+                    .map_err(|e| bad(&format!("cannot resolve host: {e}")))?;
+                addrs
+                    .next()
+                    .map(Endpoint::Tcp)
+                    .ok_or_else(|| bad("host resolves to no address"))
+            }
+            _ => Err(bad(&format!(
+                "unknown scheme {scheme:?}: expected vsock, unix or tcp"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_family() {
+        let cases = [
+            ("vsock:3:1024", Endpoint::Vsock(VsockAddr::new(3, 1024))),
+            ("vsock://3:1024", Endpoint::Vsock(VsockAddr::new(3, 1024))),
+            (
+                "vsock:any:5000",
+                Endpoint::Vsock(VsockAddr::new(VsockAddr::CID_ANY, 5000)),
+            ),
+            ("vsock:vm(9):1", Endpoint::Vsock(VsockAddr::new(9, 1))),
+            ("unix:/tmp/a.sock", Endpoint::Unix("/tmp/a.sock".into())),
+            ("unix:rel.sock", Endpoint::Unix("rel.sock".into())),
+            ("unix:@name", Endpoint::UnixAbstract(b"name".to_vec())),
+            (
+                "tcp:127.0.0.1:80",
+                Endpoint::Tcp("127.0.0.1:80".parse().unwrap()),
+            ),
+            ("tcp:[::1]:443", Endpoint::Tcp("[::1]:443".parse().unwrap())),
+        ];
+        for (s, want) in cases {
+            assert_eq!(s.parse::<Endpoint>().as_ref(), Ok(&want), "{s}");
+            assert_eq!(want.to_string().parse::<Endpoint>(), Ok(want.clone()));
+        }
+        let local: Endpoint = "tcp:localhost:8080".parse().unwrap();
+        match local {
+            Endpoint::Tcp(a) => {
+                assert!(a.ip().is_loopback());
+                assert_eq!(a.port(), 8080);
+            }
+            other => panic!("localhost parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_endpoints_say_what_is_wrong() {
+        let cases = [
+            ("", "expected vsock:CID:PORT, unix:PATH or tcp:HOST:PORT"),
+            (
+                "nothing",
+                "expected vsock:CID:PORT, unix:PATH or tcp:HOST:PORT",
+            ),
+            (
+                "udp:1.2.3.4:5",
+                "unknown scheme \"udp\": expected vsock, unix or tcp",
+            ),
+            ("unix:", "empty unix path"),
+            ("unix:@", "empty abstract unix name"),
+            (
+                "tcp:127.0.0.1",
+                "tcp needs HOST:PORT with a port from 0 to 65535",
+            ),
+            (
+                "tcp:127.0.0.1:99999",
+                "tcp needs HOST:PORT with a port from 0 to 65535",
+            ),
+            ("vsock:3:x", "port \"x\" is not a number"),
+            ("vsock:3", "missing \":PORT\""),
+        ];
+        for (s, want) in cases {
+            let err = s.parse::<Endpoint>().unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.ends_with(want), "{s}: {msg}");
+            assert!(msg.contains(&format!("{s:?}")), "{s}: {msg}");
+        }
+        let long = format!("unix:/{}", "x".repeat(120));
+        assert!(long
+            .parse::<Endpoint>()
+            .unwrap_err()
+            .to_string()
+            .ends_with("longer than 107 bytes"));
+    }
+
+    #[test]
+    fn sock_addr_round_trips() {
+        for s in [
+            "vsock:3:1024",
+            "unix:/tmp/x.sock",
+            "unix:@abstract-name",
+            "tcp:127.0.0.1:9",
+            "tcp:[::1]:9",
+        ] {
+            let ep: Endpoint = s.parse().unwrap();
+            let sa = ep.to_sock_addr().unwrap();
+            assert_eq!(sa.domain(), ep.domain(), "{s}");
+            assert_eq!(Endpoint::from_sock_addr(&sa), Some(ep), "{s}");
+        }
+        let flagged = Endpoint::Vsock(VsockAddr::new(5, 1).with_flags(VsockAddr::FLAG_TO_HOST));
+        let sa = flagged.to_sock_addr().unwrap();
+        assert_eq!(Endpoint::from_sock_addr(&sa), Some(flagged));
+    }
+}

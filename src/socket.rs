@@ -1,0 +1,156 @@
+//! Stream socket setup shared by every path: create (close-on-exec set atomically), bind,
+//! listen, connect (with an optional deadline), accept, and adopt an inherited listener.
+//! Errors carry the operation and the endpoint.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use socket2::{SockAddr, Socket, Type};
+
+use crate::{Endpoint, Error, Result};
+
+/// The listen backlog used when the caller gives none (as std's `TcpListener`).
+pub const DEFAULT_BACKLOG: i32 = 128;
+
+/// A new stream socket for `ep`'s family; `SOCK_CLOEXEC` (and `SOCK_NONBLOCK` when asked) are
+/// set by `socket(2)` itself, so no other thread's `exec` can inherit it.
+pub(crate) fn new_stream(ep: &Endpoint, nonblocking: bool) -> Result<Socket> {
+    let ty = if nonblocking {
+        Type::STREAM.nonblocking()
+    } else {
+        Type::STREAM
+    };
+    Socket::new(ep.domain(), ty, None).map_err(Error::with("socket", ep))
+}
+
+/// The kernel address of `ep`, with a setup error naming `op` when it cannot be formed.
+pub(crate) fn sock_addr(op: &'static str, ep: &Endpoint) -> Result<SockAddr> {
+    ep.to_sock_addr().map_err(Error::with(op, ep))
+}
+
+/// Binds and listens on `ep`. TCP listeners get `SO_REUSEADDR`, as std's do. On error the
+/// socket is closed before returning.
+pub(crate) fn listen(ep: &Endpoint, backlog: i32, nonblocking: bool) -> Result<Socket> {
+    let addr = sock_addr("bind", ep)?;
+    let socket = new_stream(ep, nonblocking)?;
+    if matches!(ep, Endpoint::Tcp(_)) {
+        socket
+            .set_reuse_address(true)
+            .map_err(Error::with("setsockopt SO_REUSEADDR", ep))?;
+    }
+    socket.bind(&addr).map_err(Error::with("bind", ep))?;
+    socket.listen(backlog).map_err(Error::with("listen", ep))?;
+    Ok(socket)
+}
+
+/// Connects a new blocking socket to `ep`, giving up after `timeout` when one is given
+/// (the error is then `TimedOut`).
+pub(crate) fn connect(ep: &Endpoint, timeout: Option<Duration>) -> Result<Socket> {
+    let addr = sock_addr("connect", ep)?;
+    let socket = new_stream(ep, false)?;
+    match timeout {
+        Some(t) if t.is_zero() => {
+            return Err(Error::new(
+                "connect",
+                Some(ep.clone()),
+                io::Error::new(io::ErrorKind::InvalidInput, "connect timeout of zero"),
+            ))
+        }
+        Some(t) => socket.connect_timeout(&addr, t),
+        None => socket.connect(&addr),
+    }
+    .map_err(Error::with("connect", ep))?;
+    Ok(socket)
+}
+
+/// Accepts one connection on `listener` (whose endpoint is `local`, for error messages); the
+/// new socket is close-on-exec, and nonblocking when asked, from birth.
+pub(crate) fn accept(
+    listener: &Socket,
+    local: &Endpoint,
+    nonblocking: bool,
+) -> Result<(Socket, Endpoint)> {
+    let mut flags = libc::SOCK_CLOEXEC;
+    if nonblocking {
+        flags |= libc::SOCK_NONBLOCK;
+    }
+    let (fd, addr) = crate::sys::accept4(listener, flags).map_err(Error::with("accept", local))?;
+    let peer = endpoint_of("accept", &addr)?;
+    Ok((Socket::from(fd), peer))
+}
+
+/// The endpoint an address names, or an `op` error for a family we do not serve.
+pub(crate) fn endpoint_of(op: &'static str, addr: &SockAddr) -> Result<Endpoint> {
+    Endpoint::from_sock_addr(addr).ok_or_else(|| {
+        Error::new(
+            op,
+            None,
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("address family {} is not vsock, unix or tcp", addr.family()),
+            ),
+        )
+    })
+}
+
+/// The endpoint the socket is bound to.
+pub(crate) fn local_endpoint(socket: &Socket) -> Result<Endpoint> {
+    let addr = socket
+        .local_addr()
+        .map_err(|e| Error::new("getsockname", None, e))?;
+    endpoint_of("getsockname", &addr)
+}
+
+/// The endpoint the socket is connected to.
+pub(crate) fn peer_endpoint(socket: &Socket) -> Result<Endpoint> {
+    let addr = socket
+        .peer_addr()
+        .map_err(|e| Error::new("getpeername", None, e))?;
+    endpoint_of("getpeername", &addr)
+}
+
+/// Adopts an inherited fd (socket activation) as a listener after checking that it is a
+/// listening stream socket of a family we serve; anything else is an `InvalidInput` error
+/// that says what the fd is. The fd is closed on error.
+pub(crate) fn adopt_listener(fd: OwnedFd) -> Result<Socket> {
+    let socket = Socket::from(fd);
+    let invalid = |why: String| {
+        Error::new(
+            "adopt listener",
+            None,
+            io::Error::new(io::ErrorKind::InvalidInput, why),
+        )
+    };
+    let domain = socket
+        .domain()
+        .map_err(|e| Error::new("adopt listener", None, e))?;
+    let served = [
+        socket2::Domain::VSOCK,
+        socket2::Domain::UNIX,
+        socket2::Domain::IPV4,
+        socket2::Domain::IPV6,
+    ];
+    if !served.contains(&domain) {
+        return Err(invalid(format!(
+            "fd is a {domain:?} socket, not vsock, unix or tcp"
+        )));
+    }
+    let ty = socket
+        .r#type()
+        .map_err(|e| Error::new("adopt listener", None, e))?;
+    if ty != Type::STREAM {
+        return Err(invalid(format!(
+            "fd is a {ty:?} socket, not a stream socket"
+        )));
+    }
+    if !socket
+        .is_listener()
+        .map_err(|e| Error::new("adopt listener", None, e))?
+    {
+        return Err(invalid(
+            "fd is a stream socket that is not listening".into(),
+        ));
+    }
+    Ok(socket)
+}
