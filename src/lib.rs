@@ -4,7 +4,8 @@
 //! - [`VsockAddr`] and [`Endpoint`]: addresses (vsock, and unix and tcp for testing and
 //!   benchmarking on machines without vsock); [`Error`]: errors with operation and endpoint;
 //!   [`VsockOptions`]: vsock socket options; [`local_cid`].
-//! - The I/O paths over the same stream sockets: [`blocking`] (std-like).
+//! - The I/O paths over the same stream sockets: [`blocking`] (std-like), [`uring`] (a
+//!   thread-per-core io_uring engine with completion callbacks and registered buffers).
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
@@ -29,6 +30,7 @@ mod socket;
 mod sys;
 
 pub mod blocking;
+pub mod uring;
 
 pub use addr::{AddrParseError, AddrParseErrorKind, VsockAddr};
 pub use endpoint::Endpoint;

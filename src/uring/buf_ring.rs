@@ -1,0 +1,225 @@
+//! The provided-buffer ring of a worker: `entries` receive buffers that the kernel picks from
+//! for multishot receives, and [`RecvBuf`], one such buffer lent to the application.
+//!
+//! Ownership: a buffer whose id is in the ring (between head and tail) belongs to the kernel,
+//! which may write it at any time. A completion hands one buffer id back to us; it becomes a
+//! [`RecvBuf`] and stays ours (nobody else can name it) until the `RecvBuf` is dropped, which
+//! puts the id back at the tail. So the kernel never writes a buffer the application reads, and
+//! a buffer is never in the ring twice.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io;
+use std::ops::Deref;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use super::region::{page_round, Region};
+
+/// One entry of the ring as the kernel reads it (`struct io_uring_buf`). The crate keeps its
+/// own copy private, so the layout is defined here; the tail of the ring overlays the `resv`
+/// field of entry 0, which is why entries are written field by field and never as a whole.
+#[repr(C)]
+struct RingEntry {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+/// The offset of the ring's tail (the `resv` field of entry 0).
+const TAIL_OFFSET: usize = 14;
+
+/// The ring and its buffers; shared (`Rc`) by the worker and every outstanding [`RecvBuf`].
+pub(crate) struct BufRing {
+    entries_mem: Region,
+    bufs: Region,
+    entries: u16,
+    buf_size: u32,
+    bgid: u16,
+    /// Our copy of the tail; the kernel only reads the one in `entries_mem`.
+    tail: Cell<u16>,
+    /// Buffers currently given to the kernel.
+    in_ring: Cell<u32>,
+    /// Index of `bufs` in the ring's registered-buffer table, once registered.
+    fixed_index: Cell<Option<u16>>,
+}
+
+impl BufRing {
+    /// Allocates a ring of `entries` (a power of two, at most 32768) buffers of `buf_size`
+    /// bytes for buffer group `bgid`, all buffers owned by us until [`fill`](Self::fill).
+    pub(crate) fn new(entries: u16, buf_size: u32, bgid: u16) -> io::Result<Rc<BufRing>> {
+        if !entries.is_power_of_two() || entries > 32768 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("provided-buffer ring entries must be a power of two up to 32768, not {entries}"),
+            ));
+        }
+        let entries_mem = Region::new(entries as usize * std::mem::size_of::<RingEntry>())?;
+        let bufs = Region::new(entries as usize * buf_size as usize)?;
+        Ok(Rc::new(BufRing {
+            entries_mem,
+            bufs,
+            entries,
+            buf_size,
+            bgid,
+            tail: Cell::new(0),
+            in_ring: Cell::new(0),
+            fixed_index: Cell::new(None),
+        }))
+    }
+
+    /// Registers the ring with the kernel under its group id.
+    pub(crate) fn register(&self, submitter: &io_uring::Submitter<'_>) -> io::Result<()> {
+        // SAFETY: entries_mem holds `entries` ring entries, is page aligned and lives as long
+        // as this BufRing, which the worker keeps until the ring fd is closed.
+        unsafe {
+            submitter.register_buf_ring_with_flags(
+                self.entries_mem.as_ptr() as u64,
+                self.entries,
+                self.bgid,
+                0,
+            )
+        }
+    }
+
+    /// Gives every buffer to the kernel (after registration).
+    pub(crate) fn fill(&self) {
+        for bid in 0..self.entries {
+            self.push(bid);
+        }
+    }
+
+    /// The buffer group id receives name.
+    pub(crate) fn bgid(&self) -> u16 {
+        self.bgid
+    }
+
+    /// Buffers the kernel can still pick from.
+    pub(crate) fn available(&self) -> u32 {
+        self.in_ring.get()
+    }
+
+    /// The iovec covering every buffer, for the registered-buffer table (so a received buffer
+    /// can be sent back with a fixed-buffer send).
+    pub(crate) fn iovec(&self) -> libc::iovec {
+        libc::iovec {
+            iov_base: self.bufs.as_ptr().cast(),
+            iov_len: self.bufs.len(),
+        }
+    }
+
+    /// Records where `iovec` sits in the registered-buffer table.
+    pub(crate) fn set_fixed_index(&self, index: u16) {
+        self.fixed_index.set(Some(index));
+    }
+
+    /// Bytes of memory the kernel pins for this ring (for the memory-lock budget).
+    pub(crate) fn locked_bytes(entries: usize, buf_size: usize) -> usize {
+        page_round(entries * std::mem::size_of::<RingEntry>()) + page_round(entries * buf_size)
+    }
+
+    /// Takes buffer `bid`, which a completion says holds `len` received bytes.
+    pub(crate) fn take(self: &Rc<Self>, bid: u16, len: u32) -> Option<RecvBuf> {
+        if bid >= self.entries || len > self.buf_size {
+            return None;
+        }
+        self.in_ring.set(self.in_ring.get() - 1);
+        Some(RecvBuf {
+            ring: Rc::clone(self),
+            bid,
+            len,
+        })
+    }
+
+    /// Puts buffer `bid` back at the tail: from here on it is the kernel's.
+    fn push(&self, bid: u16) {
+        let tail = self.tail.get();
+        let idx = (tail & (self.entries - 1)) as usize;
+        let base = self.entries_mem.as_ptr().cast::<RingEntry>();
+        // SAFETY: idx < entries, so the entry lies inside entries_mem. The entry is past the
+        // published tail, so the kernel does not read it until the tail store below; fields are
+        // written one by one so entry 0's `resv` (the shared tail) is not touched.
+        unsafe {
+            let entry = base.add(idx);
+            std::ptr::addr_of_mut!((*entry).addr).write(self.buf_ptr(bid) as u64);
+            std::ptr::addr_of_mut!((*entry).len).write(self.buf_size);
+            std::ptr::addr_of_mut!((*entry).bid).write(bid);
+        }
+        let new_tail = tail.wrapping_add(1);
+        self.tail.set(new_tail);
+        self.in_ring.set(self.in_ring.get() + 1);
+        // SAFETY: the tail is a 2-byte aligned u16 at offset 14 of the page-aligned mapping,
+        // which the kernel reads atomically; the release store publishes the entry written above.
+        unsafe {
+            let tail_ptr = self
+                .entries_mem
+                .as_ptr()
+                .add(TAIL_OFFSET)
+                .cast::<AtomicU16>();
+            (*tail_ptr).store(new_tail, Ordering::Release);
+        }
+    }
+
+    fn buf_ptr(&self, bid: u16) -> *mut u8 {
+        // SAFETY (of the arithmetic): bid < entries, so the offset is inside `bufs`.
+        self.bufs
+            .as_ptr()
+            .wrapping_add(bid as usize * self.buf_size as usize)
+    }
+}
+
+/// Received bytes in a buffer of the worker's provided-buffer ring.
+///
+/// Owned by the application from `on_recv` until dropped: keep it, read it, or send it back
+/// without a copy ([`Conn::send`](crate::uring::Conn::send) takes it through
+/// [`SendBuf::from`](crate::uring::SendBuf)). Dropping it returns the buffer to the ring for the
+/// next receive. It lives on the worker thread (it is not `Send`): hold few, and not for long,
+/// since every connection of the worker receives into the same ring.
+///
+/// ```
+/// fn checksum(buf: &uring_vsock::uring::RecvBuf) -> u64 {
+///     buf.iter().map(|&b| b as u64).sum()
+/// }
+/// ```
+pub struct RecvBuf {
+    ring: Rc<BufRing>,
+    bid: u16,
+    len: u32,
+}
+
+impl RecvBuf {
+    /// The buffer's address, length, and registered-buffer index (for fixed sends).
+    pub(crate) fn fixed(&self) -> (*const u8, usize, Option<u16>) {
+        (
+            self.ring.buf_ptr(self.bid),
+            self.len as usize,
+            self.ring.fixed_index.get(),
+        )
+    }
+}
+
+impl Deref for RecvBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the buffer is out of the ring (we own it until drop), `len` bytes were written
+        // by the completed receive, and the memory lives as long as `ring`, which we hold.
+        unsafe { std::slice::from_raw_parts(self.ring.buf_ptr(self.bid), self.len as usize) }
+    }
+}
+
+impl fmt::Debug for RecvBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvBuf")
+            .field("bid", &self.bid)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Drop for RecvBuf {
+    fn drop(&mut self) {
+        self.ring.push(self.bid);
+    }
+}

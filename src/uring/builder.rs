@@ -1,0 +1,323 @@
+//! [`EngineBuilder`]: workers, pinning, ring and buffer sizes, spin budget; and the
+//! memory-lock check that makes an engine that cannot register its buffers fail at build time
+//! rather than at run time.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::buf_pool::BufferPool;
+use super::buf_ring::BufRing;
+use super::engine::Engine;
+use crate::{Error, Result};
+
+/// Sends of registered buffers at least this long go zero-copy (`SEND_ZC`) on tcp and vsock.
+///
+/// Measured with `benches/engine_zc.rs` (criterion, tcp loopback, one engine worker echoing
+/// 100 MiB per sample, kernel 6.18, 2 vCPUs): see the numbers recorded there. Over loopback
+/// the kernel copies zero-copy data anyway at delivery, so `SEND_ZC` only pays off for large
+/// buffers; 64 KiB is where it stopped losing.
+pub const DEFAULT_ZERO_COPY_THRESHOLD: usize = 64 * 1024;
+
+type ThreadHook = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// Settings of an [`Engine`]; get one from [`Engine::builder`].
+///
+/// Registered memory per worker is `recv_buffers × recv_buffer_size` (the provided-buffer
+/// ring) plus `send_buffers × send_buffer_size` (the send pool). It must fit under
+/// `RLIMIT_MEMLOCK` for all workers together unless the process has `CAP_IPC_LOCK`; when the
+/// sizes were left at their defaults and do not fit, the builder halves the buffer counts
+/// until they do (down to 8 each), and otherwise [`build`](Self::build) fails saying what was
+/// asked and what the limit is.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use uring_vsock::uring::Engine;
+///
+/// let engine = Engine::builder()
+///     .workers(2)
+///     .recv_buffers(64, 16 * 1024)
+///     .send_buffers(16, 64 * 1024)
+///     .spin(Duration::from_micros(50))
+///     .build()?;
+/// assert_eq!(engine.workers(), 2);
+/// # Ok::<(), uring_vsock::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct EngineBuilder {
+    pub(crate) workers: usize,
+    pub(crate) pin: Option<Vec<usize>>,
+    pub(crate) sq_entries: u32,
+    pub(crate) cq_entries: u32,
+    pub(crate) recv_buffers: usize,
+    pub(crate) recv_buffer_size: usize,
+    pub(crate) send_buffers: usize,
+    pub(crate) send_buffer_size: usize,
+    pub(crate) buffers_explicit: bool,
+    pub(crate) spin: Option<Duration>,
+    pub(crate) sends_per_conn: usize,
+    pub(crate) zero_copy_threshold: usize,
+    pub(crate) on_thread_start: Option<ThreadHook>,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> EngineBuilder {
+        EngineBuilder {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pin: None,
+            sq_entries: 512,
+            cq_entries: 4096,
+            recv_buffers: 128,
+            recv_buffer_size: 16 * 1024,
+            send_buffers: 32,
+            send_buffer_size: 64 * 1024,
+            buffers_explicit: false,
+            spin: None,
+            sends_per_conn: 16,
+            zero_copy_threshold: DEFAULT_ZERO_COPY_THRESHOLD,
+            on_thread_start: None,
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// Number of worker threads, each with its own ring (default: available cores).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Pins worker `i` to CPU `cpus[i % cpus.len()]`.
+    pub fn pin_to_cpus(mut self, cpus: Vec<usize>) -> Self {
+        self.pin = Some(cpus);
+        self
+    }
+
+    /// Submission-queue entries per ring (default 512; rounded up to a power of two).
+    pub fn ring_entries(mut self, n: u32) -> Self {
+        self.sq_entries = n;
+        self
+    }
+
+    /// Completion-queue entries per ring (default 4096).
+    pub fn completion_entries(mut self, n: u32) -> Self {
+        self.cq_entries = n;
+        self
+    }
+
+    /// The provided-buffer ring of each worker: `count` (a power of two) buffers of `size`
+    /// bytes (default 128 × 16 KiB).
+    pub fn recv_buffers(mut self, count: usize, size: usize) -> Self {
+        self.recv_buffers = count;
+        self.recv_buffer_size = size;
+        self.buffers_explicit = true;
+        self
+    }
+
+    /// The registered send pool of each worker: `count` buffers of `size` bytes
+    /// (default 32 × 64 KiB).
+    pub fn send_buffers(mut self, count: usize, size: usize) -> Self {
+        self.send_buffers = count;
+        self.send_buffer_size = size;
+        self.buffers_explicit = true;
+        self
+    }
+
+    /// Adaptive spin: after the last completion a worker keeps polling for `budget` before it
+    /// sleeps in the kernel. Costs CPU (see [`EngineStats::spin_time_ns`]) for lower latency.
+    /// Off by default.
+    ///
+    /// [`EngineStats::spin_time_ns`]: crate::uring::EngineStats::spin_time_ns
+    pub fn spin(mut self, budget: Duration) -> Self {
+        self.spin = (!budget.is_zero()).then_some(budget);
+        self
+    }
+
+    /// Sends a connection may have queued or in flight at once (default 16); past it
+    /// [`Conn::send`](crate::uring::Conn::send) hands the buffer back.
+    pub fn sends_per_connection(mut self, n: usize) -> Self {
+        self.sends_per_conn = n.max(1);
+        self
+    }
+
+    /// Registered sends at least this long go zero-copy on tcp and vsock (default
+    /// [`DEFAULT_ZERO_COPY_THRESHOLD`]); `usize::MAX` turns zero-copy off.
+    pub fn zero_copy_threshold(mut self, bytes: usize) -> Self {
+        self.zero_copy_threshold = bytes;
+        self
+    }
+
+    /// Runs `hook(worker_index)` on each worker thread when it starts (e.g. to set thread
+    /// priorities, or to mark the thread for an allocation counter).
+    pub fn on_thread_start(mut self, hook: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_thread_start = Some(Arc::new(hook));
+        self
+    }
+
+    /// Starts the workers: probes the kernel, creates each ring on its own thread, registers
+    /// the buffers.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for bad sizes; `OutOfMemory` when the registered buffers exceed
+    /// `RLIMIT_MEMLOCK` (the message says what was asked and the limit); the kernel's error
+    /// when a ring cannot be set up.
+    pub fn build(self) -> Result<Engine> {
+        let cfg = self.validated()?;
+        Engine::start(cfg)
+    }
+
+    /// Checks sizes and the memory-lock budget, sizing defaults down when they do not fit.
+    pub(crate) fn validated(mut self) -> Result<EngineBuilder> {
+        let invalid = |msg: String| {
+            Error::new(
+                "engine build",
+                None,
+                io::Error::new(io::ErrorKind::InvalidInput, msg),
+            )
+        };
+        if self.workers == 0 || self.workers > 1024 {
+            return Err(invalid(format!(
+                "workers must be 1..=1024, not {}",
+                self.workers
+            )));
+        }
+        if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32768 {
+            return Err(invalid(format!(
+                "recv buffer count must be a power of two up to 32768, not {}",
+                self.recv_buffers
+            )));
+        }
+        if self.recv_buffer_size == 0 || self.recv_buffer_size > u32::MAX as usize {
+            return Err(invalid(format!(
+                "recv buffer size {} is out of range",
+                self.recv_buffer_size
+            )));
+        }
+        if self.send_buffers == 0 || self.send_buffers > 16384 || self.send_buffer_size == 0 {
+            return Err(invalid(format!(
+                "send pool of {} x {} bytes: count must be 1..=16384, size > 0",
+                self.send_buffers, self.send_buffer_size
+            )));
+        }
+        let limit = memlock_limit();
+        loop {
+            let asked = self.locked_bytes();
+            match limit {
+                Some(limit) if asked > limit => {
+                    if !self.buffers_explicit && (self.recv_buffers > 8 || self.send_buffers > 8) {
+                        self.recv_buffers = (self.recv_buffers / 2).max(8);
+                        self.send_buffers = (self.send_buffers / 2).max(8);
+                        continue;
+                    }
+                    return Err(Error::new(
+                        "engine build",
+                        None,
+                        io::Error::new(
+                            io::ErrorKind::OutOfMemory,
+                            memlock_message(&self, asked, limit),
+                        ),
+                    ));
+                }
+                _ => return Ok(self),
+            }
+        }
+    }
+
+    /// Registered (pinned) bytes for all workers.
+    pub(crate) fn locked_bytes(&self) -> usize {
+        self.workers
+            * (BufRing::locked_bytes(self.recv_buffers, self.recv_buffer_size)
+                + BufferPool::locked_bytes(self.send_buffers, self.send_buffer_size))
+    }
+}
+
+fn memlock_message(b: &EngineBuilder, asked: usize, limit: usize) -> String {
+    format!(
+        "registered buffers need {} KiB ({} workers x ({} recv x {} B + {} send x {} B)) but \
+         RLIMIT_MEMLOCK is {} KiB; use fewer workers or buffers, or raise the limit",
+        asked / 1024,
+        b.workers,
+        b.recv_buffers,
+        b.recv_buffer_size,
+        b.send_buffers,
+        b.send_buffer_size,
+        limit / 1024
+    )
+}
+
+/// The memory-lock limit that applies to registered buffers, or `None` when unlimited (an
+/// infinite limit, or `CAP_IPC_LOCK`, which exempts the process from accounting).
+pub(crate) fn memlock_limit() -> Option<usize> {
+    if has_cap_ipc_lock() {
+        return None;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through the valid pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+        return None;
+    }
+    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as usize)
+}
+
+/// Whether the effective capabilities include `CAP_IPC_LOCK` (bit 14), from /proc.
+fn has_cap_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("workers", &self.workers)
+            .field("pin", &self.pin)
+            .field("sq_entries", &self.sq_entries)
+            .field("cq_entries", &self.cq_entries)
+            .field("recv_buffers", &(self.recv_buffers, self.recv_buffer_size))
+            .field("send_buffers", &(self.send_buffers, self.send_buffer_size))
+            .field("spin", &self.spin)
+            .field("sends_per_conn", &self.sends_per_conn)
+            .field("zero_copy_threshold", &self.zero_copy_threshold)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memlock_message_says_what_and_limit() {
+        let b = EngineBuilder::default()
+            .workers(4)
+            .recv_buffers(1024, 64 * 1024);
+        let asked = b.locked_bytes();
+        let msg = memlock_message(&b, asked, 8 << 20);
+        assert!(msg.contains("4 workers"), "{msg}");
+        assert!(msg.contains("RLIMIT_MEMLOCK is 8192 KiB"), "{msg}");
+    }
+
+    #[test]
+    fn rejects_bad_sizes() {
+        let e = EngineBuilder::default()
+            .recv_buffers(100, 4096)
+            .validated()
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let e = EngineBuilder::default().workers(0).validated().unwrap_err();
+        assert!(e.to_string().contains("workers"), "{e}");
+    }
+}

@@ -1,0 +1,44 @@
+//! The one place that turns a completion's `res` into an [`io::Result`], with a message that
+//! says what happened in engine terms (e.g. `ENOBUFS` on a receive means the worker's
+//! provided-buffer ring ran dry, which the engine treats as backpressure).
+
+use std::io;
+
+/// A CQE's `res`: the count on success, or an error naming the operation.
+pub(crate) fn cqe_result(op: &'static str, res: i32) -> io::Result<u32> {
+    if res >= 0 {
+        return Ok(res as u32);
+    }
+    Err(errno_error(op, -res))
+}
+
+/// An [`io::Error`] for errno `errno` of operation `op` with its kind kept.
+pub(crate) fn errno_error(op: &'static str, errno: i32) -> io::Error {
+    let os = io::Error::from_raw_os_error(errno);
+    let why = match errno {
+        libc::ENOBUFS => " (the provided-buffer ring was empty: all receive buffers are held)",
+        libc::ECANCELED => " (cancelled: the connection is closing)",
+        libc::EOPNOTSUPP => " (not supported on this socket family)",
+        libc::ETIME => " (deadline passed)",
+        _ => "",
+    };
+    io::Error::new(os.kind(), format!("{op}: {os}{why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_and_messages() {
+        assert_eq!(cqe_result("recv", 17).unwrap(), 17);
+        let e = cqe_result("recv", -libc::ENOBUFS).unwrap_err();
+        assert!(
+            e.to_string().contains("provided-buffer ring was empty"),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("recv: "), "{e}");
+        let e = cqe_result("send", -libc::ECONNRESET).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+    }
+}

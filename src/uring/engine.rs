@@ -1,0 +1,292 @@
+//! [`Engine`]: the workers, and the calls that give them work (listen, connect) and stop
+//! them.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::builder::EngineBuilder;
+use super::conn::Handler;
+use super::handle::{Command, ConnHandle, Factory, Waker, WorkerLink};
+use super::ring::{self, RingFeatures};
+use super::stats::{EngineStats, WorkerStats};
+use super::worker::{self, WorkerInit, ON_WORKER};
+use crate::{Endpoint, Error, Result};
+
+/// A thread-per-core io_uring engine for stream connections (vsock, unix, tcp).
+///
+/// Each worker thread owns one ring, a pool of registered send buffers and a provided-buffer
+/// ring for receives; a connection lives on one worker and its [`Handler`] runs there.
+/// Dropping the engine shuts it down like [`shutdown`](Self::shutdown).
+///
+/// # Examples
+///
+/// An echo server on a unix socket, and a client connection through the same engine:
+///
+/// ```
+/// use uring_vsock::uring::{Conn, Engine, Handler, RecvBuf};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
+///         let _ = conn.send(buf); // a full queue drops the bytes: fine for a demo
+///     }
+/// }
+///
+/// struct Client(std::sync::mpsc::Sender<Vec<u8>>);
+/// impl Handler for Client {
+///     fn on_recv(&mut self, _conn: &mut Conn<'_>, buf: RecvBuf) {
+///         let _ = self.0.send(buf.to_vec());
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("uv-engine-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let ep: uring_vsock::Endpoint = format!("unix:{}", dir.join("echo").display()).parse()?;
+///
+/// let engine = Engine::builder().workers(1).build()?;
+/// engine.listen(&ep, |_peer| Echo)?;
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let conn = engine.connect(&ep, Some(std::time::Duration::from_secs(5)), Client(tx))?;
+/// conn.send(b"ping".to_vec())?;
+/// assert_eq!(rx.recv()?, b"ping");
+/// engine.shutdown();
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub struct Engine {
+    workers: Vec<WorkerRef>,
+    links: Arc<Vec<WorkerLink>>,
+    loads: Arc<Vec<Arc<AtomicUsize>>>,
+    features: RingFeatures,
+    stopped: AtomicBool,
+}
+
+struct WorkerRef {
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<WorkerStats>,
+}
+
+impl Engine {
+    /// A builder with defaults (one worker per core, no spinning).
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// An engine with default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineBuilder::build`].
+    pub fn new() -> Result<Engine> {
+        Engine::builder().build()
+    }
+
+    pub(crate) fn start(cfg: EngineBuilder) -> Result<Engine> {
+        let features = ring::probe(cfg.sq_entries, cfg.cq_entries)
+            .map_err(|e| Error::new("io_uring setup", None, e))?;
+        let cfg = Arc::new(cfg);
+        let n = cfg.workers;
+        let mut links = Vec::with_capacity(n);
+        let mut inits = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let (reader, writer) = std::io::pipe().map_err(|e| Error::new("pipe", None, e))?;
+            links.push(WorkerLink {
+                tx,
+                waker: Arc::new(Waker {
+                    writer,
+                    pending: AtomicBool::new(false),
+                }),
+            });
+            inits.push((rx, reader));
+        }
+        let links = Arc::new(links);
+        let loads: Arc<Vec<Arc<AtomicUsize>>> =
+            Arc::new((0..n).map(|_| Arc::new(AtomicUsize::new(0))).collect());
+        let mut engine = Engine {
+            workers: Vec::with_capacity(n),
+            links: Arc::clone(&links),
+            loads: Arc::clone(&loads),
+            features: features.clone(),
+            stopped: AtomicBool::new(false),
+        };
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(n);
+        for (index, (rx, wake_reader)) in inits.into_iter().enumerate() {
+            let stats = Arc::new(WorkerStats::default());
+            let init = WorkerInit {
+                index,
+                cfg: Arc::clone(&cfg),
+                features: features.clone(),
+                rx,
+                wake_reader,
+                links: Arc::clone(&links),
+                loads: Arc::clone(&loads),
+                stats: Arc::clone(&stats),
+            };
+            let ready = ready_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("uring-vsock-w{index}"))
+                .spawn(move || worker::run(init, ready))
+                .map_err(|e| Error::new("spawn worker", None, e))?;
+            engine.workers.push(WorkerRef {
+                thread: std::sync::Mutex::new(Some(thread)),
+                stats,
+            });
+        }
+        drop(ready_tx);
+        for _ in 0..n {
+            let res = ready_rx
+                .recv()
+                .unwrap_or_else(|_| Err(io::Error::other("a worker exited during setup")));
+            if let Err(e) = res {
+                engine.stop();
+                return Err(Error::new("engine worker setup", None, e));
+            }
+        }
+        Ok(engine)
+    }
+
+    /// Listens on `ep` and serves each accepted connection with `factory(&peer)`'s handler,
+    /// made on the worker the connection is given to. Returns the bound endpoint (with the
+    /// real port for `tcp:…:0`). The first worker accepts (multishot) and hands connections
+    /// to the least-loaded worker.
+    ///
+    /// # Errors
+    ///
+    /// The bind or listen error, with the endpoint.
+    pub fn listen<F, H>(&self, ep: &Endpoint, factory: F) -> Result<Endpoint>
+    where
+        F: Fn(&Endpoint) -> H + Send + Sync + 'static,
+        H: Handler,
+    {
+        let socket = crate::socket::listen(ep, crate::DEFAULT_BACKLOG, false)?;
+        let local = crate::socket::local_endpoint(&socket)?;
+        let factory: Factory =
+            Arc::new(move |peer: &Endpoint| Box::new(factory(peer)) as Box<dyn Handler>);
+        self.links[0]
+            .send(Command::Listen {
+                socket,
+                local: local.clone(),
+                factory,
+            })
+            .map_err(|_| stopped_error("listen", ep))?;
+        Ok(local)
+    }
+
+    /// Connects to `ep` through the ring of the least-loaded worker, giving up after
+    /// `timeout` (a linked timeout: no hang), and runs `handler` on the connection. Blocks the
+    /// calling thread until connected; do not call it from a handler.
+    ///
+    /// # Errors
+    ///
+    /// `connect ENDPOINT: …` with the kernel's error (`ConnectionRefused`, or
+    /// `ConnectionReset` for a vsock port with no listener), `TimedOut` after `timeout`,
+    /// `WouldBlock` when called on a worker thread, `NotConnected` once shut down.
+    pub fn connect<H: Handler + Send>(
+        &self,
+        ep: &Endpoint,
+        timeout: Option<Duration>,
+        handler: H,
+    ) -> Result<ConnHandle> {
+        if ON_WORKER.with(|w| w.get()) {
+            return Err(Error::new(
+                "connect",
+                Some(ep.clone()),
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "Engine::connect blocks: not callable from a handler",
+                ),
+            ));
+        }
+        let target = self.least_loaded();
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.links[target]
+            .send(Command::Connect {
+                ep: ep.clone(),
+                timeout,
+                handler: Box::new(handler),
+                reply,
+            })
+            .map_err(|_| stopped_error("connect", ep))?;
+        rx.recv()
+            .unwrap_or_else(|_| Err(stopped_error("connect", ep)))
+    }
+
+    fn least_loaded(&self) -> usize {
+        (0..self.loads.len())
+            .min_by_key(|&i| self.loads[i].load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// What the rings run with (task-run mode, zero-copy support, ...).
+    pub fn features(&self) -> &RingFeatures {
+        &self.features
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Counters summed over all workers.
+    pub fn stats(&self) -> EngineStats {
+        self.workers.iter().map(|w| w.stats.snapshot()).sum()
+    }
+
+    /// Counters of worker `index`, if it exists.
+    pub fn worker_stats(&self, index: usize) -> Option<EngineStats> {
+        self.workers.get(index).map(|w| w.stats.snapshot())
+    }
+
+    /// Stops accepting, closes every connection (cancelling and draining operations in
+    /// flight: handlers get `on_close` with [`CloseReason::EngineShutdown`]), closes every fd
+    /// and joins the workers. Dropping the engine does the same.
+    ///
+    /// [`CloseReason::EngineShutdown`]: crate::uring::CloseReason::EngineShutdown
+    pub fn shutdown(self) {
+        self.stop();
+    }
+
+    fn stop(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for link in self.links.iter() {
+            let _ = link.send(Command::Shutdown);
+        }
+        for w in &self.workers {
+            let thread = w.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("workers", &self.workers.len())
+            .field("features", &self.features)
+            .finish()
+    }
+}
+
+fn stopped_error(op: &'static str, ep: &Endpoint) -> Error {
+    Error::new(
+        op,
+        Some(ep.clone()),
+        io::Error::new(io::ErrorKind::NotConnected, "the engine has shut down"),
+    )
+}

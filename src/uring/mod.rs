@@ -1,0 +1,48 @@
+//! The io_uring engine: thread-per-core workers serving stream connections (vsock, unix,
+//! tcp) with completion callbacks.
+//!
+//! - [`Engine`] (built by [`EngineBuilder`]) runs the workers. Each owns one ring
+//!   (`SINGLE_ISSUER | DEFER_TASKRUN` where the kernel has it, see [`RingFeatures`]), a
+//!   [`BufferPool`] of registered send buffers and a provided-buffer ring that multishot
+//!   receives fill.
+//! - A connection lives on one worker. Its [`Handler`] gets the completions there: opened,
+//!   bytes received ([`RecvBuf`]), send finished ([`SendBuf`] back), peer shut down, closed
+//!   ([`CloseReason`]). It acts through [`Conn`].
+//! - A [`ConnHandle`] drives a connection from any thread (send, shut down, close).
+//!
+//! Buffer ownership is always one owner at a time: the kernel (a receive buffer in the ring,
+//! a send buffer in flight), the engine (a queued send), or the application (a `RecvBuf` it
+//! was given, a `SendBuf` it made or got back). Nothing the kernel may still touch is freed
+//! or reused before its completion; closing a connection cancels its operations and waits
+//! for their completions.
+//!
+//! # Example
+//!
+//! An echo server, and a blocking client to try it (the README's example):
+//!
+#![doc = include_str!("README-snippet.md")]
+
+mod buf_pool;
+mod buf_ring;
+mod builder;
+mod completion;
+mod conn;
+mod core;
+mod engine;
+mod handle;
+mod op;
+mod region;
+mod ring;
+mod send_buf;
+mod stats;
+mod worker;
+
+pub use buf_pool::BufferPool;
+pub use buf_ring::RecvBuf;
+pub use builder::{EngineBuilder, DEFAULT_ZERO_COPY_THRESHOLD};
+pub use conn::{CloseReason, Conn, ConnId, Handler};
+pub use engine::Engine;
+pub use handle::{ConnHandle, SendError};
+pub use ring::{RingFeatures, TaskRunMode};
+pub use send_buf::SendBuf;
+pub use stats::EngineStats;

@@ -1,0 +1,133 @@
+//! Ring setup and feature probing. Workers want `SINGLE_ISSUER | DEFER_TASKRUN` (completions
+//! are posted only when the owning thread asks, no inter-processor interrupts); kernels
+//! without it get `COOP_TASKRUN`, and older ones the default. `TASKRUN_FLAG` is set in both so
+//! a spinning worker sees pending completions in the SQ flags without a syscall. The choice
+//! is made once, by probing on the builder's thread, and reported in [`RingFeatures`].
+
+use std::fmt;
+use std::io;
+
+use io_uring::{opcode, IoUring, Probe};
+
+/// How the kernel runs the ring's completion work, as chosen by probing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskRunMode {
+    /// `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG` (kernel 6.1+): completions are posted
+    /// only when the worker enters the kernel to reap them.
+    DeferTaskrun,
+    /// `COOP_TASKRUN | TASKRUN_FLAG` (kernel 5.19+): no interrupting the worker, but work runs
+    /// on any kernel entry.
+    CoopTaskrun,
+    /// Neither flag is available.
+    Default,
+}
+
+/// What the engine's rings run with, decided by probing at build time.
+///
+/// ```
+/// # fn main() -> uring_vsock::Result<()> {
+/// let engine = uring_vsock::uring::Engine::builder().workers(1).build()?;
+/// println!("{}", engine.features());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingFeatures {
+    /// The task-run mode.
+    pub task_run: TaskRunMode,
+    /// Whether each worker registered its ring fd (`IORING_REGISTER_RING_FDS`), saving an fd
+    /// lookup per `io_uring_enter`.
+    pub registered_ring_fd: bool,
+    /// Whether `SEND_ZC` is supported (used above the zero-copy threshold on tcp and vsock).
+    pub send_zc: bool,
+    /// Whether the kernel keeps completions that overflow the completion queue
+    /// (`IORING_FEAT_NODROP`) instead of dropping them.
+    pub no_drop: bool,
+}
+
+impl fmt::Display for RingFeatures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "task run {:?}, registered ring fd {}, send_zc {}, nodrop {}",
+            self.task_run, self.registered_ring_fd, self.send_zc, self.no_drop
+        )
+    }
+}
+
+/// Builds a ring in `mode` with `sq` submission and `cq` completion entries.
+pub(crate) fn build(mode: TaskRunMode, sq: u32, cq: u32) -> io::Result<IoUring> {
+    let mut b = IoUring::builder();
+    b.setup_cqsize(cq).setup_clamp();
+    match mode {
+        TaskRunMode::DeferTaskrun => {
+            b.setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag();
+        }
+        TaskRunMode::CoopTaskrun => {
+            b.setup_coop_taskrun().setup_taskrun_flag();
+        }
+        TaskRunMode::Default => {}
+    }
+    b.build(sq)
+}
+
+/// Finds the best mode this kernel accepts and what it supports, with a throwaway ring.
+pub(crate) fn probe(sq: u32, cq: u32) -> io::Result<RingFeatures> {
+    let mut last_err = None;
+    for mode in [
+        TaskRunMode::DeferTaskrun,
+        TaskRunMode::CoopTaskrun,
+        TaskRunMode::Default,
+    ] {
+        match build(mode, sq, cq) {
+            Ok(ring) => {
+                let mut probe = Probe::new();
+                ring.submitter().register_probe(&mut probe)?;
+                let needed = [
+                    (opcode::AcceptMulti::CODE, "ACCEPT"),
+                    (opcode::RecvMulti::CODE, "RECV"),
+                    (opcode::Send::CODE, "SEND"),
+                    (opcode::Connect::CODE, "CONNECT"),
+                    (opcode::LinkTimeout::CODE, "LINK_TIMEOUT"),
+                    (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+                    (opcode::Read::CODE, "READ"),
+                ];
+                for (code, name) in needed {
+                    if !probe.is_supported(code) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Unsupported,
+                            format!("io_uring opcode {name} is not supported by this kernel"),
+                        ));
+                    }
+                }
+                return Ok(RingFeatures {
+                    task_run: mode,
+                    registered_ring_fd: true,
+                    send_zc: probe.is_supported(opcode::SendZc::CODE),
+                    no_drop: ring.params().is_feature_nodrop(),
+                });
+            }
+            // EINVAL: this kernel does not know the flags; try the next mode.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("no io_uring mode could be set up")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_a_mode_and_builds_it() {
+        let f = probe(64, 256).unwrap();
+        // Kernel 6.18 here: the best mode must be chosen.
+        assert_eq!(f.task_run, TaskRunMode::DeferTaskrun);
+        assert!(f.send_zc);
+        let ring = build(f.task_run, 64, 256).unwrap();
+        assert!(ring.params().is_setup_single_issuer());
+        assert!(ring.params().cq_entries() >= 256);
+    }
+}

@@ -1,0 +1,117 @@
+//! Counters each worker keeps (relaxed atomics, written by the worker only) and the
+//! [`EngineStats`] snapshot that sums them, so spinning's CPU cost and the buffer pressure are
+//! visible.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters of one worker.
+#[derive(Default, Debug)]
+pub(crate) struct WorkerStats {
+    pub spins: AtomicU64,
+    pub spin_nanos: AtomicU64,
+    pub sleeps: AtomicU64,
+    pub completions: AtomicU64,
+    pub accepted: AtomicU64,
+    pub connected: AtomicU64,
+    pub closed: AtomicU64,
+    pub open: AtomicU64,
+    pub recv_bytes: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    pub enobufs: AtomicU64,
+    pub zc_sends: AtomicU64,
+    pub copy_sends: AtomicU64,
+    pub handler_panics: AtomicU64,
+    pub accept_errors: AtomicU64,
+}
+
+impl WorkerStats {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> EngineStats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        EngineStats {
+            spins: g(&self.spins),
+            spin_time_ns: g(&self.spin_nanos),
+            sleeps: g(&self.sleeps),
+            completions: g(&self.completions),
+            accepted: g(&self.accepted),
+            connected: g(&self.connected),
+            closed: g(&self.closed),
+            open: g(&self.open),
+            recv_bytes: g(&self.recv_bytes),
+            sent_bytes: g(&self.sent_bytes),
+            enobufs: g(&self.enobufs),
+            zero_copy_sends: g(&self.zc_sends),
+            copy_sends: g(&self.copy_sends),
+            handler_panics: g(&self.handler_panics),
+            accept_errors: g(&self.accept_errors),
+        }
+    }
+}
+
+/// Counters of an engine (summed over workers) or of one worker, from
+/// [`Engine::stats`](crate::uring::Engine::stats) and
+/// [`Engine::worker_stats`](crate::uring::Engine::worker_stats).
+///
+/// ```
+/// use uring_vsock::uring::EngineStats;
+/// let total: EngineStats = [EngineStats::default(), EngineStats::default()].into_iter().sum();
+/// assert_eq!(total.sleeps, 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Idle loop turns spent polling for completions instead of sleeping.
+    pub spins: u64,
+    /// Nanoseconds spent in those spins: the CPU cost of the spin budget.
+    pub spin_time_ns: u64,
+    /// Times the worker blocked in the kernel waiting for a completion.
+    pub sleeps: u64,
+    /// Completions processed.
+    pub completions: u64,
+    /// Connections accepted (counted by the worker that accepted them).
+    pub accepted: u64,
+    /// Outgoing connections established.
+    pub connected: u64,
+    /// Connections closed.
+    pub closed: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Bytes received.
+    pub recv_bytes: u64,
+    /// Bytes sent.
+    pub sent_bytes: u64,
+    /// Receives that found the provided-buffer ring empty (`ENOBUFS`) and were re-armed later.
+    pub enobufs: u64,
+    /// Sends done zero-copy (`SEND_ZC` from a registered buffer).
+    pub zero_copy_sends: u64,
+    /// Sends done by copying (`SEND`).
+    pub copy_sends: u64,
+    /// Handler calls that panicked (each closed its connection).
+    pub handler_panics: u64,
+    /// Accept completions that failed (e.g. `EMFILE`); the accept is re-armed.
+    pub accept_errors: u64,
+}
+
+impl std::iter::Sum for EngineStats {
+    fn sum<I: Iterator<Item = EngineStats>>(iter: I) -> EngineStats {
+        iter.fold(EngineStats::default(), |a, b| EngineStats {
+            spins: a.spins + b.spins,
+            spin_time_ns: a.spin_time_ns + b.spin_time_ns,
+            sleeps: a.sleeps + b.sleeps,
+            completions: a.completions + b.completions,
+            accepted: a.accepted + b.accepted,
+            connected: a.connected + b.connected,
+            closed: a.closed + b.closed,
+            open: a.open + b.open,
+            recv_bytes: a.recv_bytes + b.recv_bytes,
+            sent_bytes: a.sent_bytes + b.sent_bytes,
+            enobufs: a.enobufs + b.enobufs,
+            zero_copy_sends: a.zero_copy_sends + b.zero_copy_sends,
+            copy_sends: a.copy_sends + b.copy_sends,
+            handler_panics: a.handler_panics + b.handler_panics,
+            accept_errors: a.accept_errors + b.accept_errors,
+        })
+    }
+}

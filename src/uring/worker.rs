@@ -1,0 +1,452 @@
+//! A worker thread: creates its ring (on itself, as `SINGLE_ISSUER` requires), registers its
+//! buffers, then loops: take commands, reap completions, submit, and when idle spin for the
+//! budget or sleep in the kernel. The first worker also accepts: each accepted connection
+//! goes to the least-loaded worker through its channel and wake-up pipe.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use io_uring::{cqueue, opcode, types, IoUring};
+use socket2::Socket;
+
+use super::buf_pool::BufferPool;
+use super::buf_ring::BufRing;
+use super::builder::EngineBuilder;
+use super::core::{Core, HandleOp};
+use super::handle::{Command, Factory, WorkerLink};
+use super::op::{Kind, Op};
+use super::ring::{self, RingFeatures};
+use super::stats::WorkerStats;
+use crate::{Endpoint, Error};
+
+thread_local! {
+    /// Set on worker threads, so blocking engine calls made from a handler fail instead of
+    /// deadlocking the worker.
+    pub(crate) static ON_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// What a worker thread starts with.
+pub(crate) struct WorkerInit {
+    pub(crate) index: usize,
+    pub(crate) cfg: Arc<EngineBuilder>,
+    pub(crate) features: RingFeatures,
+    pub(crate) rx: Receiver<Command>,
+    pub(crate) wake_reader: std::io::PipeReader,
+    pub(crate) links: Arc<Vec<WorkerLink>>,
+    pub(crate) loads: Arc<Vec<Arc<AtomicUsize>>>,
+    pub(crate) stats: Arc<WorkerStats>,
+}
+
+struct ListenerState {
+    socket: Option<Socket>,
+    local: Endpoint,
+    factory: Factory,
+    armed: bool,
+}
+
+struct Worker {
+    index: usize,
+    core: Core,
+    rx: Receiver<Command>,
+    links: Arc<Vec<WorkerLink>>,
+    loads: Arc<Vec<Arc<AtomicUsize>>>,
+    listeners: Vec<Option<ListenerState>>,
+    wake_reader: std::io::PipeReader,
+    /// The wake-up read's buffer: boxed so it stays put while the read is in flight.
+    wake_buf: Box<[u8; 64]>,
+    wake_armed: bool,
+    stopping: bool,
+}
+
+/// The worker thread's body; reports setup success or failure on `ready` first.
+pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
+    ON_WORKER.with(|w| w.set(true));
+    let cfg = Arc::clone(&init.cfg);
+    if let Some(cpus) = cfg.pin.as_ref().filter(|c| !c.is_empty()) {
+        pin_to(cpus[init.index % cpus.len()]);
+    }
+    if let Some(hook) = &cfg.on_thread_start {
+        hook(init.index);
+    }
+    // Buffers first, ring second: locals drop in reverse order, so the ring (and with it the
+    // kernel's use of the registered memory) goes before the memory does.
+    let setup = || -> io::Result<(BufferPool, Rc<BufRing>, IoUring)> {
+        let pool = BufferPool::new(cfg.send_buffers, cfg.send_buffer_size)?;
+        let bufs = BufRing::new(cfg.recv_buffers as u16, cfg.recv_buffer_size as u32, 0)?;
+        let ring = ring::build(init.features.task_run, cfg.sq_entries, cfg.cq_entries)?;
+        let iovecs: Vec<libc::iovec> = pool.iovecs().chain(std::iter::once(bufs.iovec())).collect();
+        // SAFETY: each iovec covers memory owned by `pool` or `bufs`, which outlive the ring
+        // (declared before it by the caller, and leaked if the ring cannot be drained).
+        unsafe { ring.submitter().register_buffers(&iovecs)? };
+        pool.set_fixed_base(0);
+        bufs.set_fixed_index(pool.count() as u16);
+        bufs.register(&ring.submitter())?;
+        bufs.fill();
+        Ok((pool, bufs, ring))
+    };
+    let (pool, bufs, mut ring) = match setup() {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let index = init.index;
+    let link = init.links[index].clone();
+    let core = Core::new(
+        index as u32,
+        pool.clone(),
+        Rc::clone(&bufs),
+        Arc::clone(&init.stats),
+        link,
+        Arc::clone(&init.loads[index]),
+        cfg.sends_per_conn,
+        cfg.zero_copy_threshold,
+        init.features.send_zc,
+        cfg.sq_entries as usize * 2,
+    );
+    let mut worker = Worker {
+        index,
+        core,
+        rx: init.rx,
+        links: init.links,
+        loads: init.loads,
+        listeners: Vec::new(),
+        wake_reader: init.wake_reader,
+        wake_buf: Box::new([0; 64]),
+        wake_armed: false,
+        stopping: false,
+    };
+    let _ = ready.send(Ok(()));
+    let result = worker.run_loop(&mut ring, &cfg);
+    if let Err(e) = &result {
+        eprintln!("uring-vsock worker {index}: ring failed: {e}");
+    }
+    worker.drain_commands_after_exit();
+    if worker.core.inflight > 0 {
+        // The kernel may still use these buffers: leak rather than free under it.
+        std::mem::forget(worker);
+        std::mem::forget(bufs);
+        std::mem::forget(pool);
+        std::mem::forget(ring);
+    }
+}
+
+/// Pins the calling thread to `cpu` (best effort: an invalid CPU leaves it unpinned).
+fn pin_to(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks; sched_setaffinity reads the set
+    // through a valid pointer of the size passed.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+impl Worker {
+    fn run_loop(&mut self, ring: &mut IoUring, cfg: &EngineBuilder) -> io::Result<()> {
+        let (mut submitter, mut sq, mut cq) = ring.split();
+        // Saves the fd lookup on every enter; fine to run without it.
+        let _ = submitter.register_ring_fd();
+        self.arm_wake();
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            let mut work = false;
+            while let Ok(cmd) = self.rx.try_recv() {
+                work = true;
+                self.command(cmd);
+            }
+            cq.sync();
+            for cqe in &mut cq {
+                work = true;
+                self.dispatch(cqe.user_data(), cqe.result(), cqe.flags());
+            }
+            self.core.rearm_starved();
+            if self.stopping {
+                self.stop_step();
+                if self.core.inflight == 0 && self.core.staged.is_empty() {
+                    return Ok(());
+                }
+            }
+            // Flush staged SQEs; a link head needs room for its linked timeout too, so a
+            // chain never spans two submissions.
+            for (entry, link_head) in self.core.staged.drain(..) {
+                let need = if link_head { 2 } else { 1 };
+                while sq.capacity() - sq.len() < need {
+                    sq.sync();
+                    enter(&submitter, 0)?;
+                    sq.sync();
+                }
+                // SAFETY: every pointer in the entry refers to memory held until the op's
+                // final completion: send buffers in the connection's `cur`, connect address
+                // and timespec boxed in the connection, the wake buffer boxed in the worker;
+                // receives use the provided-buffer ring.
+                unsafe { sq.push(&entry).expect("room checked above") };
+            }
+            sq.sync();
+            if work {
+                if let Some(start) = idle_since.take() {
+                    WorkerStats::add(
+                        &self.core.stats.spin_nanos,
+                        start.elapsed().as_nanos() as u64,
+                    );
+                }
+                if !sq.is_empty() || sq.taskrun() {
+                    enter(&submitter, 0)?;
+                }
+                continue;
+            }
+            if let Some(budget) = cfg.spin {
+                let start = *idle_since.get_or_insert_with(Instant::now);
+                if start.elapsed() < budget {
+                    WorkerStats::add(&self.core.stats.spins, 1);
+                    // With TASKRUN_FLAG the kernel flags pending completion work in the SQ
+                    // flags: enter only then, otherwise just poll memory.
+                    if !sq.is_empty() || sq.taskrun() {
+                        enter(&submitter, 0)?;
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                    continue;
+                }
+                WorkerStats::add(
+                    &self.core.stats.spin_nanos,
+                    start.elapsed().as_nanos() as u64,
+                );
+                idle_since = None;
+            }
+            WorkerStats::add(&self.core.stats.sleeps, 1);
+            enter(&submitter, 1)?;
+        }
+    }
+
+    fn dispatch(&mut self, user_data: u64, res: i32, flags: u32) {
+        WorkerStats::add(&self.core.stats.completions, 1);
+        if !cqueue::more(flags) {
+            self.core.inflight -= 1;
+        }
+        let Some(op) = Op::decode(user_data) else {
+            return;
+        };
+        match op.kind {
+            Kind::Wake => self.on_wake(res),
+            Kind::Accept => self.on_accept(op.index, res, flags),
+            _ => self.core.on_conn_cqe(op, res, flags),
+        }
+    }
+
+    // ---- wake-ups and commands ------------------------------------------------------------
+
+    fn arm_wake(&mut self) {
+        if self.wake_armed || self.stopping {
+            return;
+        }
+        self.wake_armed = true;
+        let entry = opcode::Read::new(
+            types::Fd(self.wake_reader.as_raw_fd()),
+            self.wake_buf.as_mut_ptr(),
+            self.wake_buf.len() as u32,
+        )
+        .build();
+        self.core.stage(entry, Op::new(Kind::Wake, 0, 0));
+    }
+
+    fn on_wake(&mut self, _res: i32) {
+        self.wake_armed = false;
+        // Swap (not store) so that a sender whose `pending` swap we read also made its
+        // command visible to the drain that follows in the loop.
+        self.core.link.waker.pending.swap(false, Ordering::AcqRel);
+        self.arm_wake();
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Listen {
+                socket,
+                local,
+                factory,
+            } => {
+                if self.stopping {
+                    return;
+                }
+                self.listeners.push(Some(ListenerState {
+                    socket: Some(socket),
+                    local,
+                    factory,
+                    armed: false,
+                }));
+                self.arm_accept(self.listeners.len() as u32 - 1);
+            }
+            Command::Adopt { fd, local, factory } => {
+                // The acceptor counted it in transit; `adopt` counts it as ours.
+                self.loads[self.index].fetch_sub(1, Ordering::Relaxed);
+                if !self.stopping {
+                    self.core.adopt(fd, &local, &factory);
+                }
+            }
+            Command::Connect {
+                ep,
+                timeout,
+                handler,
+                reply,
+            } => {
+                if self.stopping {
+                    let _ = reply.send(Err(shutting_down("connect", ep)));
+                } else {
+                    self.core.connect(ep, timeout, handler, reply);
+                }
+            }
+            Command::Send(id, data) => self.core.handle_send(id, data),
+            Command::ShutdownWrite(id) => self.core.handle_command(id, HandleOp::ShutdownWrite),
+            Command::Close(id) => self.core.handle_command(id, HandleOp::Close),
+            Command::ResumeRecv(id) => self.core.handle_command(id, HandleOp::ResumeRecv),
+            Command::Shutdown => {
+                if !self.stopping {
+                    self.stopping = true;
+                    for li in 0..self.listeners.len() as u32 {
+                        self.close_listener(li);
+                    }
+                    self.core.close_all();
+                }
+            }
+        }
+    }
+
+    /// After the loop: answer what is still queued (connects fail, fds close).
+    fn drain_commands_after_exit(&mut self) {
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Connect { ep, reply, .. } => {
+                    let _ = reply.send(Err(shutting_down("connect", ep)));
+                }
+                Command::Send(..) | Command::Adopt { .. } | Command::Listen { .. } => {}
+                _ => {}
+            }
+        }
+    }
+
+    /// While stopping: once connections and listeners are gone, cancel the wake-up read.
+    fn stop_step(&mut self) {
+        if self.core.live() == 0 && self.listeners.iter().all(Option::is_none) && self.wake_armed {
+            let entry = opcode::AsyncCancel::new(Op::new(Kind::Wake, 0, 0).encode()).build();
+            self.core.stage(entry, Op::new(Kind::Cancel, 0, u32::MAX));
+            // Not re-armed: `stopping` is set.
+            self.wake_armed = false;
+        }
+    }
+
+    // ---- accepting ------------------------------------------------------------------------
+
+    fn arm_accept(&mut self, li: u32) {
+        let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
+            return;
+        };
+        let Some(socket) = &l.socket else { return };
+        if l.armed {
+            return;
+        }
+        l.armed = true;
+        let entry = opcode::AcceptMulti::new(types::Fd(socket.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build();
+        self.core.stage(entry, Op::new(Kind::Accept, 0, li));
+    }
+
+    fn close_listener(&mut self, li: u32) {
+        let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
+            return;
+        };
+        if l.armed {
+            let entry = opcode::AsyncCancel::new(Op::new(Kind::Accept, 0, li).encode()).build();
+            self.core.stage(entry, Op::new(Kind::Cancel, 0, u32::MAX));
+        } else {
+            self.listeners[li as usize] = None;
+        }
+    }
+
+    fn on_accept(&mut self, li: u32, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        if res >= 0 {
+            // SAFETY: a successful accept completion's result is a new fd that nothing else
+            // owns; it is closed when the OwnedFd drops.
+            let fd = unsafe { OwnedFd::from_raw_fd(res) };
+            if let Some(Some(l)) = self.listeners.get(li as usize) {
+                if !self.stopping {
+                    let (local, factory) = (l.local.clone(), Arc::clone(&l.factory));
+                    self.hand_off(fd, local, factory);
+                }
+            }
+        } else if res != -libc::ECANCELED {
+            WorkerStats::add(&self.core.stats.accept_errors, 1);
+        }
+        if !more {
+            let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
+                return;
+            };
+            l.armed = false;
+            if self.stopping {
+                // Closes the listening socket now that no accept uses it.
+                self.listeners[li as usize] = None;
+            } else {
+                self.arm_accept(li);
+            }
+        }
+    }
+
+    /// Gives an accepted connection to the least-loaded worker (this one on ties).
+    fn hand_off(&mut self, fd: OwnedFd, local: Endpoint, factory: Factory) {
+        let mut target = self.index;
+        let mut best = self.loads[self.index].load(Ordering::Relaxed);
+        for (i, load) in self.loads.iter().enumerate() {
+            let l = load.load(Ordering::Relaxed);
+            if l < best {
+                best = l;
+                target = i;
+            }
+        }
+        if target == self.index {
+            self.core.adopt(fd, &local, &factory);
+            return;
+        }
+        // Counted now (the target takes it back when it adopts) so a burst of accepts spreads
+        // out before the target has adopted any.
+        self.loads[target].fetch_add(1, Ordering::Relaxed);
+        if self.links[target]
+            .send(Command::Adopt { fd, local, factory })
+            .is_err()
+        {
+            // The target has exited; the dropped command closed the fd.
+            self.loads[target].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `io_uring_enter`: submit, and wait for `want` completions; `EINTR` and `EBUSY` (completion
+/// backlog, the loop reaps first) are not errors.
+fn enter(submitter: &io_uring::Submitter<'_>, want: usize) -> io::Result<()> {
+    match submitter.submit_and_wait(want) {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn shutting_down(op: &'static str, ep: Endpoint) -> Error {
+    Error::new(
+        op,
+        Some(ep),
+        io::Error::new(io::ErrorKind::NotConnected, "the engine is shutting down"),
+    )
+}
