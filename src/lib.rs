@@ -4,7 +4,8 @@
 //! - [`VsockAddr`] and [`Endpoint`]: addresses (vsock, and unix and tcp for testing and
 //!   benchmarking on machines without vsock); [`Error`]: errors with operation and endpoint;
 //!   [`VsockOptions`]: vsock socket options; [`local_cid`].
-//! - The I/O paths over the same stream sockets: [`blocking`] (std-like).
+//! - The I/O paths over the same stream sockets, side by side: [`blocking`] (std-like) and
+//!   [`epoll`] (readiness-based, nonblocking, with mio).
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
@@ -29,6 +30,7 @@ mod socket;
 mod sys;
 
 pub mod blocking;
+pub mod epoll;
 
 pub use addr::{AddrParseError, AddrParseErrorKind, VsockAddr};
 pub use endpoint::Endpoint;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 use uring_vsock::{Endpoint, VsockAddr};
-use util::path::{Blocking, PathUnderTest};
+use util::path::{Blocking, Epoll, PathUnderTest};
 use util::{bind_endpoint, checksum, connect_endpoint, dead_endpoint, pattern, TempDir, Transport};
 
 /// How long a bounded retry loop waits for the kernel to propagate a close or shutdown before
@@ -357,6 +357,14 @@ contract_tests!(blocking_tcp, Blocking, Transport::Tcp, #[cfg_attr(any(), ignore
 contract_tests!(
     blocking_vsock,
     Blocking,
+    Transport::Vsock,
+    #[ignore = "needs vsock loopback; run tools/vm-test"]
+);
+contract_tests!(epoll_unix, Epoll, Transport::Unix, #[cfg_attr(any(), ignore)]);
+contract_tests!(epoll_tcp, Epoll, Transport::Tcp, #[cfg_attr(any(), ignore)]);
+contract_tests!(
+    epoll_vsock,
+    Epoll,
     Transport::Vsock,
     #[ignore = "needs vsock loopback; run tools/vm-test"]
 );
