@@ -38,3 +38,8 @@ pub use error::{Error, Result};
 pub use local::{local_cid, loopback_available};
 pub use options::VsockOptions;
 pub use socket::DEFAULT_BACKLOG;
+
+/// Compiles and runs the README's Rust examples as doctests, so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
