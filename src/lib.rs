@@ -24,6 +24,7 @@
 mod addr;
 mod endpoint;
 mod error;
+mod impl_macros;
 mod local;
 mod options;
 mod socket;

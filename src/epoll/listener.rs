@@ -1,6 +1,6 @@
 //! [`Listener`]: a nonblocking listening socket for a `mio::Poll`.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 
 use socket2::Socket;
 
@@ -84,20 +84,4 @@ impl Listener {
 
 source_by_fd!(Listener);
 
-impl AsFd for Listener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.socket.as_fd()
-    }
-}
-
-impl AsRawFd for Listener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
-    }
-}
-
-impl From<Listener> for OwnedFd {
-    fn from(listener: Listener) -> OwnedFd {
-        listener.socket.into()
-    }
-}
+crate::impl_macros::impl_fd_traits!(Listener);
