@@ -4,8 +4,9 @@
 //! - [`VsockAddr`] and [`Endpoint`]: addresses (vsock, and unix and tcp for testing and
 //!   benchmarking on machines without vsock); [`Error`]: errors with operation and endpoint;
 //!   [`VsockOptions`]: vsock socket options; [`local_cid`].
-//! - The I/O paths over the same stream sockets: [`blocking`] (std-like), [`uring`] (a
-//!   thread-per-core io_uring engine with completion callbacks and registered buffers).
+//! - The I/O paths over the same stream sockets, side by side: [`blocking`] (std-like),
+//!   [`epoll`] (readiness-based, nonblocking, with mio) and [`uring`] (a thread-per-core
+//!   io_uring engine with completion callbacks and registered buffers).
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
@@ -24,12 +25,14 @@
 mod addr;
 mod endpoint;
 mod error;
+mod impl_macros;
 mod local;
 mod options;
 mod socket;
 mod sys;
 
 pub mod blocking;
+pub mod epoll;
 pub mod uring;
 
 pub use addr::{AddrParseError, AddrParseErrorKind, VsockAddr};
@@ -38,3 +41,8 @@ pub use error::{Error, Result};
 pub use local::{local_cid, loopback_available};
 pub use options::VsockOptions;
 pub use socket::DEFAULT_BACKLOG;
+
+/// Compiles and runs the README's Rust examples as doctests, so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
