@@ -315,7 +315,7 @@ impl Core {
         &mut self,
         ep: Endpoint,
         timeout: Option<Duration>,
-        handler: Box<dyn Handler + Send>,
+        handler: Box<dyn Handler>,
         reply: Sender<Result<ConnHandle>>,
     ) {
         if timeout.is_some_and(|t| t.is_zero()) {

@@ -51,7 +51,7 @@ use crate::{Endpoint, Error, Result};
 /// let engine = Engine::builder().workers(1).build()?;
 /// engine.listen(&ep, |_peer| Echo)?;
 /// let (tx, rx) = std::sync::mpsc::channel();
-/// let conn = engine.connect(&ep, Some(std::time::Duration::from_secs(5)), Client(tx))?;
+/// let conn = engine.connect(&ep, Some(std::time::Duration::from_secs(5)), move || Client(tx))?;
 /// conn.send(b"ping".to_vec())?;
 /// assert_eq!(rx.recv()?, b"ping");
 /// engine.shutdown();
@@ -179,20 +179,20 @@ impl Engine {
     }
 
     /// Connects to `ep` through the ring of the least-loaded worker, giving up after
-    /// `timeout` (a linked timeout: no hang), and runs `handler` on the connection. Blocks the
-    /// calling thread until connected; do not call it from a handler.
+    /// `timeout` (a linked timeout: no hang), and runs the handler `make()` returns (called
+    /// on that worker, so the handler need not be `Send`). Blocks the calling thread until
+    /// connected; do not call it from a handler.
     ///
     /// # Errors
     ///
     /// `connect ENDPOINT: …` with the kernel's error (`ConnectionRefused`, or
     /// `ConnectionReset` for a vsock port with no listener), `TimedOut` after `timeout`,
     /// `WouldBlock` when called on a worker thread, `NotConnected` once shut down.
-    pub fn connect<H: Handler + Send>(
-        &self,
-        ep: &Endpoint,
-        timeout: Option<Duration>,
-        handler: H,
-    ) -> Result<ConnHandle> {
+    pub fn connect<F, H>(&self, ep: &Endpoint, timeout: Option<Duration>, make: F) -> Result<ConnHandle>
+    where
+        F: FnOnce() -> H + Send + 'static,
+        H: Handler,
+    {
         if ON_WORKER.with(|w| w.get()) {
             return Err(Error::new(
                 "connect",
@@ -209,7 +209,7 @@ impl Engine {
             .send(Command::Connect {
                 ep: ep.clone(),
                 timeout,
-                handler: Box::new(handler),
+                make: Box::new(move || Box::new(make()) as Box<dyn Handler>),
                 reply,
             })
             .map_err(|_| stopped_error("connect", ep))?;

@@ -33,7 +33,7 @@ pub(crate) enum Command {
     Connect {
         ep: Endpoint,
         timeout: Option<Duration>,
-        handler: Box<dyn Handler + Send>,
+        make: MakeHandler,
         reply: Sender<Result<ConnHandle>>,
     },
     Send(ConnId, Vec<u8>),
@@ -43,6 +43,9 @@ pub(crate) enum Command {
     /// Stop accepting, close everything, exit.
     Shutdown,
 }
+
+/// Makes the handler of an outgoing connection, on its worker.
+pub(crate) type MakeHandler = Box<dyn FnOnce() -> Box<dyn Handler> + Send>;
 
 /// Makes the handler of an accepted connection, on the worker that will run it.
 pub(crate) type Factory = Arc<dyn Fn(&Endpoint) -> Box<dyn Handler> + Send + Sync>;
@@ -183,7 +186,7 @@ impl std::error::Error for SendError {}
 /// let ep = uring_vsock::Endpoint::Unix(dir.join("s"));
 /// let engine = Engine::builder().workers(1).build()?;
 /// engine.listen(&ep, |_peer| Print)?;
-/// let conn = engine.connect(&ep, None, Print)?;
+/// let conn = engine.connect(&ep, None, || Print)?;
 /// conn.send(b"hello".to_vec())?;
 /// conn.close();
 /// conn.wait_closed();

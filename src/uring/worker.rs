@@ -292,13 +292,13 @@ impl Worker {
             Command::Connect {
                 ep,
                 timeout,
-                handler,
+                make,
                 reply,
             } => {
                 if self.stopping {
                     let _ = reply.send(Err(shutting_down("connect", ep)));
                 } else {
-                    self.core.connect(ep, timeout, handler, reply);
+                    self.core.connect(ep, timeout, make(), reply);
                 }
             }
             Command::Send(id, data) => self.core.handle_send(id, data),
