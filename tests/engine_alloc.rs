@@ -1,0 +1,81 @@
+//! No heap allocation per operation in steady state: a counting global allocator counts
+//! allocations made on the engine's worker threads (marked through the builder's thread-start
+//! hook) during an echo phase after warm-up, for two phases of different lengths.
+
+mod engine_support;
+mod util;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use engine_support::Echo;
+use uring_vsock::blocking::Stream;
+use uring_vsock::uring::Engine;
+use util::{bind_endpoint, TempDir, Transport};
+
+struct Counting;
+
+static WORKER_ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static ON_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if ON_WORKER.try_with(|w| w.get()).unwrap_or(false) {
+            WORKER_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as received.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        if ON_WORKER.try_with(|w| w.get()).unwrap_or(false) {
+            WORKER_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded as received.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn round_trips(c: &mut Stream, n: usize, msg: &[u8], back: &mut [u8]) {
+    for _ in 0..n {
+        c.write_all(msg).unwrap();
+        c.read_exact(back).unwrap();
+        assert!(back == msg);
+    }
+}
+
+#[test]
+fn engine_steady_state_echo_allocates_nothing_on_workers() {
+    for t in [Transport::Unix, Transport::Tcp] {
+        let dir = TempDir::new();
+        let e = Engine::builder()
+            .workers(1)
+            .on_thread_start(|_| ON_WORKER.with(|w| w.set(true)))
+            .build()
+            .unwrap();
+        let ep = e.listen(&bind_endpoint(t, &dir), |_| Echo::new()).unwrap();
+        let mut c = Stream::connect(&ep).unwrap();
+        let msg: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
+        let mut back = vec![0u8; msg.len()];
+        round_trips(&mut c, 500, &msg, &mut back); // warm-up: slabs and queues at size
+        let a = WORKER_ALLOCS.load(Ordering::Relaxed);
+        round_trips(&mut c, 2_000, &msg, &mut back);
+        let b = WORKER_ALLOCS.load(Ordering::Relaxed);
+        round_trips(&mut c, 20_000, &msg, &mut back);
+        let d = WORKER_ALLOCS.load(Ordering::Relaxed);
+        assert!(a > 0, "{t:?}: the counter must see worker allocations (setup allocates)");
+        assert_eq!(b - a, 0, "{t:?}: allocations in 2000 round trips");
+        assert_eq!(d - b, 0, "{t:?}: allocations in 20000 round trips");
+    }
+}
