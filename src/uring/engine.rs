@@ -95,7 +95,9 @@ impl Engine {
         let mut inits = Vec::with_capacity(n);
         for _ in 0..n {
             let (tx, rx) = crossbeam_channel::unbounded();
-            let (reader, writer) = std::io::pipe().map_err(|e| Error::new("pipe", None, e))?;
+            let (reader, writer) = std::os::unix::net::UnixStream::pair()
+                .and_then(|(r, w)| w.set_nonblocking(true).map(|()| (r, w)))
+                .map_err(|e| Error::new("socketpair", None, e))?;
             links.push(WorkerLink {
                 tx,
                 waker: Arc::new(Waker {

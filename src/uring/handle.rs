@@ -1,5 +1,5 @@
 //! [`ConnHandle`]: drives a connection from any thread. Requests go to the connection's
-//! worker through its command channel, with a wake-up the worker's ring sees (a pipe the ring
+//! worker through its command channel, with a wake-up the worker's ring sees (a socket pair the ring
 //! always has a read on); the handle's shared state says when the connection closed and
 //! bounds the bytes a handle may have queued.
 
@@ -50,17 +50,19 @@ pub(crate) type MakeHandler = Box<dyn FnOnce() -> Box<dyn Handler> + Send>;
 /// Makes the handler of an accepted connection, on the worker that will run it.
 pub(crate) type Factory = Arc<dyn Fn(&Endpoint) -> Box<dyn Handler> + Send + Sync>;
 
-/// Wakes a worker that may be asleep in the kernel: one byte into a pipe its ring reads.
-/// `pending` coalesces wake-ups: only the first sender since the worker last looked writes.
+/// Wakes a worker that may be asleep in the kernel: one byte into a socket pair whose other
+/// end the worker's ring always has a read on. `pending` coalesces wake-ups: only the first
+/// sender since the worker last looked writes. The writer is nonblocking: a full buffer
+/// already means a wake-up is due.
 pub(crate) struct Waker {
-    pub(crate) writer: std::io::PipeWriter,
+    pub(crate) writer: std::os::unix::net::UnixStream,
     pub(crate) pending: AtomicBool,
 }
 
 impl Waker {
     pub(crate) fn wake(&self) {
         if !self.pending.swap(true, Ordering::AcqRel) {
-            // A full pipe already wakes the worker, so a failed write loses nothing.
+            // A full buffer already wakes the worker, so a failed write loses nothing.
             let _ = (&self.writer).write(&[1]);
         }
     }

@@ -7,7 +7,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Kind {
-    /// The read of the worker's wake-up pipe.
+    /// The read of the worker's wake-up socket.
     Wake = 1,
     /// A listener's multishot accept (index: listener slot).
     Accept = 2,

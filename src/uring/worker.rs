@@ -1,7 +1,7 @@
 //! A worker thread: creates its ring (on itself, as `SINGLE_ISSUER` requires), registers its
 //! buffers, then loops: take commands, reap completions, submit, and when idle spin for the
 //! budget or sleep in the kernel. The first worker also accepts: each accepted connection
-//! goes to the least-loaded worker through its channel and wake-up pipe.
+//! goes to the least-loaded worker through its channel and wake-up socket.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -36,7 +36,7 @@ pub(crate) struct WorkerInit {
     pub(crate) cfg: Arc<EngineBuilder>,
     pub(crate) features: RingFeatures,
     pub(crate) rx: Receiver<Command>,
-    pub(crate) wake_reader: std::io::PipeReader,
+    pub(crate) wake_reader: std::os::unix::net::UnixStream,
     pub(crate) links: Arc<Vec<WorkerLink>>,
     pub(crate) loads: Arc<Vec<Arc<AtomicUsize>>>,
     pub(crate) stats: Arc<WorkerStats>,
@@ -56,7 +56,7 @@ struct Worker {
     links: Arc<Vec<WorkerLink>>,
     loads: Arc<Vec<Arc<AtomicUsize>>>,
     listeners: Vec<Option<ListenerState>>,
-    wake_reader: std::io::PipeReader,
+    wake_reader: std::os::unix::net::UnixStream,
     /// The wake-up read's buffer: boxed so it stays put while the read is in flight.
     wake_buf: Box<[u8; 64]>,
     wake_armed: bool,
