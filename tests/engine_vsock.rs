@@ -1,0 +1,145 @@
+//! The engine over real vsock, in the test VM only (`tools/vm-test`: vsock_loopback, CID 1
+//! reaches the same guest). Each test first checks it is in the VM and refuses otherwise,
+//! before touching any socket: on the host a vsock connect leaves the machine.
+
+#[path = "../examples/http.rs"]
+#[allow(dead_code)]
+mod http;
+mod engine_support;
+mod util;
+
+use std::io::{self, BufReader};
+use std::net::Shutdown;
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+
+use engine_support::{echo_client, write_stream, Echo, Sum};
+use uring_vsock::blocking::Stream;
+use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf};
+use uring_vsock::Endpoint;
+use util::{bind_endpoint, connect_endpoint, require_vm, TempDir, Transport};
+
+const MIB: u64 = 1 << 20;
+
+fn vsock_echo_server() -> (Engine, Endpoint, TempDir) {
+    require_vm();
+    let dir = TempDir::new();
+    let e = Engine::builder().workers(2).build().unwrap();
+    let local = e.listen(&bind_endpoint(Transport::Vsock, &dir), |_| Echo::new()).unwrap();
+    (e, connect_endpoint(&local), dir)
+}
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn engine_vsock_echo_32mib_checksummed() {
+    let (e, ep, _dir) = vsock_echo_server();
+    echo_client(&ep, 1, 32 * MIB);
+    assert!(e.stats().recv_bytes >= 32 * MIB);
+}
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn engine_vsock_half_close() {
+    require_vm();
+    let dir = TempDir::new();
+    let e = Engine::builder().workers(1).build().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let local = e
+        .listen(&bind_endpoint(Transport::Vsock, &dir), move |_| Echo::reporting(tx.lock().unwrap().clone()))
+        .unwrap();
+    let ep = connect_endpoint(&local);
+    let mut c = Stream::connect(&ep).unwrap();
+    let sent = write_stream(&mut c, 3, MIB, 20_000).unwrap();
+    c.shutdown(Shutdown::Write).unwrap(); // our half closed; the echo still comes back
+    let got = engine_support::read_stream(&mut c, 3, 50_000).unwrap();
+    assert_eq!(got, sent);
+    assert!(matches!(rx.recv().unwrap(), CloseReason::Eof));
+}
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn engine_vsock_connect_no_listener_is_typed() {
+    require_vm();
+    let dir = TempDir::new();
+    let e = Engine::builder().workers(1).build().unwrap();
+    let dead = util::dead_endpoint(Transport::Vsock, &dir);
+    let err = e.connect(&dead, Some(Duration::from_secs(5)), Echo::new).unwrap_err();
+    // vsock answers a connect to a port nobody listens on with a reset.
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    assert_eq!(err.op(), "connect");
+}
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn engine_vsock_http_our_client() {
+    require_vm();
+    let dir = TempDir::new();
+    let e = Engine::builder().workers(1).build().unwrap();
+    let local = e.listen(&bind_endpoint(Transport::Vsock, &dir), |_| http::Http::default()).unwrap();
+    let mut s = BufReader::new(Stream::connect(&connect_endpoint(&local)).unwrap());
+    for n in [0usize, 1, 1000, 100_000] {
+        let (code, body) = http::get(&mut s, &format!("/bytes/{n}")).unwrap();
+        assert_eq!(code, 200);
+        assert_eq!(body.len(), n);
+        assert!(body.iter().enumerate().all(|(j, &b)| b == b'0' + (j % 10) as u8));
+    }
+    let (code, body) = http::get(&mut s, "/").unwrap();
+    assert_eq!((code, &body[..]), (200, &b"hello from uring-vsock\n"[..]));
+}
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn engine_vsock_64_connections() {
+    let (e, ep, _dir) = vsock_echo_server();
+    let threads: Vec<_> = (0..64u64)
+        .map(|i| {
+            let ep = ep.clone();
+            thread::spawn(move || echo_client(&ep, 500 + i, 64 * 1024))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(e.stats().accepted >= 64);
+}
+
+/// An engine client over vsock (sends through the ring, zero-copy for large buffers).
+struct Sender1 {
+    data: Vec<u8>,
+    got: Sum,
+    done: mpsc::Sender<(u64, u64)>,
+}
+
+impl Handler for Sender1 {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        assert_eq!(conn.send_copy(&self.data), self.data.len());
+        conn.shutdown_write();
+    }
+    fn on_recv(&mut self, _conn: &mut Conn<'_>, buf: RecvBuf) {
+        self.got.add(&buf);
+    }
+    fn on_close(&mut self, _conn: &mut Conn<'_>, _reason: &CloseReason) {
+        let _ = self.done.send(self.got.value());
+    }
+}
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn engine_vsock_engine_client_to_engine_server() {
+    let (e, ep, _dir) = vsock_echo_server();
+    let data: Vec<u8> = (0..512 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let mut want = Sum::default();
+    want.add(&data);
+    let (tx, rx) = mpsc::channel();
+    let d = data.clone();
+    e.connect(&ep, Some(Duration::from_secs(5)), move || Sender1 {
+        data: d,
+        got: Sum::default(),
+        done: tx,
+    })
+    .unwrap();
+    assert_eq!(rx.recv().unwrap(), want.value());
+}
