@@ -65,7 +65,9 @@ struct Client {
 impl Client {
     fn pump(&mut self, conn: &mut Conn<'_>) {
         while self.left > 0 && conn.can_send() {
-            let Some(mut buf) = conn.send_buf() else { return };
+            let Some(mut buf) = conn.send_buf() else {
+                return;
+            };
             let n = (buf.capacity() as u64).min(self.left) as usize;
             let mut chunk = [0u8; 4096];
             while buf.len() < n {
@@ -136,7 +138,11 @@ fn client(engine: &Engine, ep: &Endpoint, mib: u64) -> Result<(), Box<dyn std::e
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let engine = Engine::new()?;
-    eprintln!("engine: {} workers, {}", engine.workers(), engine.features());
+    eprintln!(
+        "engine: {} workers, {}",
+        engine.workers(),
+        engine.features()
+    );
     match args.first().map(String::as_str) {
         Some("serve") => {
             let ep: Endpoint = args.get(1).ok_or("serve ENDPOINT")?.parse()?;
@@ -152,7 +158,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mib = args.get(2).map_or(Ok(64), |s| s.parse())?;
             client(&engine, &ep, mib)
         }
-        Some(other) => Err(format!("unknown command {other}: use serve ENDPOINT | client ENDPOINT [MiB]").into()),
+        Some(other) => Err(format!(
+            "unknown command {other}: use serve ENDPOINT | client ENDPOINT [MiB]"
+        )
+        .into()),
         None => {
             let dir = std::env::temp_dir().join(format!("uring-vsock-echo-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;

@@ -32,7 +32,11 @@ impl Http {
         let mut r = format!(
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n{}\r\n",
             body.len(),
-            if keep_alive { "" } else { "Connection: close\r\n" }
+            if keep_alive {
+                ""
+            } else {
+                "Connection: close\r\n"
+            }
         )
         .into_bytes();
         r.extend_from_slice(body);
@@ -45,8 +49,13 @@ impl Http {
     fn route(&mut self, path: &str, keep_alive: bool) {
         if path == "/" {
             self.respond("200 OK", b"hello from uring-vsock\n", keep_alive);
-        } else if let Some(n) = path.strip_prefix("/bytes/").and_then(|n| n.parse::<usize>().ok()) {
-            let body: Vec<u8> = (0..n.min(64 << 20)).map(|i| b'0' + (i % 10) as u8).collect();
+        } else if let Some(n) = path
+            .strip_prefix("/bytes/")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            let body: Vec<u8> = (0..n.min(64 << 20))
+                .map(|i| b'0' + (i % 10) as u8)
+                .collect();
             self.respond("200 OK", &body, keep_alive);
         } else {
             self.respond("404 Not Found", b"not found\n", keep_alive);
@@ -123,14 +132,22 @@ impl Handler for Http {
 /// A minimal HTTP/1.1 client over any stream: sends GET `path` (keep-alive) and reads one
 /// response with a Content-Length body. Returns (status code, body).
 pub fn get<S: Read + Write>(stream: &mut BufReader<S>, path: &str) -> io::Result<(u16, Vec<u8>)> {
-    write!(stream.get_mut(), "GET {path} HTTP/1.1\r\nHost: uring-vsock\r\n\r\n")?;
+    write!(
+        stream.get_mut(),
+        "GET {path} HTTP/1.1\r\nHost: uring-vsock\r\n\r\n"
+    )?;
     let mut status_line = String::new();
     stream.read_line(&mut status_line)?;
     let code = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {status_line:?}")))?;
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad status line {status_line:?}"),
+            )
+        })?;
     let mut len = 0usize;
     loop {
         let mut line = String::new();
@@ -143,7 +160,10 @@ pub fn get<S: Read + Write>(stream: &mut BufReader<S>, path: &str) -> io::Result
         }
         if let Some((k, v)) = line.split_once(':') {
             if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad length"))?;
+                len = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad length"))?;
             }
         }
     }
@@ -175,7 +195,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("{code}\n{}", String::from_utf8_lossy(&body));
             Ok(())
         }
-        Some(other) => Err(format!("unknown command {other}: serve ENDPOINT | get ENDPOINT PATH").into()),
+        Some(other) => {
+            Err(format!("unknown command {other}: serve ENDPOINT | get ENDPOINT PATH").into())
+        }
         None => {
             let engine = Engine::builder().workers(1).build()?;
             let dir = std::env::temp_dir().join(format!("uring-vsock-http-{}", std::process::id()));

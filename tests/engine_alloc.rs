@@ -74,7 +74,10 @@ fn engine_steady_state_echo_allocates_nothing_on_workers() {
         let b = WORKER_ALLOCS.load(Ordering::Relaxed);
         round_trips(&mut c, 20_000, &msg, &mut back);
         let d = WORKER_ALLOCS.load(Ordering::Relaxed);
-        assert!(a > 0, "{t:?}: the counter must see worker allocations (setup allocates)");
+        assert!(
+            a > 0,
+            "{t:?}: the counter must see worker allocations (setup allocates)"
+        );
         assert_eq!(b - a, 0, "{t:?}: allocations in 2000 round trips");
         assert_eq!(d - b, 0, "{t:?}: allocations in 20000 round trips");
     }

@@ -44,9 +44,13 @@ fn engine_fds_drop_with_connections_open() {
     fds_unchanged(|| {
         let dir = TempDir::new();
         let e = Engine::builder().workers(2).build().unwrap();
-        let ep = e.listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new()).unwrap();
+        let ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
+            .unwrap();
         let clients: Vec<Stream> = (0..16).map(|_| Stream::connect(&ep).unwrap()).collect();
-        let out = e.connect(&ep, Some(Duration::from_secs(5)), Echo::new).unwrap();
+        let out = e
+            .connect(&ep, Some(Duration::from_secs(5)), Echo::new)
+            .unwrap();
         out.send(vec![1; 100_000]).unwrap();
         drop(e); // closes everything, in flight or not
         for mut c in clients {
@@ -65,7 +69,9 @@ fn engine_fds_failed_connects() {
         let e = Engine::builder().workers(1).build().unwrap();
         for _ in 0..10 {
             let dead = util::dead_endpoint(Transport::Tcp, &dir);
-            assert!(e.connect(&dead, Some(Duration::from_secs(5)), Echo::new).is_err());
+            assert!(e
+                .connect(&dead, Some(Duration::from_secs(5)), Echo::new)
+                .is_err());
             let dead = util::dead_endpoint(Transport::Unix, &dir);
             assert!(e.connect(&dead, None, Echo::new).is_err());
         }

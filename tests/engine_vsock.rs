@@ -2,10 +2,9 @@
 //! reaches the same guest). Each test first checks it is in the VM and refuses otherwise,
 //! before touching any socket: on the host a vsock connect leaves the machine.
 
-#[path = "../examples/http.rs"]
-#[allow(dead_code)]
-mod http;
 mod engine_support;
+#[path = "../examples/http.rs"]
+mod http;
 mod util;
 
 use std::io::{self, BufReader};
@@ -27,7 +26,9 @@ fn vsock_echo_server() -> (Engine, Endpoint, TempDir) {
     require_vm();
     let dir = TempDir::new();
     let e = Engine::builder().workers(2).build().unwrap();
-    let local = e.listen(&bind_endpoint(Transport::Vsock, &dir), |_| Echo::new()).unwrap();
+    let local = e
+        .listen(&bind_endpoint(Transport::Vsock, &dir), |_| Echo::new())
+        .unwrap();
     (e, connect_endpoint(&local), dir)
 }
 
@@ -48,7 +49,9 @@ fn engine_vsock_half_close() {
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
     let local = e
-        .listen(&bind_endpoint(Transport::Vsock, &dir), move |_| Echo::reporting(tx.lock().unwrap().clone()))
+        .listen(&bind_endpoint(Transport::Vsock, &dir), move |_| {
+            Echo::reporting(tx.lock().unwrap().clone())
+        })
         .unwrap();
     let ep = connect_endpoint(&local);
     let mut c = Stream::connect(&ep).unwrap();
@@ -66,7 +69,9 @@ fn engine_vsock_connect_no_listener_is_typed() {
     let dir = TempDir::new();
     let e = Engine::builder().workers(1).build().unwrap();
     let dead = util::dead_endpoint(Transport::Vsock, &dir);
-    let err = e.connect(&dead, Some(Duration::from_secs(5)), Echo::new).unwrap_err();
+    let err = e
+        .connect(&dead, Some(Duration::from_secs(5)), Echo::new)
+        .unwrap_err();
     // vsock answers a connect to a port nobody listens on with a reset.
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
     assert_eq!(err.op(), "connect");
@@ -78,13 +83,20 @@ fn engine_vsock_http_our_client() {
     require_vm();
     let dir = TempDir::new();
     let e = Engine::builder().workers(1).build().unwrap();
-    let local = e.listen(&bind_endpoint(Transport::Vsock, &dir), |_| http::Http::default()).unwrap();
+    let local = e
+        .listen(&bind_endpoint(Transport::Vsock, &dir), |_| {
+            http::Http::default()
+        })
+        .unwrap();
     let mut s = BufReader::new(Stream::connect(&connect_endpoint(&local)).unwrap());
     for n in [0usize, 1, 1000, 100_000] {
         let (code, body) = http::get(&mut s, &format!("/bytes/{n}")).unwrap();
         assert_eq!(code, 200);
         assert_eq!(body.len(), n);
-        assert!(body.iter().enumerate().all(|(j, &b)| b == b'0' + (j % 10) as u8));
+        assert!(body
+            .iter()
+            .enumerate()
+            .all(|(j, &b)| b == b'0' + (j % 10) as u8));
     }
     let (code, body) = http::get(&mut s, "/").unwrap();
     assert_eq!((code, &body[..]), (200, &b"hello from uring-vsock\n"[..]));

@@ -190,7 +190,12 @@ impl Engine {
     /// `connect ENDPOINT: …` with the kernel's error (`ConnectionRefused`, or
     /// `ConnectionReset` for a vsock port with no listener), `TimedOut` after `timeout`,
     /// `WouldBlock` when called on a worker thread, `NotConnected` once shut down.
-    pub fn connect<F, H>(&self, ep: &Endpoint, timeout: Option<Duration>, make: F) -> Result<ConnHandle>
+    pub fn connect<F, H>(
+        &self,
+        ep: &Endpoint,
+        timeout: Option<Duration>,
+        make: F,
+    ) -> Result<ConnHandle>
     where
         F: FnOnce() -> H + Send + 'static,
         H: Handler,
