@@ -1,0 +1,8 @@
+//! Everything that shows results: one exporter per format, each writing to `impl Write`.
+
+pub mod cells;
+pub mod files;
+pub mod hgrm;
+pub mod json;
+pub mod progress;
+pub mod table;
