@@ -102,7 +102,8 @@ mod tests {
         assert!(near(s.p50_us, 500.0), "p50 {}", s.p50_us);
         assert!(near(s.p90_us, 900.0), "p90 {}", s.p90_us);
         assert!(near(s.p99_us, 990.0), "p99 {}", s.p99_us);
-        assert!(near(s.p999_us, 999.0), "p999 {}", s.p999_us);
+        // 99.9% of 1000 lands on the 999th or (by float rounding) the 1000th sample.
+        assert!((999.0..=1001.0).contains(&s.p999_us), "p999 {}", s.p999_us);
         assert!(near(s.max_us, 1000.0), "max {}", s.max_us);
         assert!(near(s.mean_us, 500.5), "mean {}", s.mean_us);
         assert_eq!(s.curve.len(), CURVE_PERCENTILES.len());

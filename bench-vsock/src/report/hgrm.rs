@@ -80,7 +80,10 @@ mod tests {
         let last = lines.iter().rev().find(|l| !l.starts_with('#')).unwrap();
         let last: Vec<&str> = last.split_whitespace().collect();
         assert_eq!(last[1..], ["1.000000000000", "100"]);
-        assert!(text.contains("#[Max     =      100.000, Total count    =          100]"));
+        assert!(
+            text.contains("#[Max     =      100.031, Total count    =          100]"),
+            "{text}"
+        );
         assert!(text.contains("SubBuckets     =         2048]"));
     }
 }
