@@ -4,7 +4,8 @@
 //! - [`VsockAddr`] and [`Endpoint`]: addresses (vsock, and unix and tcp for testing and
 //!   benchmarking on machines without vsock); [`Error`]: errors with operation and endpoint;
 //!   [`VsockOptions`]: vsock socket options; [`local_cid`].
-//! - The I/O paths over the same stream sockets: [`blocking`] (std-like).
+//! - The I/O paths over the same stream sockets, side by side: [`blocking`] (std-like) and
+//!   [`epoll`] (readiness-based, nonblocking, with mio).
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
@@ -23,12 +24,14 @@
 mod addr;
 mod endpoint;
 mod error;
+mod impl_macros;
 mod local;
 mod options;
 mod socket;
 mod sys;
 
 pub mod blocking;
+pub mod epoll;
 
 pub use addr::{AddrParseError, AddrParseErrorKind, VsockAddr};
 pub use endpoint::Endpoint;
@@ -36,3 +39,8 @@ pub use error::{Error, Result};
 pub use local::{local_cid, loopback_available};
 pub use options::VsockOptions;
 pub use socket::DEFAULT_BACKLOG;
+
+/// Compiles and runs the README's Rust examples as doctests, so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

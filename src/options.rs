@@ -20,8 +20,8 @@ use crate::sys;
 ///
 /// // Setting options sends nothing: it is safe on any machine with AF_VSOCK.
 /// let socket = Socket::new(Domain::VSOCK, Type::STREAM, None)?;
-/// socket.set_vsock_buffer_size(512 * 1024)?;
-/// assert_eq!(socket.vsock_buffer_size()?, 512 * 1024);
+/// socket.set_vsock_buffer_size(128 * 1024)?; // clamped to [min, max] (max: 256 KiB by default)
+/// assert_eq!(socket.vsock_buffer_size()?, 128 * 1024);
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub trait VsockOptions: AsFd {

@@ -1,7 +1,7 @@
 //! [`Listener`]: accepts stream connections on an [`Endpoint`].
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 
 use socket2::Socket;
 
@@ -140,26 +140,4 @@ impl Iterator for Incoming<'_> {
     }
 }
 
-impl AsFd for Listener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.socket.as_fd()
-    }
-}
-
-impl AsRawFd for Listener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
-    }
-}
-
-impl IntoRawFd for Listener {
-    fn into_raw_fd(self) -> RawFd {
-        self.socket.into_raw_fd()
-    }
-}
-
-impl From<Listener> for OwnedFd {
-    fn from(listener: Listener) -> OwnedFd {
-        listener.socket.into()
-    }
-}
+crate::impl_macros::impl_fd_traits!(Listener);

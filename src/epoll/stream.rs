@@ -1,0 +1,139 @@
+//! [`Stream`]: a nonblocking connected stream socket for a `mio::Poll`.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::OwnedFd;
+
+use socket2::Socket;
+
+use super::source_by_fd;
+use crate::{socket, sys, Endpoint, Error, Result};
+
+/// A nonblocking stream socket. Reads and writes return `WouldBlock` instead of waiting;
+/// writes use `MSG_NOSIGNAL` (a closed peer is `EPIPE`, never `SIGPIPE`).
+///
+/// # Examples
+///
+/// ```
+/// use uring_vsock::epoll::Stream;
+///
+/// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+/// let stream = Stream::from_connected(a.into())?;
+/// let err = (&stream).read(&mut [0; 8]).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+/// # use std::io::Read;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Stream {
+    socket: Socket,
+    /// The endpoint connected to, for error messages; `None` for an adopted fd.
+    peer: Option<Endpoint>,
+}
+
+impl Stream {
+    pub(crate) fn from_socket(socket: Socket, peer: Option<Endpoint>) -> Stream {
+        Stream { socket, peer }
+    }
+
+    /// Starts connecting to `ep` without waiting. Register the stream for `WRITABLE`; after
+    /// the event, [`Stream::connect_result`] says whether the connection was made.
+    ///
+    /// # Errors
+    ///
+    /// `connect <endpoint>: ...` for errors known at once (unix: `ENOENT`, `ECONNREFUSED`,
+    /// `EAGAIN` when the listener's backlog is full). Errors that arrive later (vsock
+    /// `ECONNRESET`, tcp `ECONNREFUSED`) come from [`Stream::connect_result`].
+    pub fn connect(ep: &Endpoint) -> Result<Stream> {
+        let addr = socket::sock_addr("connect", ep)?;
+        let socket = socket::new_stream(ep, true)?;
+        match socket.connect(&addr) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(Error::new("connect", Some(ep.clone()), e)),
+        }
+        Ok(Stream::from_socket(socket, Some(ep.clone())))
+    }
+
+    /// Wraps a connected stream socket (for example one passed over `SCM_RIGHTS`) and makes
+    /// it nonblocking.
+    ///
+    /// # Errors
+    ///
+    /// The `fcntl` error.
+    pub fn from_connected(fd: OwnedFd) -> io::Result<Stream> {
+        let socket = Socket::from(fd);
+        socket.set_nonblocking(true)?;
+        Ok(Stream::from_socket(socket, None))
+    }
+
+    /// The outcome of [`Stream::connect`]: `Ok` once connected, `WouldBlock` while still in
+    /// progress, or the connect error (`connect <endpoint>: ...`).
+    ///
+    /// # Errors
+    ///
+    /// As above.
+    pub fn connect_result(&self) -> Result<()> {
+        let wrap = |e| Error::new("connect", self.peer.clone(), e);
+        if let Some(e) = self.socket.take_error().map_err(wrap)? {
+            return Err(wrap(e));
+        }
+        match self.socket.peer_addr() {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                Err(wrap(io::ErrorKind::WouldBlock.into()))
+            }
+            Err(e) => Err(wrap(e)),
+        }
+    }
+
+    /// The peer's endpoint.
+    ///
+    /// # Errors
+    ///
+    /// `getpeername` failures (`ENOTCONN` while connecting).
+    pub fn peer_addr(&self) -> Result<Endpoint> {
+        socket::peer_endpoint(&self.socket)
+    }
+
+    /// This side's endpoint.
+    ///
+    /// # Errors
+    ///
+    /// `getsockname` failures.
+    pub fn local_addr(&self) -> Result<Endpoint> {
+        socket::local_endpoint(&self.socket)
+    }
+
+    /// Shuts down the read half, the write half, or both.
+    ///
+    /// # Errors
+    ///
+    /// The `shutdown` error.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.socket.shutdown(how)
+    }
+
+    /// Reads queued bytes without removing them.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` with nothing queued, or the `recv` error.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::peek(&self.socket, buf)
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`), if any.
+    ///
+    /// # Errors
+    ///
+    /// The `getsockopt` error.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.socket.take_error()
+    }
+}
+
+source_by_fd!(Stream);
+
+crate::impl_macros::impl_stream_io!(Stream);
+crate::impl_macros::impl_fd_traits!(Stream);

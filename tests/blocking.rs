@@ -1,0 +1,274 @@
+//! Tests of the blocking path's own API beyond the shared contract: fd hygiene, socket
+//! activation, timeouts, vectored I/O, cloning; and vsock options and the local CID.
+
+mod util;
+
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+use uring_vsock::blocking::{Listener, Stream};
+use uring_vsock::{Endpoint, VsockAddr, VsockOptions};
+use util::{bind_endpoint, connect_endpoint, is_cloexec, pattern, TempDir, Transport};
+
+fn unix_pair(dir: &TempDir) -> (Listener, Stream, Stream) {
+    let l = Listener::bind(&bind_endpoint(Transport::Unix, dir)).unwrap();
+    let c = Stream::connect(&l.local_addr().unwrap()).unwrap();
+    let (s, _) = l.accept().unwrap();
+    (l, c, s)
+}
+
+#[test]
+fn every_fd_is_close_on_exec() {
+    let dir = TempDir::new();
+    let (l, c, s) = unix_pair(&dir);
+    assert!(is_cloexec(&l), "listener");
+    assert!(is_cloexec(&c), "connected");
+    assert!(is_cloexec(&s), "accepted");
+    assert!(is_cloexec(&c.try_clone().unwrap()), "cloned stream");
+    assert!(is_cloexec(&l.try_clone().unwrap()), "cloned listener");
+    let timed = Stream::connect_timeout(&l.local_addr().unwrap(), Duration::from_secs(5)).unwrap();
+    assert!(is_cloexec(&timed), "connected with a timeout");
+}
+
+#[test]
+fn from_fd_adopts_a_listener_and_rejects_everything_else() {
+    let dir = TempDir::new();
+    let original = Listener::bind(&bind_endpoint(Transport::Unix, &dir)).unwrap();
+    let ep = original.local_addr().unwrap();
+    let adopted = Listener::from_fd(OwnedFd::from(original)).unwrap();
+    assert_eq!(adopted.local_addr().unwrap(), ep);
+    let mut c = Stream::connect(&ep).unwrap();
+    let (mut s, _) = adopted.accept().unwrap();
+    c.write_all(b"activated").unwrap();
+    let mut buf = [0; 9];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"activated");
+
+    let udp = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    let err = Listener::from_fd(udp.into()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("not a stream socket"), "{err}");
+
+    let unlistened = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    let err = Listener::from_fd(unlistened.into()).unwrap_err();
+    assert!(err.to_string().contains("not listening"), "{err}");
+
+    let netlink = Socket::new(Domain::from(libc::AF_NETLINK), Type::DGRAM, None).unwrap();
+    let err = Listener::from_fd(netlink.into()).unwrap_err();
+    assert!(err.to_string().contains("not vsock, unix or tcp"), "{err}");
+
+    let file = std::fs::File::open("/proc/self/cmdline").unwrap();
+    let err = Listener::from_fd(file.into()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTSOCK), "{err}");
+}
+
+#[test]
+fn bind_errors_name_the_endpoint() {
+    let dir = TempDir::new();
+    let (l, _c, _s) = unix_pair(&dir);
+    let ep = l.local_addr().unwrap();
+    let err = Listener::bind(&ep).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
+    assert_eq!(
+        err.to_string(),
+        format!("bind {ep}: Address already in use (os error 98)")
+    );
+    let missing_dir: Endpoint = "unix:/nonexistent-dir/x.sock".parse().unwrap();
+    let err = Listener::bind(&missing_dir).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("bind unix:/nonexistent-dir/x.sock: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn incoming_yields_each_connection() {
+    let dir = TempDir::new();
+    let l = Listener::bind(&bind_endpoint(Transport::Unix, &dir)).unwrap();
+    let ep = l.local_addr().unwrap();
+    let clients: Vec<Stream> = (0..3).map(|_| Stream::connect(&ep).unwrap()).collect();
+    for (i, mut c) in clients.into_iter().enumerate() {
+        c.write_all(&[i as u8]).unwrap();
+    }
+    let mut seen: Vec<u8> = l
+        .incoming()
+        .take(3)
+        .map(|s| {
+            let mut b = [0];
+            s.unwrap().read_exact(&mut b).unwrap();
+            b[0]
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [0, 1, 2]);
+}
+
+#[test]
+fn nonblocking_accept_and_read_would_block() {
+    let dir = TempDir::new();
+    let (l, c, _s) = unix_pair(&dir);
+    l.set_nonblocking(true).unwrap();
+    let err = l.accept().map(drop).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    c.set_nonblocking(true).unwrap();
+    let err = (&c).read(&mut [0; 4]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+}
+
+#[test]
+fn read_timeout_expires_and_zero_is_rejected() {
+    let dir = TempDir::new();
+    let (_l, mut c, _s) = unix_pair(&dir);
+    assert_eq!(c.read_timeout().unwrap(), None);
+    c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    c.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    assert_eq!(c.read_timeout().unwrap(), Some(Duration::from_millis(20)));
+    assert_eq!(c.write_timeout().unwrap(), Some(Duration::from_secs(3)));
+    let err = c.read(&mut [0; 4]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    let err = c.set_read_timeout(Some(Duration::ZERO)).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    let err = c.set_write_timeout(Some(Duration::ZERO)).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    let err = Stream::connect_timeout(&_l.local_addr().unwrap(), Duration::ZERO).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn vectored_io_moves_every_slice() {
+    let dir = TempDir::new();
+    let (_l, mut c, mut s) = unix_pair(&dir);
+    let (a, b) = (pattern(7, 1000), pattern(8, 3000));
+    let n = c
+        .write_vectored(&[IoSlice::new(&a), IoSlice::new(&b)])
+        .unwrap();
+    assert_eq!(n, 4000);
+    let (mut x, mut y) = (vec![0; 2500], vec![0; 1500]);
+    let mut got = 0;
+    while got < 4000 {
+        let (head, tail) = (x.len().min(got), got.saturating_sub(x.len()));
+        got += s
+            .read_vectored(&mut [
+                IoSliceMut::new(&mut x[head..]),
+                IoSliceMut::new(&mut y[tail..]),
+            ])
+            .unwrap();
+    }
+    let joined: Vec<u8> = x.iter().chain(&y).copied().collect();
+    let sent: Vec<u8> = a.iter().chain(&b).copied().collect();
+    assert_eq!(joined, sent);
+}
+
+#[test]
+fn clone_shares_the_connection_and_fd_conversions_round_trip() {
+    let dir = TempDir::new();
+    let (_l, c, mut s) = unix_pair(&dir);
+    let mut writer = c.try_clone().unwrap();
+    assert_ne!(writer.as_raw_fd(), c.as_raw_fd());
+    writer.write_all(b"from clone").unwrap();
+    let mut buf = [0; 10];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"from clone");
+
+    let raw = c.into_raw_fd();
+    // SAFETY: raw came from into_raw_fd just above and has no other owner.
+    let mut back = unsafe { Stream::from_raw_fd(raw) };
+    back.write_all(b"raw").unwrap();
+    let owned: OwnedFd = back.into();
+    let mut again = Stream::from(owned);
+    again.write_all(b"owned").unwrap();
+    let mut buf = [0; 8];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"rawowned");
+}
+
+#[test]
+fn vsock_options_round_trip_on_an_unconnected_socket() {
+    // Creating a vsock socket and setting options sends nothing: safe on the host.
+    let socket = match Socket::new(Domain::VSOCK, Type::STREAM, None) {
+        Ok(s) => s,
+        Err(e) => panic!("AF_VSOCK sockets cannot be created here: {e}"),
+    };
+    socket.set_vsock_buffer_max_size(1 << 20).unwrap();
+    socket.set_vsock_buffer_size(512 * 1024).unwrap();
+    assert_eq!(socket.vsock_buffer_size().unwrap(), 512 * 1024);
+    socket.set_vsock_buffer_min_size(4096).unwrap();
+    assert_eq!(socket.vsock_buffer_min_size().unwrap(), 4096);
+    assert_eq!(socket.vsock_buffer_max_size().unwrap(), 1 << 20);
+    socket
+        .set_vsock_connect_timeout(Duration::from_millis(1500))
+        .unwrap();
+    assert_eq!(
+        socket.vsock_connect_timeout().unwrap(),
+        Duration::from_millis(1500)
+    );
+    let unix = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    assert!(
+        unix.vsock_buffer_size().is_err(),
+        "vsock options on a unix socket"
+    );
+}
+
+#[test]
+fn local_cid_reports_a_cid_or_an_error_with_context() {
+    match uring_vsock::local_cid() {
+        Ok(cid) => assert_ne!(cid, VsockAddr::CID_ANY),
+        Err(e) => {
+            assert!(!std::path::Path::new("/dev/vsock").exists() || e.raw_os_error().is_some());
+            assert!(e.to_string().starts_with("local_cid /dev/vsock: "), "{e}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn vsock_vm_has_loopback_and_a_local_cid() {
+    util::require_vm();
+    assert!(uring_vsock::loopback_available());
+    uring_vsock::local_cid().expect("local CID in the VM");
+}
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn vsock_buffer_size_applies_to_a_connected_stream() {
+    let dir = TempDir::new();
+    let l = Listener::bind(&bind_endpoint(Transport::Vsock, &dir)).unwrap();
+    let ep = connect_endpoint(&l.local_addr().unwrap());
+    let mut c = Stream::connect(&ep).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    c.set_vsock_buffer_size(64 * 1024).unwrap();
+    assert_eq!(c.vsock_buffer_size().unwrap(), 64 * 1024);
+    let data = pattern(9, 1 << 20);
+    let writer = std::thread::spawn(move || {
+        c.write_all(&data).unwrap();
+        util::checksum(&data)
+    });
+    let mut got = vec![0; 1 << 20];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(util::checksum(&got), writer.join().unwrap());
+}
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn vsock_sequential_connections_each_get_their_own_data() {
+    let dir = TempDir::new();
+    let l = Listener::bind(&bind_endpoint(Transport::Vsock, &dir)).unwrap();
+    let ep = connect_endpoint(&l.local_addr().unwrap());
+    for i in 0..50u64 {
+        let mut c = Stream::connect(&ep).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let data = pattern(i, 4096);
+        c.write_all(&data).unwrap();
+        drop(c);
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        assert_eq!(
+            util::checksum(&got),
+            util::checksum(&data),
+            "connection {i}"
+        );
+    }
+}

@@ -1,0 +1,370 @@
+//! Stream contract tests, after the kernel's `tools/testing/vsock/vsock_test`, written once and
+//! run for every path over every transport: unix and tcp on the host, vsock in the test VM
+//! (`tools/vm-test`; ignored on the host, with the reason).
+
+mod util;
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::Socket;
+use uring_vsock::{Endpoint, VsockAddr};
+use util::path::{Blocking, Epoll, PathUnderTest};
+use util::{bind_endpoint, checksum, connect_endpoint, dead_endpoint, pattern, TempDir, Transport};
+
+/// How long a bounded retry loop waits for the kernel to propagate a close or shutdown before
+/// the test gives up. A watchdog, not a speed assertion.
+const PROPAGATION_WATCHDOG: Duration = Duration::from_secs(10);
+
+/// A listener of path `P` on transport `t`, and the endpoint clients connect to.
+fn listen<P: PathUnderTest>(t: Transport, dir: &TempDir) -> (P::Listener, Endpoint) {
+    let l = P::bind(&bind_endpoint(t, dir), 128).expect("bind");
+    let ep = connect_endpoint(&P::local_addr(&l));
+    (l, ep)
+}
+
+/// A connected (client, server) pair over `t`.
+fn pair<P: PathUnderTest>(t: Transport, dir: &TempDir) -> (P::Stream, P::Stream) {
+    let (l, ep) = listen::<P>(t, dir);
+    let client = P::connect(&ep).expect("connect");
+    let (server, _) = P::accept(&l).expect("accept");
+    (client, server)
+}
+
+fn connect_with_no_listener_fails<P: PathUnderTest>(t: Transport) {
+    let dir = TempDir::new();
+    let ep = dead_endpoint(t, &dir);
+    let err = P::connect(&ep).map(drop).unwrap_err();
+    let want = match t {
+        Transport::Vsock => libc::ECONNRESET,
+        Transport::Tcp => libc::ECONNREFUSED,
+        Transport::Unix => libc::ENOENT,
+    };
+    assert_eq!(err.raw_os_error(), Some(want), "{err}");
+    assert_eq!(err.op(), "connect");
+    assert_eq!(err.endpoint(), Some(&ep));
+}
+
+fn peer_bound_but_not_listening_resets<P: PathUnderTest>(t: Transport) {
+    let dir = TempDir::new();
+    let bind_ep = bind_endpoint(t, &dir);
+    let bound = Socket::new(bind_ep.domain(), socket2::Type::STREAM, None).unwrap();
+    bound.bind(&bind_ep.to_sock_addr().unwrap()).unwrap();
+    let local = Endpoint::from_sock_addr(&bound.local_addr().unwrap()).unwrap();
+    let err = P::connect(&connect_endpoint(&local)).map(drop).unwrap_err();
+    let want = match t {
+        Transport::Vsock => libc::ECONNRESET,
+        Transport::Tcp | Transport::Unix => libc::ECONNREFUSED,
+    };
+    assert_eq!(err.raw_os_error(), Some(want), "{err}");
+}
+
+fn queued_data_is_read_after_peer_close_then_eof<P: PathUnderTest>(t: Transport) {
+    let dir = TempDir::new();
+    let (mut client, mut server) = pair::<P>(t, &dir);
+    let data = pattern(1, 64 * 1024);
+    server.write_all(&data).unwrap();
+    drop(server);
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), data.len());
+    assert_eq!(checksum(&got), checksum(&data));
+    assert_eq!(client.read(&mut [0; 16]).unwrap(), 0, "EOF stays EOF");
+}
+
+static SIGPIPES: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn count_sigpipe(_: libc::c_int) {
+    SIGPIPES.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Counts SIGPIPEs instead of ignoring them (as the test harness does by default), so a write
+/// that raised one is seen.
+fn count_sigpipes() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: the handler only touches an atomic, which is async-signal-safe.
+        let old = unsafe {
+            libc::signal(
+                libc::SIGPIPE,
+                count_sigpipe as *const () as libc::sighandler_t,
+            )
+        };
+        assert_ne!(old, libc::SIG_ERR);
+    });
+}
+
+/// Writes small chunks until the write fails (the peer's close or shutdown has arrived).
+fn write_until_error(stream: &mut impl Write) -> io::Error {
+    let start = Instant::now();
+    loop {
+        match stream.write(&[0x5a; 1024]) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return e,
+            Ok(_) => {}
+        }
+        assert!(
+            start.elapsed() < PROPAGATION_WATCHDOG,
+            "writes kept succeeding after the peer went away"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn write_after_peer_close_is_epipe_without_sigpipe<P: PathUnderTest>(t: Transport) {
+    count_sigpipes();
+    let dir = TempDir::new();
+    let (mut client, server) = pair::<P>(t, &dir);
+    drop(server);
+    let before = SIGPIPES.load(Ordering::SeqCst);
+    let err = write_until_error(&mut client);
+    assert_eq!(err.raw_os_error(), Some(libc::EPIPE), "{err}");
+    assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    assert_eq!(
+        SIGPIPES.load(Ordering::SeqCst),
+        before,
+        "a write raised SIGPIPE"
+    );
+}
+
+fn shutdown_write_gives_peer_eof_and_keeps_the_other_half<P: PathUnderTest>(t: Transport) {
+    let dir = TempDir::new();
+    let (mut client, mut server) = pair::<P>(t, &dir);
+    let request = pattern(2, 100_000);
+    client.write_all(&request).unwrap();
+    P::shutdown(&client, Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    server.read_to_end(&mut got).unwrap();
+    assert_eq!(checksum(&got), checksum(&request));
+    // The other direction still works after the half-close.
+    let reply = pattern(3, 50_000);
+    server.write_all(&reply).unwrap();
+    drop(server);
+    let mut back = Vec::new();
+    client.read_to_end(&mut back).unwrap();
+    assert_eq!(back.len(), reply.len());
+    assert_eq!(checksum(&back), checksum(&reply));
+}
+
+fn shutdown_read_gives_local_eof<P: PathUnderTest>(t: Transport) {
+    let dir = TempDir::new();
+    let (mut client, mut server) = pair::<P>(t, &dir);
+    P::shutdown(&server, Shutdown::Read).unwrap();
+    assert_eq!(server.read(&mut [0; 8]).unwrap(), 0);
+    match t {
+        // vsock and unix tell the writer: its writes then fail with EPIPE.
+        Transport::Vsock | Transport::Unix => {
+            let err = write_until_error(&mut client);
+            assert_eq!(err.raw_os_error(), Some(libc::EPIPE), "{err}");
+        }
+        // tcp does not tell the peer; the write half still works.
+        Transport::Tcp => {
+            server.write_all(b"still open").unwrap();
+            let mut buf = [0; 10];
+            client.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"still open");
+        }
+    }
+}
+
+fn hundred_concurrent_connections_echo_checksummed<P: PathUnderTest>(t: Transport) {
+    const CONNS: usize = 100;
+    const BYTES: usize = 64 * 1024;
+    let dir = TempDir::new();
+    let (l, ep) = listen::<P>(t, &dir);
+    let l = Arc::new(l);
+    let server = {
+        let l = Arc::clone(&l);
+        thread::spawn(move || {
+            let echoes: Vec<_> = (0..CONNS)
+                .map(|_| {
+                    let (mut s, _) = P::accept(&l).unwrap();
+                    thread::spawn(move || {
+                        let mut buf = vec![0; 8192];
+                        let mut echoed = 0;
+                        loop {
+                            let n = s.read(&mut buf).unwrap();
+                            if n == 0 {
+                                return echoed;
+                            }
+                            s.write_all(&buf[..n]).unwrap();
+                            echoed += n;
+                        }
+                    })
+                })
+                .collect();
+            echoes.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
+        })
+    };
+    let clients: Vec<_> = (0..CONNS)
+        .map(|i| {
+            let ep = ep.clone();
+            thread::spawn(move || {
+                let mut s = P::connect(&ep).unwrap();
+                let data = pattern(100 + i as u64, BYTES);
+                let mut got = vec![0; BYTES];
+                // Write in slices and read back as we go, so neither side's buffer fills up.
+                let mut read = 0;
+                for chunk in data.chunks(16 * 1024) {
+                    s.write_all(chunk).unwrap();
+                    let end = read + chunk.len();
+                    s.read_exact(&mut got[read..end]).unwrap();
+                    read = end;
+                }
+                P::shutdown(&s, Shutdown::Write).unwrap();
+                assert_eq!(s.read(&mut [0; 1]).unwrap(), 0, "echo sent extra bytes");
+                assert_eq!(checksum(&got), checksum(&data), "conn {i}");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(server.join().unwrap(), CONNS * BYTES);
+}
+
+fn peek_returns_what_a_later_read_returns<P: PathUnderTest>(t: Transport) {
+    let dir = TempDir::new();
+    let (mut client, mut server) = pair::<P>(t, &dir);
+    let msg = b"peek at me, then read me";
+    client.write_all(msg).unwrap();
+    let mut peeked = [0; 24];
+    let start = Instant::now();
+    let mut n = 0;
+    while n < msg.len() {
+        n = P::peek(&server, &mut peeked).unwrap();
+        assert!(start.elapsed() < PROPAGATION_WATCHDOG, "data never arrived");
+    }
+    assert_eq!(&peeked, msg);
+    // Peeking consumed nothing.
+    let mut read = [0; 24];
+    server.read_exact(&mut read).unwrap();
+    assert_eq!(read, peeked);
+}
+
+fn second_connect_after_a_failed_one_works<P: PathUnderTest>(t: Transport) {
+    let dir = TempDir::new();
+    let (l, ep) = listen::<P>(t, &dir);
+    let dead = dead_endpoint(t, &dir);
+    let socket = Socket::new(ep.domain(), socket2::Type::STREAM, None).unwrap();
+    socket
+        .connect(&dead.to_sock_addr().unwrap())
+        .expect_err("nothing listens there");
+    socket.connect(&ep.to_sock_addr().unwrap()).unwrap();
+    let mut client = P::from_connected_fd(socket.into());
+    let (mut server, _) = P::accept(&l).unwrap();
+    client.write_all(b"second time").unwrap();
+    let mut buf = [0; 11];
+    server.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"second time");
+}
+
+fn connect_timeout_returns_in_bounded_time<P: PathUnderTest>(t: Transport) {
+    let dir = TempDir::new();
+    match t {
+        // A listener whose backlog is full drops SYNs: the connect never completes.
+        Transport::Tcp => {
+            let l = P::bind(&"tcp:127.0.0.1:0".parse().unwrap(), 0).unwrap();
+            let ep = P::local_addr(&l);
+            let mut held = Vec::new();
+            let err = loop {
+                match P::connect_timeout(&ep, Duration::from_millis(300)) {
+                    Ok(s) => held.push(s),
+                    Err(e) => break e,
+                }
+                assert!(held.len() < 64, "the backlog never filled up");
+            };
+            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+            assert_eq!(err.op(), "connect");
+        }
+        // vsock and unix answer at once: a listener accepts, no listener fails fast.
+        Transport::Vsock | Transport::Unix => {
+            let (l, ep) = listen::<P>(t, &dir);
+            let mut c = P::connect_timeout(&ep, Duration::from_secs(30)).unwrap();
+            let (mut s, _) = P::accept(&l).unwrap();
+            c.write_all(b"ok").unwrap();
+            let mut buf = [0; 2];
+            s.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"ok");
+            let dead = dead_endpoint(t, &dir);
+            let err = P::connect_timeout(&dead, Duration::from_secs(30))
+                .map(drop)
+                .unwrap_err();
+            assert_ne!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        }
+    }
+}
+
+fn addresses_name_both_ends<P: PathUnderTest>(t: Transport) {
+    let dir = TempDir::new();
+    let (l, ep) = listen::<P>(t, &dir);
+    let client = P::connect(&ep).unwrap();
+    let (server, peer) = P::accept(&l).unwrap();
+    assert_eq!(P::peer_addr(&client).unwrap(), ep);
+    assert_eq!(P::peer_addr(&server).unwrap(), peer);
+    let client_local = P::local_addr_of(&client).unwrap();
+    match (t, &peer, &client_local) {
+        (Transport::Vsock, Endpoint::Vsock(p), Endpoint::Vsock(c)) => {
+            // Linux 6.12 loopback reports CID_ANY for a connected client; the port is real.
+            assert_eq!(p.cid(), VsockAddr::CID_LOCAL);
+            assert_eq!(p.port(), c.port());
+        }
+        (Transport::Tcp, _, _) => assert_eq!(peer, client_local),
+        (Transport::Unix, Endpoint::Unix(p), _) => assert!(p.as_os_str().is_empty()),
+        other => panic!("unexpected addresses {other:?}"),
+    }
+}
+
+/// Instantiates every contract test for one path over one transport. `$attr` is applied to
+/// each test (`ignore` for vsock on the host).
+macro_rules! contract_tests {
+    ($module:ident, $path:ty, $transport:expr, #[$attr:meta]) => {
+        mod $module {
+            use super::*;
+            contract_tests!(@each $path, $transport, $attr;
+                connect_with_no_listener_fails,
+                peer_bound_but_not_listening_resets,
+                queued_data_is_read_after_peer_close_then_eof,
+                write_after_peer_close_is_epipe_without_sigpipe,
+                shutdown_write_gives_peer_eof_and_keeps_the_other_half,
+                shutdown_read_gives_local_eof,
+                hundred_concurrent_connections_echo_checksummed,
+                peek_returns_what_a_later_read_returns,
+                second_connect_after_a_failed_one_works,
+                connect_timeout_returns_in_bounded_time,
+                addresses_name_both_ends
+            );
+        }
+    };
+    (@each $path:ty, $transport:expr, $attr:meta; $($name:ident),*) => {
+        $(
+            #[test]
+            #[$attr]
+            fn $name() {
+                super::$name::<$path>($transport)
+            }
+        )*
+    };
+}
+
+// `cfg_attr(any(), ignore)` applies nothing: host transports always run.
+contract_tests!(blocking_unix, Blocking, Transport::Unix, #[cfg_attr(any(), ignore)]);
+contract_tests!(blocking_tcp, Blocking, Transport::Tcp, #[cfg_attr(any(), ignore)]);
+contract_tests!(
+    blocking_vsock,
+    Blocking,
+    Transport::Vsock,
+    #[ignore = "needs vsock loopback; run tools/vm-test"]
+);
+contract_tests!(epoll_unix, Epoll, Transport::Unix, #[cfg_attr(any(), ignore)]);
+contract_tests!(epoll_tcp, Epoll, Transport::Tcp, #[cfg_attr(any(), ignore)]);
+contract_tests!(
+    epoll_vsock,
+    Epoll,
+    Transport::Vsock,
+    #[ignore = "needs vsock loopback; run tools/vm-test"]
+);

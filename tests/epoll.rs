@@ -1,0 +1,98 @@
+//! Tests of the epoll path's own API beyond the shared contract: nonblocking from birth,
+//! close-on-exec, socket activation, and the connect outcome.
+
+mod util;
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use mio::{Events, Interest, Poll, Token};
+use uring_vsock::epoll::{Listener, Stream};
+use util::{bind_endpoint, is_cloexec, TempDir, Transport};
+
+fn is_nonblocking(fd: &impl AsRawFd) -> bool {
+    // SAFETY: F_GETFL reads the fd's status flags; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    assert!(flags >= 0);
+    flags & libc::O_NONBLOCK != 0
+}
+
+/// Polls until `token` is ready, at most `rounds` times (a watchdog).
+fn wait_for(poll: &mut Poll, token: Token) {
+    let mut events = Events::with_capacity(8);
+    for _ in 0..100 {
+        poll.poll(&mut events, Some(std::time::Duration::from_millis(100)))
+            .unwrap();
+        if events.iter().any(|e| e.token() == token) {
+            return;
+        }
+    }
+    panic!("{token:?} never became ready");
+}
+
+#[test]
+fn sockets_are_nonblocking_and_close_on_exec_from_birth() {
+    let dir = TempDir::new();
+    let mut poll = Poll::new().unwrap();
+    let mut l = Listener::bind(&bind_endpoint(Transport::Unix, &dir)).unwrap();
+    poll.registry()
+        .register(&mut l, Token(0), Interest::READABLE)
+        .unwrap();
+    assert!(is_nonblocking(&l) && is_cloexec(&l));
+    assert_eq!(
+        l.accept().map(drop).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    let c = Stream::connect(&l.local_addr().unwrap()).unwrap();
+    assert!(is_nonblocking(&c) && is_cloexec(&c));
+    wait_for(&mut poll, Token(0));
+    let (s, _) = l.accept().unwrap();
+    assert!(is_nonblocking(&s) && is_cloexec(&s));
+    assert_eq!(
+        (&s).read(&mut [0; 4]).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+}
+
+#[test]
+fn connect_result_reports_progress_then_success_or_the_error() {
+    let mut poll = Poll::new().unwrap();
+    let l = Listener::bind(&"tcp:127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut c = Stream::connect(&l.local_addr().unwrap()).unwrap();
+    poll.registry()
+        .register(&mut c, Token(1), Interest::WRITABLE)
+        .unwrap();
+    wait_for(&mut poll, Token(1));
+    c.connect_result().unwrap();
+    (&c).write_all(b"x").unwrap();
+
+    // Nothing listens on a port we just freed: the refusal arrives asynchronously.
+    let dead = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap()
+    };
+    let ep = uring_vsock::Endpoint::Tcp(dead);
+    let mut d = Stream::connect(&ep).unwrap();
+    poll.registry()
+        .register(&mut d, Token(2), Interest::WRITABLE)
+        .unwrap();
+    wait_for(&mut poll, Token(2));
+    let err = d.connect_result().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("connect {ep}: Connection refused (os error 111)")
+    );
+}
+
+#[test]
+fn from_fd_makes_an_inherited_listener_nonblocking() {
+    let dir = TempDir::new();
+    let blocking =
+        uring_vsock::blocking::Listener::bind(&bind_endpoint(Transport::Unix, &dir)).unwrap();
+    let l = Listener::from_fd(OwnedFd::from(blocking)).unwrap();
+    assert!(is_nonblocking(&l));
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let err = Listener::from_fd(a.into()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}
