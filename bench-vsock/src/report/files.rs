@@ -14,7 +14,7 @@ fn create(path: &Path) -> Result<BufWriter<File>> {
 }
 
 /// Writes into `dir`: `hgrm/<run>.hgrm` for every run (noting each file in its run),
-/// then `report.json`; and the JSON also to `json` if given. Returns the files written.
+/// `latency.svg`, `throughput.svg`, `report.html`, then `report.json`; and the JSON also to `json` if given. Returns the files written.
 ///
 /// # Errors
 ///
@@ -33,6 +33,24 @@ pub fn write_all(dir: &Path, json: Option<&Path>, report: &mut Report) -> Result
         run.hgrm = Some(name);
     }
     written.push(hgrm_dir);
+    let sums = crate::summary::summarize(&report.runs);
+    type Plot = fn(&mut dyn Write, &[crate::summary::Summary]) -> std::io::Result<()>;
+    let plots: [(&str, Plot); 2] = [
+        ("latency.svg", super::svg::write_latency),
+        ("throughput.svg", super::svg::write_throughput),
+    ];
+    for (name, plot) in plots {
+        let path = dir.join(name);
+        let mut w = create(&path)?;
+        plot(&mut w, &sums)?;
+        w.flush()?;
+        written.push(path);
+    }
+    let path = dir.join("report.html");
+    let mut w = create(&path)?;
+    super::html::write(&mut w, report)?;
+    w.flush()?;
+    written.push(path);
     let mut targets = vec![dir.join("report.json")];
     targets.extend(json.map(Path::to_path_buf));
     for path in targets {

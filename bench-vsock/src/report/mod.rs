@@ -3,6 +3,8 @@
 pub mod cells;
 pub mod files;
 pub mod hgrm;
+pub mod html;
 pub mod json;
 pub mod progress;
+pub mod svg;
 pub mod table;
