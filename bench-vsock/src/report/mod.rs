@@ -5,6 +5,7 @@ pub mod files;
 pub mod hgrm;
 pub mod html;
 pub mod json;
+pub mod markdown;
 pub mod progress;
 pub mod svg;
 pub mod table;

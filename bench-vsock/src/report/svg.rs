@@ -61,7 +61,7 @@ fn header(w: &mut dyn Write, width: f64, height: f64, title: &str) -> io::Result
 pub fn write_latency(w: &mut dyn Write, sums: &[Summary]) -> io::Result<()> {
     let panels = panels(sums);
     let height = panels.len() as f64 * (PANEL_H + GAP) + GAP;
-    header(w, PANEL_W + 140.0, height, "latency by percentile")?;
+    header(w, PANEL_W + 200.0, height, "latency by percentile")?;
     let plot_w = PANEL_W - MARGIN_L - 10.0;
     let plot_h = PANEL_H - MARGIN_T - MARGIN_B;
     for (i, (title, group)) in panels.iter().enumerate() {
