@@ -18,7 +18,7 @@ pub fn write(w: &mut dyn Write, report: &Report) -> Result<()> {
     Ok(())
 }
 
-/// Reads a report written by [`write`].
+/// Reads a report written by [`write()`].
 ///
 /// # Errors
 ///
