@@ -161,7 +161,10 @@ pub struct ReportArgs {
     /// A compare run's JSON report; give one per transport (unix, tcp, and vsock from a VM).
     #[arg(long = "json", value_name = "FILE", required = true)]
     pub jsons: Vec<PathBuf>,
-    /// The Markdown file to write; plots go next to it.
+    /// The Markdown file to write.
     #[arg(long, value_name = "FILE", default_value = "RESULTS.md")]
     pub out: PathBuf,
+    /// The folder for the plots (SVG); default: next to `--out`.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
 }

@@ -116,7 +116,7 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
         let m = &r.machine;
         writeln!(w, "## {t}\n")?;
         if t.contains("vsock") {
-            writeln!(w, "> vsock numbers come from a VM (emulated virtio-vsock or loopback): indicative only, not a statement about real hardware.\n")?;
+            writeln!(w, "> vsock numbers come from `vsock_loopback` inside a QEMU guest under software emulation (TCG, no KVM): emulated and indicative only, not a statement about real hardware.\n")?;
         }
         writeln!(
             w,
@@ -137,19 +137,29 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
     Ok(())
 }
 
-/// `bench-vsock report`: reads the JSON reports, writes their plots next to `out` and
-/// RESULTS.md to `out`.
+/// `bench-vsock report`: reads the JSON reports, writes their plots into `plots` (default:
+/// next to `out`) and RESULTS.md to `out`, linking the plots relative to it.
 ///
 /// # Errors
 ///
 /// A report could not be read or a file written.
-pub fn write_results(jsons: &[PathBuf], out: &Path, log: &mut dyn Write) -> Result<()> {
+pub fn write_results(
+    jsons: &[PathBuf],
+    out: &Path,
+    plots: Option<&Path>,
+    log: &mut dyn Write,
+) -> Result<()> {
     let reports: Vec<Report> = jsons.iter().map(|p| json::read(p)).collect::<Result<_>>()?;
-    let dir = out
+    let out_dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
+    let dir = plots.unwrap_or(out_dir);
+    // Links in RESULTS.md are relative to its folder.
+    let link_dir = dir.strip_prefix(out_dir).unwrap_or(dir);
+    for d in [out_dir, dir] {
+        std::fs::create_dir_all(d).context(format!("creating {}", d.display()))?;
+    }
     let mut sections = Vec::new();
     for (i, r) in reports.iter().enumerate() {
         let stem = format!("results-{i}-{}", transport_of(r));
@@ -162,10 +172,11 @@ pub fn write_results(jsons: &[PathBuf], out: &Path, log: &mut dyn Write) -> Resu
         let mut f = BufWriter::new(File::create(dir.join(&throughput_svg))?);
         svg::write_throughput(&mut f, &sums)?;
         f.flush()?;
+        let link = |name: &str| link_dir.join(name).display().to_string();
         sections.push(Section {
             report: r,
-            latency_svg,
-            throughput_svg,
+            latency_svg: link(&latency_svg),
+            throughput_svg: link(&throughput_svg),
         });
     }
     let mut f = BufWriter::new(File::create(out).context(format!("creating {}", out.display()))?);
