@@ -57,11 +57,30 @@ pub(crate) fn connect(ep: &Endpoint, timeout: Option<Duration>) -> Result<Socket
                 io::Error::new(io::ErrorKind::InvalidInput, "connect timeout of zero"),
             ))
         }
+        Some(t) if ep.domain() == socket2::Domain::UNIX => connect_unix_timeout(&socket, &addr, t),
         Some(t) => socket.connect_timeout(&addr, t),
         None => socket.connect(&addr),
     }
     .map_err(Error::with("connect", ep))?;
     Ok(socket)
+}
+
+/// An `AF_UNIX` connect that waits at most `timeout` for room in the listener's backlog.
+///
+/// unix connects never return `EINPROGRESS`: a nonblocking one fails with `EAGAIN` at once
+/// when the backlog is full (which socket2's `connect_timeout` takes for "in progress"). A
+/// blocking one waits for room for at most `SO_SNDTIMEO`, then fails with `EAGAIN`: that is
+/// our timeout.
+fn connect_unix_timeout(socket: &Socket, addr: &SockAddr, timeout: Duration) -> io::Result<()> {
+    socket.set_write_timeout(Some(timeout))?;
+    let res = socket.connect(addr).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock => {
+            io::Error::new(io::ErrorKind::TimedOut, "connection timed out")
+        }
+        _ => e,
+    });
+    socket.set_write_timeout(None)?;
+    res
 }
 
 /// Accepts one connection on `listener` (whose endpoint is `local`, for error messages); the

@@ -265,38 +265,38 @@ fn second_connect_after_a_failed_one_works<P: PathUnderTest>(t: Transport) {
 
 fn connect_timeout_returns_in_bounded_time<P: PathUnderTest>(t: Transport) {
     let dir = TempDir::new();
-    match t {
-        // A listener whose backlog is full drops SYNs: the connect never completes.
-        Transport::Tcp => {
-            let l = P::bind(&"tcp:127.0.0.1:0".parse().unwrap(), 0).unwrap();
-            let ep = P::local_addr(&l);
-            let mut held = Vec::new();
-            let err = loop {
-                match P::connect_timeout(&ep, Duration::from_millis(300)) {
-                    Ok(s) => held.push(s),
-                    Err(e) => break e,
-                }
-                assert!(held.len() < 64, "the backlog never filled up");
-            };
-            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
-            assert_eq!(err.op(), "connect");
+    // A listener accepts within the timeout.
+    let (l, ep) = listen::<P>(t, &dir);
+    let mut c = P::connect_timeout(&ep, Duration::from_secs(30)).unwrap();
+    let (mut s, _) = P::accept(&l).unwrap();
+    c.write_all(b"ok").unwrap();
+    let mut buf = [0; 2];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ok");
+    // No listener fails at once, with the refusal rather than a timeout.
+    let err = P::connect_timeout(&dead_endpoint(t, &dir), Duration::from_secs(30))
+        .map(drop)
+        .unwrap_err();
+    assert_ne!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    // Fill a listener's backlog. tcp then drops the SYN and unix makes the connect wait for
+    // room: no answer, so the timeout fires. vsock answers with a reset instead.
+    let full = P::bind(&bind_endpoint(t, &dir), 0).unwrap();
+    let full_ep = connect_endpoint(&P::local_addr(&full));
+    let mut held = Vec::new();
+    let err = loop {
+        match P::connect_timeout(&full_ep, Duration::from_millis(300)) {
+            Ok(s) => held.push(s),
+            Err(e) => break e,
         }
-        // vsock and unix answer at once: a listener accepts, no listener fails fast.
-        Transport::Vsock | Transport::Unix => {
-            let (l, ep) = listen::<P>(t, &dir);
-            let mut c = P::connect_timeout(&ep, Duration::from_secs(30)).unwrap();
-            let (mut s, _) = P::accept(&l).unwrap();
-            c.write_all(b"ok").unwrap();
-            let mut buf = [0; 2];
-            s.read_exact(&mut buf).unwrap();
-            assert_eq!(&buf, b"ok");
-            let dead = dead_endpoint(t, &dir);
-            let err = P::connect_timeout(&dead, Duration::from_secs(30))
-                .map(drop)
-                .unwrap_err();
-            assert_ne!(err.kind(), io::ErrorKind::TimedOut, "{err}");
-        }
+        assert!(held.len() < 64, "the backlog never filled up");
+    };
+    if t == Transport::Vsock {
+        assert_eq!(err.raw_os_error(), Some(libc::ECONNRESET), "{err}");
+    } else {
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
     }
+    assert_eq!(err.op(), "connect");
+    assert_eq!(err.endpoint(), Some(&full_ep));
 }
 
 fn addresses_name_both_ends<P: PathUnderTest>(t: Transport) {

@@ -188,7 +188,27 @@ impl PathUnderTest for Epoll {
         EpollStream::new(epoll::Stream::connect(ep)?).finish_connect(ep, READINESS_WATCHDOG)
     }
     fn connect_timeout(ep: &Endpoint, timeout: Duration) -> Result<Self::Stream> {
-        EpollStream::new(epoll::Stream::connect(ep)?).finish_connect(ep, timeout)
+        // A nonblocking unix connect to a full backlog fails with EAGAIN at once and no
+        // readiness event says when there is room: retry until the deadline.
+        let deadline = std::time::Instant::now() + timeout;
+        let stream = loop {
+            match epoll::Stream::connect(ep) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() >= deadline {
+                        let timed_out = io::Error::from(io::ErrorKind::TimedOut);
+                        return Err(uring_vsock::Error::new(
+                            "connect",
+                            Some(ep.clone()),
+                            timed_out,
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => break other?,
+            }
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        EpollStream::new(stream).finish_connect(ep, left)
     }
     fn shutdown(s: &Self::Stream, how: Shutdown) -> io::Result<()> {
         s.0.shutdown(how)

@@ -1,0 +1,132 @@
+//! Runs a parsed command line: the glue between options, runs and printers.
+
+use std::io::Write;
+
+use crate::cli::{Cli, ClientArgs, Command, RunArgs, WorkloadArg};
+use crate::error::{Error, Result};
+use crate::ratios::ratios;
+use crate::report::{files, progress, table};
+use crate::results::Report;
+use crate::runner;
+use crate::settings::{settings, Settings, Suite};
+use crate::summary::summarize;
+use crate::workload::Workload;
+
+/// Runs `cli`: tables and results on `out`, notes and progress on `log`.
+///
+/// # Errors
+///
+/// Bad options, a failed or unverified run, or a report that could not be written.
+pub fn execute(
+    cli: Cli,
+    command_line: &str,
+    out: &mut dyn Write,
+    log: &mut dyn Write,
+) -> Result<()> {
+    let command = cli.command.unwrap_or_else(|| {
+        Command::Compare(RunArgs {
+            quick: true,
+            out: "results".into(),
+            ..RunArgs::default()
+        })
+    });
+    match command {
+        Command::Pingpong(a) => {
+            run_suite(Suite::One(Workload::Pingpong), &a, command_line, out, log)
+        }
+        Command::Stream(a) => run_suite(Suite::One(Workload::Stream), &a, command_line, out, log),
+        Command::Rr(a) => run_suite(Suite::One(Workload::Rr), &a, command_line, out, log),
+        Command::Connect(a) => run_suite(Suite::One(Workload::Connect), &a, command_line, out, log),
+        Command::Compare(a) => run_suite(Suite::Compare, &a, command_line, out, log),
+        Command::Client(c) => client(&c, command_line, out, log),
+        Command::Serve(s) => crate::roles::serve(&s, log),
+        Command::Report(r) => {
+            crate::report::markdown::write_results(&r.jsons, &r.out, r.plots.as_deref(), log)
+        }
+    }
+}
+
+fn client(
+    c: &ClientArgs,
+    command_line: &str,
+    out: &mut dyn Write,
+    log: &mut dyn Write,
+) -> Result<()> {
+    if c.run.connect.is_none() {
+        return Err(Error::new(
+            "client needs --connect ENDPOINT: where `bench-vsock serve` listens",
+        ));
+    }
+    let w = match c.workload {
+        WorkloadArg::Pingpong => Workload::Pingpong,
+        WorkloadArg::Stream => Workload::Stream,
+        WorkloadArg::Rr => Workload::Rr,
+        WorkloadArg::Connect => Workload::Connect,
+    };
+    run_suite(Suite::One(w), &c.run, command_line, out, log)
+}
+
+fn run_suite(
+    suite: Suite,
+    args: &RunArgs,
+    command_line: &str,
+    out: &mut dyn Write,
+    log: &mut dyn Write,
+) -> Result<()> {
+    let s = settings(suite, args)?;
+    let report = measure(&s, command_line, log)?;
+    finish(&s, report, out, log)
+}
+
+/// Makes every run of `s` in order, with a progress line per run.
+///
+/// # Errors
+///
+/// The first run that fails: a backend that loses or corrupts data fails the whole command
+/// rather than leaving a gap in a comparison.
+pub fn measure(s: &Settings, command_line: &str, log: &mut dyn Write) -> Result<Report> {
+    for note in &s.notes {
+        writeln!(log, "{note}")?;
+    }
+    progress::write_plan(log, s.specs.len(), s.estimate())?;
+    let mut report = Report::new(command_line.to_owned());
+    for (i, spec) in s.specs.iter().enumerate() {
+        let result = runner::run(spec, &s.target)?;
+        progress::write_run(log, i, s.specs.len(), &result)?;
+        report.runs.push(result);
+    }
+    if s.compare {
+        report.ratios = ratios(&report.runs);
+    }
+    Ok(report)
+}
+
+/// Prints the tables and writes the report files.
+///
+/// # Errors
+///
+/// A file could not be written.
+pub fn finish(
+    s: &Settings,
+    mut report: Report,
+    out: &mut dyn Write,
+    log: &mut dyn Write,
+) -> Result<()> {
+    let written = files::write_all(&s.out, s.json.as_deref(), &mut report)?;
+    if s.compare {
+        writeln!(out, "\nMedians over repeats:")?;
+        table::write_summaries(out, &summarize(&report.runs))?;
+        if !report.ratios.is_empty() {
+            writeln!(
+                out,
+                "\nRatios (higher msgs/s ratio and lower p99 ratio favour the first):"
+            )?;
+            table::write_ratios(out, &report.ratios)?;
+        }
+    } else {
+        table::write_runs(out, &report.runs)?;
+    }
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    writeln!(log, "reports: {}", names.join(", "))?;
+    Ok(())
+}

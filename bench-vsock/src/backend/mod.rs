@@ -1,0 +1,156 @@
+//! The I/O paths under test. Each backend moves bytes for [`crate::session`] state machines,
+//! on the client side ([`Backend::run_clients`]) and the server side ([`Backend::serve`]);
+//! what is sent, verified and timed is the sessions' business, the same for all.
+//!
+//! Adding a backend is one file: implement [`Backend`] and list it in [`open`].
+
+mod blocking;
+mod epoll;
+mod tokio;
+mod uring;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uring_vsock::Endpoint;
+
+use crate::error::{Error, Result};
+use crate::session::{ServerStats, SessionSource};
+
+/// How long one read or write may block before the connection is declared stuck: a bound
+/// so a broken peer fails the run instead of hanging it.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Listen backlog: room for an `rr` run's 256 connections arriving at once.
+pub const BACKLOG: i32 = 1024;
+/// How long a connect may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A backend by name, as `--backends` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackendKind {
+    /// The io_uring engine, default mode.
+    Uring,
+    /// The io_uring engine with adaptive spinning.
+    UringSpin,
+    /// The library's epoll (mio) path.
+    Epoll,
+    /// The library's blocking path, a thread per connection.
+    Blocking,
+    /// What users pick instead: tokio's sockets (tokio-vsock for vsock).
+    Tokio,
+}
+
+impl BackendKind {
+    /// Every backend, in report order.
+    pub const ALL: [BackendKind; 5] = [
+        BackendKind::Uring,
+        BackendKind::UringSpin,
+        BackendKind::Epoll,
+        BackendKind::Blocking,
+        BackendKind::Tokio,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Uring => "uring",
+            BackendKind::UringSpin => "uring-spin",
+            BackendKind::Epoll => "epoll",
+            BackendKind::Blocking => "blocking",
+            BackendKind::Tokio => "tokio",
+        }
+    }
+
+    /// Whether this build can run it (the engine and epoll path land on the library later).
+    pub fn available(self) -> bool {
+        open(self).is_ok()
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<BackendKind> {
+        BackendKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                Error::new(format!(
+                    "unknown backend {s:?}: expected one of uring, uring-spin, epoll, blocking, tokio"
+                ))
+            })
+    }
+}
+
+/// A running server of some backend.
+pub trait Server: Send {
+    /// Where it listens (with the real port of a `tcp:...:0` listen address).
+    fn endpoint(&self) -> &Endpoint;
+    /// What it has seen so far.
+    fn stats(&self) -> &Arc<ServerStats>;
+    /// Stops accepting, waits for its connections to end, and returns.
+    ///
+    /// # Errors
+    ///
+    /// A connection of it failed verification or the protocol.
+    fn stop(self: Box<Self>) -> Result<()>;
+}
+
+/// One I/O path, driving sessions on both ends.
+pub trait Backend: Send + Sync {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+
+    /// Listens on `listen` and serves every connection with a new
+    /// [`ServerSession`](crate::session::ServerSession), on up to `workers` threads where
+    /// the backend has a choice, until [`Server::stop`].
+    ///
+    /// # Errors
+    ///
+    /// Binding or listening failed.
+    fn serve(&self, listen: &Endpoint, workers: usize) -> Result<Box<dyn Server>>;
+
+    /// Runs `slots` connections at a time to `connect`, each running the sessions it takes
+    /// from `source` one after another (a new connection per session), until the source
+    /// has none left; returns when all are done. A session error goes to
+    /// [`SessionSource::fail`] (which stops the others); so does a connect or I/O error.
+    fn run_clients(
+        &self,
+        connect: &Endpoint,
+        source: Arc<SessionSource>,
+        slots: usize,
+        workers: usize,
+    );
+}
+
+/// The backend of this kind.
+///
+/// # Errors
+///
+/// The backend is not in this build (its library path has not landed yet).
+pub fn open(kind: BackendKind) -> Result<Box<dyn Backend>> {
+    match kind {
+        BackendKind::Blocking => Ok(Box::new(blocking::Blocking)),
+        BackendKind::Tokio => Ok(Box::new(tokio::Tokio)),
+        BackendKind::Epoll => epoll::open(),
+        BackendKind::Uring => uring::open(false),
+        BackendKind::UringSpin => uring::open(true),
+    }
+}
+
+/// Turns on `TCP_NODELAY` for tcp sockets: small request/response messages otherwise wait
+/// for Nagle's algorithm and every backend would measure the same 40 ms.
+pub(crate) fn tune(fd: std::os::fd::BorrowedFd<'_>, ep: &Endpoint) -> Result<()> {
+    if matches!(ep, Endpoint::Tcp(_)) {
+        socket2::SockRef::from(&fd).set_tcp_nodelay(true)?;
+    }
+    Ok(())
+}

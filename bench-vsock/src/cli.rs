@@ -1,0 +1,170 @@
+//! The command line, as clap parses it. [`crate::settings`] turns it into what to run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uring_vsock::Endpoint;
+
+use crate::backend::BackendKind;
+use crate::parse;
+use crate::transport::Transport;
+
+/// Latency and throughput of uring-vsock's I/O paths (uring, epoll, blocking) against tokio,
+/// over vsock, unix and tcp. With no command: a quick `compare` on the safe default
+/// transport (vsock loopback where loaded, else unix), reports under `results/`.
+#[derive(Debug, Parser)]
+#[command(name = "bench-vsock", version)]
+pub struct Cli {
+    /// What to run (default: a quick compare).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// A command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One connection, request/response of each --sizes.
+    Pingpong(RunArgs),
+    /// One connection, one-way bulk writes of each --sizes; the server acks what it checked.
+    Stream(RunArgs),
+    /// Many connections (--conns) request/response: closed loop, or open loop at --rate.
+    Rr(RunArgs),
+    /// Connection setup rate: connect, one 64-byte round trip, close; --conns at a time.
+    Connect(RunArgs),
+    /// Every backend on pingpong, stream, rr and connect, interleaved and repeated, with
+    /// ratios.
+    Compare(RunArgs),
+    /// The server role for real deployments: serve the bench protocol until killed.
+    Serve(ServeArgs),
+    /// The client role: run a workload against a `bench-vsock serve` at --connect.
+    Client(ClientArgs),
+    /// Write RESULTS.md (and its plots) from compare reports.
+    Report(ReportArgs),
+}
+
+/// A workload, as `client --workload` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadArg {
+    /// See `bench-vsock pingpong --help`.
+    Pingpong,
+    /// See `bench-vsock stream --help`.
+    Stream,
+    /// See `bench-vsock rr --help`.
+    Rr,
+    /// See `bench-vsock connect --help`.
+    Connect,
+}
+
+/// Options of every workload command.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// Transport of the local server: unix, tcp, or vsock (needs the vsock loopback
+    /// transport). Default: vsock if its loopback is loaded, else unix.
+    #[arg(long, value_enum)]
+    pub transport: Option<Transport>,
+    /// Where the local server listens (overrides --transport), e.g. tcp:127.0.0.1:0.
+    #[arg(long, value_parser = parse::endpoint, value_name = "ENDPOINT")]
+    pub listen: Option<Endpoint>,
+    /// Run against a `bench-vsock serve` here instead of a local server.
+    #[arg(long, value_parser = parse::endpoint, value_name = "ENDPOINT")]
+    pub connect: Option<Endpoint>,
+    /// Backends to run, comma-separated: uring, uring-spin, epoll, blocking, tokio.
+    /// Default: all in this build.
+    #[arg(long, value_parser = backend_list, value_name = "LIST")]
+    pub backends: Option<BackendList>,
+    /// Message or write sizes, comma-separated, with k/m suffixes: 64,4k,64k,1m.
+    #[arg(long, value_parser = size_list, value_name = "LIST")]
+    pub sizes: Option<SizeList>,
+    /// Concurrent connections (rr: 256; connect: 1).
+    #[arg(long, value_parser = parse::positive, value_name = "N")]
+    pub conns: Option<u64>,
+    /// Worker threads of backends that have them (tokio, epoll, uring), per side.
+    #[arg(long, value_parser = parse::positive, value_name = "N")]
+    pub workers: Option<u64>,
+    /// How long each measured run lasts: 500ms, 2s, 1m.
+    #[arg(long, value_parser = parse::duration, value_name = "DURATION", conflicts_with = "count")]
+    pub duration: Option<Duration>,
+    /// Messages per run instead of a duration (spread over the connections; for connect,
+    /// connections).
+    #[arg(long, value_parser = parse::positive, value_name = "N")]
+    pub count: Option<u64>,
+    /// Unmeasured run before each measured one, on fresh connections; 0 for none.
+    #[arg(long, value_parser = parse::warmup, value_name = "DURATION")]
+    pub warmup: Option<Duration>,
+    /// Runs of each backend and workload (compare reports medians over them).
+    #[arg(long, value_parser = parse::positive, value_name = "N")]
+    pub repeat: Option<u64>,
+    /// rr open loop: messages per second over all connections, latency measured from the
+    /// intended send time (coordinated-omission corrected).
+    #[arg(long, value_parser = parse::positive, value_name = "MSGS_PER_S")]
+    pub rate: Option<u64>,
+    /// Short runs, few sizes, three repeats: a first look in well under a minute per
+    /// backend.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Folder for report.json, report.html, the SVG plots and .hgrm files.
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    pub out: PathBuf,
+}
+
+/// A `--backends` list (a newtype, so clap takes the whole list as one value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendList(pub Vec<BackendKind>);
+
+/// A `--sizes` list (a newtype, so clap takes the whole list as one value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeList(pub Vec<usize>);
+
+fn backend_list(s: &str) -> Result<BackendList, String> {
+    parse::backends(s).map(BackendList)
+}
+
+fn size_list(s: &str) -> Result<SizeList, String> {
+    parse::sizes(s).map(SizeList)
+}
+
+/// Options of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Where to listen, e.g. vsock:any:5000, unix:/tmp/bench.sock, tcp:0.0.0.0:5000.
+    #[arg(long, value_parser = parse::endpoint, value_name = "ENDPOINT")]
+    pub listen: Endpoint,
+    /// The server's backend.
+    #[arg(long, default_value = "blocking")]
+    pub backend: BackendKind,
+    /// Worker threads, where the backend has them.
+    #[arg(long, value_parser = parse::positive, value_name = "N", default_value = "2")]
+    pub workers: u64,
+    /// Exit after serving this many connections (for scripts and tests).
+    #[arg(long, value_parser = parse::positive, value_name = "N")]
+    pub max_conns: Option<u64>,
+}
+
+/// Options of `client`.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The workload to run.
+    #[arg(long, value_enum)]
+    pub workload: WorkloadArg,
+    /// Workload options; --connect is required.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options of `report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// A compare run's JSON report; give one per transport (unix, tcp, and vsock from a VM).
+    #[arg(long = "json", value_name = "FILE", required = true)]
+    pub jsons: Vec<PathBuf>,
+    /// The Markdown file to write.
+    #[arg(long, value_name = "FILE", default_value = "RESULTS.md")]
+    pub out: PathBuf,
+    /// The folder for the plots (SVG); default: next to `--out`.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+}

@@ -1,0 +1,34 @@
+//! `bench-vsock`: the latency and throughput harness of uring-vsock.
+//!
+//! Each backend (the library's `uring`, `uring-spin`, `epoll` and `blocking` paths, and
+//! `tokio` as what users pick instead) runs the same workloads — `pingpong`, `stream`,
+//! `rr` (closed or open loop), `connect` — over vsock, unix or tcp. The workloads are
+//! sans-I/O state machines ([`session`]) that verify every byte, so the backends only move
+//! bytes ([`backend`]). Results ([`results`]) go to a terminal table, JSON, `.hgrm`
+//! files, SVG plots and RESULTS.md ([`report`]).
+//!
+//! `main` only parses ([`cli::Cli`]) and calls [`app::execute`].
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod backend;
+pub mod cli;
+pub mod error;
+pub mod latency;
+pub mod machine;
+pub mod parse;
+pub mod pattern;
+pub mod ratios;
+pub mod report;
+pub mod results;
+pub mod roles;
+pub mod runner;
+pub mod rusage;
+pub mod session;
+pub mod settings;
+pub mod summary;
+pub mod transport;
+pub mod wire;
+pub mod workload;
+
+pub use error::{Error, Result};

@@ -1,0 +1,195 @@
+//! Value parsers for the command line: sizes, durations, backend lists, endpoints. Each
+//! error says what was wrong and what is accepted.
+
+use std::time::Duration;
+
+use uring_vsock::Endpoint;
+
+use crate::backend::BackendKind;
+use crate::wire::MAX_MESSAGE;
+
+/// Parses a byte size: a number with an optional `k`, `m` or `g` suffix (powers of 1024,
+/// any case, optionally followed by `b` or `ib`): `64`, `4k`, `64KiB`, `1m`. Between 1 byte
+/// and 64 MiB (the largest message the protocol carries).
+pub fn size(s: &str) -> Result<usize, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix("ib")
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(&t);
+    let (digits, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1usize << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: usize = digits.parse().map_err(|_| {
+        format!(
+            "bad size {s:?}: expected a number with an optional k, m or g suffix, like 64, 4k, 1m"
+        )
+    })?;
+    let bytes = n
+        .checked_mul(mult)
+        .filter(|&b| (1..=MAX_MESSAGE).contains(&b))
+        .ok_or_else(|| format!("size {s:?} out of range: must be 1 byte to 64m"))?;
+    Ok(bytes)
+}
+
+/// Parses a comma-separated list of sizes: `64,4k,64k,1m`.
+pub fn sizes(s: &str) -> Result<Vec<usize>, String> {
+    let list: Vec<usize> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(size)
+        .collect::<Result<_, _>>()?;
+    if list.is_empty() {
+        return Err("empty size list: expected e.g. 64,4k,64k".into());
+    }
+    Ok(list)
+}
+
+/// Parses a duration: a number with `ms`, `s` or `m`, or a bare number of seconds:
+/// `500ms`, `2s`, `1.5`, `1m`. Above zero and at most an hour.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: expected e.g. 500ms, 2s, 1.5s or 1m"))?;
+    let secs = v * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > 3600.0 {
+        return Err(format!(
+            "duration {s:?} out of range: must be above 0 and at most 1 hour"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a warmup: like [`duration`], but `0` turns warmup off.
+pub fn warmup(s: &str) -> Result<Duration, String> {
+    if s.trim().trim_end_matches(['m', 's']).trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    duration(s)
+}
+
+/// Parses a comma-separated list of backends, without repeats: `uring,epoll,tokio`.
+pub fn backends(s: &str) -> Result<Vec<BackendKind>, String> {
+    let mut list = Vec::new();
+    for name in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let kind: BackendKind = name.parse().map_err(|e: crate::Error| e.to_string())?;
+        if list.contains(&kind) {
+            return Err(format!("backend {name:?} given twice"));
+        }
+        list.push(kind);
+    }
+    if list.is_empty() {
+        return Err("empty backend list: expected e.g. blocking,tokio".into());
+    }
+    Ok(list)
+}
+
+/// Parses an endpoint: `vsock:CID:PORT`, `unix:/path`, `unix:@name`, `tcp:HOST:PORT`.
+pub fn endpoint(s: &str) -> Result<Endpoint, String> {
+    s.parse()
+        .map_err(|e: uring_vsock::AddrParseError| e.to_string())
+}
+
+/// Parses a positive count (connections, messages, workers, repeats, rates).
+pub fn positive(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err(format!("{s:?} must be at least 1")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("bad number {s:?}: expected a whole number >= 1")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(size("64"), Ok(64));
+        assert_eq!(size("4k"), Ok(4096));
+        assert_eq!(size("4K"), Ok(4096));
+        assert_eq!(size("64KiB"), Ok(65536));
+        assert_eq!(size("64kb"), Ok(65536));
+        assert_eq!(size("1m"), Ok(1 << 20));
+        assert_eq!(size("64m"), Ok(64 << 20));
+        assert_eq!(sizes("64,4k, 64k,1m"), Ok(vec![64, 4096, 65536, 1 << 20]));
+    }
+
+    #[test]
+    fn bad_sizes_say_why() {
+        assert!(size("0").unwrap_err().contains("out of range"));
+        assert!(size("65m").unwrap_err().contains("out of range"));
+        assert!(size("1g").unwrap_err().contains("out of range"));
+        assert!(size("99999999999999999999k")
+            .unwrap_err()
+            .contains("bad size"));
+        assert!(size("4x").unwrap_err().contains("bad size"));
+        assert!(size("k").unwrap_err().contains("bad size"));
+        assert!(size("-1").unwrap_err().contains("bad size"));
+        assert!(sizes(",").unwrap_err().contains("empty"));
+        assert!(sizes("64,abc").unwrap_err().contains("\"abc\""));
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(duration("0s").unwrap_err().contains("out of range"));
+        assert!(duration("2h").unwrap_err().contains("bad duration"));
+        assert!(duration("-1s").unwrap_err().contains("out of range"));
+        assert!(duration("61m").unwrap_err().contains("out of range"));
+        assert_eq!(warmup("0"), Ok(Duration::ZERO));
+        assert_eq!(warmup("0s"), Ok(Duration::ZERO));
+        assert_eq!(warmup("100ms"), Ok(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn backend_lists_parse_and_refuse_repeats() {
+        assert_eq!(
+            backends("blocking, tokio"),
+            Ok(vec![BackendKind::Blocking, BackendKind::Tokio])
+        );
+        assert_eq!(
+            backends("uring,uring-spin,epoll"),
+            Ok(vec![
+                BackendKind::Uring,
+                BackendKind::UringSpin,
+                BackendKind::Epoll
+            ])
+        );
+        assert!(backends("tokio,tokio").unwrap_err().contains("twice"));
+        assert!(backends("nope")
+            .unwrap_err()
+            .contains("unknown backend \"nope\""));
+        assert!(backends("").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn endpoints_and_counts() {
+        assert_eq!(
+            endpoint("unix:@x"),
+            Ok(Endpoint::UnixAbstract(b"x".to_vec()))
+        );
+        assert!(endpoint("udp:1:2").unwrap_err().contains("unknown scheme"));
+        assert_eq!(positive("256"), Ok(256));
+        assert!(positive("0").unwrap_err().contains("at least 1"));
+        assert!(positive("x").unwrap_err().contains("bad number"));
+    }
+}

@@ -1,0 +1,113 @@
+//! Backend-vs-backend ratios: the library's paths against each other and against what
+//! users pick instead, per configuration, paired by repeat.
+
+use crate::backend::BackendKind;
+use crate::results::{Ratio, RunResult};
+use crate::summary::Spread;
+
+/// Which backends are measured, and against which, given those present: the uring
+/// backends against every other; without them, the library's best path present against
+/// the rest.
+fn pairs(present: &[BackendKind]) -> Vec<(BackendKind, BackendKind)> {
+    use BackendKind::*;
+    let mut subjects: Vec<BackendKind> = [Uring, UringSpin]
+        .into_iter()
+        .filter(|k| present.contains(k))
+        .collect();
+    if subjects.is_empty() {
+        subjects.extend([Epoll, Blocking].into_iter().find(|k| present.contains(k)));
+    }
+    let mut out = Vec::new();
+    for &s in &subjects {
+        for b in [Blocking, Epoll, Tokio] {
+            if b != s && present.contains(&b) && !subjects.contains(&b) {
+                out.push((s, b));
+            }
+        }
+    }
+    out
+}
+
+/// The ratios of `runs`: for each transport and configuration and each pair of backends,
+/// msgs/s and p99 of subject / baseline per repeat, as median and range.
+pub fn ratios(runs: &[RunResult]) -> Vec<Ratio> {
+    let mut present: Vec<BackendKind> =
+        runs.iter().filter_map(|r| r.backend.parse().ok()).collect();
+    present.sort();
+    present.dedup();
+    let mut configs: Vec<(String, String)> = Vec::new();
+    for r in runs {
+        let key = (r.transport.clone(), r.label());
+        if !configs.contains(&key) {
+            configs.push(key);
+        }
+    }
+    let mut out = Vec::new();
+    for (transport, config) in &configs {
+        let of = |b: BackendKind| -> Vec<&RunResult> {
+            runs.iter()
+                .filter(|r| {
+                    &r.transport == transport && &r.label() == config && r.backend == b.name()
+                })
+                .collect()
+        };
+        for (subject, baseline) in pairs(&present) {
+            let (s, b) = (of(subject), of(baseline));
+            let paired: Vec<(&RunResult, &RunResult)> = s
+                .iter()
+                .filter_map(|x| b.iter().find(|y| y.repeat == x.repeat).map(|y| (*x, *y)))
+                .collect();
+            if paired.is_empty() {
+                continue;
+            }
+            for (metric, f) in [
+                (
+                    "msgs_per_s",
+                    (|r: &RunResult| r.msgs_per_s) as fn(&RunResult) -> f64,
+                ),
+                ("p99_us", |r: &RunResult| r.p99_us),
+            ] {
+                let spread = Spread::of(
+                    paired
+                        .iter()
+                        .filter(|(_, y)| f(y) > 0.0)
+                        .map(|(x, y)| f(x) / f(y)),
+                );
+                out.push(Ratio {
+                    transport: transport.clone(),
+                    config: config.clone(),
+                    subject: subject.name().to_owned(),
+                    baseline: baseline.name().to_owned(),
+                    metric: metric.to_owned(),
+                    median: spread.median,
+                    min: spread.min,
+                    max: spread.max,
+                    repeats: paired.len(),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BackendKind::*;
+
+    #[test]
+    fn uring_is_measured_against_every_other_path() {
+        let all = [Uring, UringSpin, Epoll, Blocking, Tokio];
+        let p = pairs(&all);
+        assert!(p.contains(&(Uring, Blocking)));
+        assert!(p.contains(&(Uring, Epoll)));
+        assert!(p.contains(&(Uring, Tokio)));
+        assert!(p.contains(&(UringSpin, Tokio)));
+        assert!(!p.contains(&(Uring, UringSpin)));
+        assert_eq!(pairs(&[Blocking, Tokio]), vec![(Blocking, Tokio)]);
+        assert_eq!(
+            pairs(&[Epoll, Blocking, Tokio]),
+            vec![(Epoll, Blocking), (Epoll, Tokio)]
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! The terminal table: aligned columns, one row per run, per backend summary, or ratio.
+
+use std::io::{self, Write};
+
+use super::cells;
+use crate::results::{Ratio, RunResult};
+use crate::summary::Summary;
+
+/// A table of text cells, printed with aligned columns (text left, numbers right).
+#[derive(Debug, Default)]
+pub struct Table {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+    left: usize,
+}
+
+impl Table {
+    /// A table with these headers; the first `left` columns are text, aligned left.
+    pub fn new(headers: &[&str], left: usize) -> Table {
+        Table {
+            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+            left,
+        }
+    }
+
+    /// Adds a row.
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// Writes the table.
+    pub fn write(&self, w: &mut dyn Write) -> io::Result<()> {
+        let width = |i: usize| {
+            self.rows
+                .iter()
+                .filter_map(|r| r.get(i))
+                .chain([&self.headers[i]])
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        };
+        let widths: Vec<usize> = (0..self.headers.len()).map(width).collect();
+        for row in std::iter::once(&self.headers).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                if i < self.left {
+                    line.push_str(cell);
+                    line.extend(std::iter::repeat_n(' ', pad));
+                } else {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(cell);
+                }
+            }
+            writeln!(w, "{}", line.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+/// One row per run.
+pub fn write_runs(w: &mut dyn Write, runs: &[RunResult]) -> io::Result<()> {
+    let mut t = Table::new(
+        &[
+            "backend",
+            "transport",
+            "config",
+            "rep",
+            "p50 µs",
+            "p90 µs",
+            "p99 µs",
+            "p99.9 µs",
+            "max µs",
+            "msgs/s",
+            "GB/s",
+            "CPU µs/msg",
+            "verified",
+        ],
+        3,
+    );
+    for r in runs {
+        t.row(vec![
+            r.backend.clone(),
+            r.transport.clone(),
+            r.label(),
+            r.repeat.to_string(),
+            cells::us(r.p50_us),
+            cells::us(r.p90_us),
+            cells::us(r.p99_us),
+            cells::us(r.p999_us),
+            cells::us(r.max_us),
+            cells::rate(r.msgs_per_s),
+            cells::gbps(r.gbytes_per_s),
+            cells::us(r.cpu_us_per_msg),
+            cells::bytes(r.bytes_verified),
+        ]);
+    }
+    t.write(w)
+}
+
+/// One row per backend and configuration: medians over repeats, msgs/s with its range.
+pub fn write_summaries(w: &mut dyn Write, sums: &[Summary]) -> io::Result<()> {
+    let mut t = Table::new(
+        &[
+            "transport",
+            "config",
+            "backend",
+            "n",
+            "p50 µs",
+            "p99 µs",
+            "p99.9 µs",
+            "msgs/s (min–max)",
+            "GB/s",
+            "CPU µs/msg",
+            "verified",
+        ],
+        3,
+    );
+    for s in sums {
+        t.row(vec![
+            s.transport.clone(),
+            s.config.clone(),
+            s.backend.clone(),
+            s.repeats.to_string(),
+            cells::us(s.p50_us.median),
+            cells::us(s.p99_us.median),
+            cells::us(s.p999_us.median),
+            cells::spread(&s.msgs_per_s, cells::rate),
+            cells::gbps(s.gbytes_per_s.median),
+            cells::us(s.cpu_us_per_msg.median),
+            cells::bytes(s.bytes_verified),
+        ]);
+    }
+    t.write(w)
+}
+
+/// One row per configuration and backend pair: throughput and p99 ratios with ranges.
+pub fn write_ratios(w: &mut dyn Write, ratios: &[Ratio]) -> io::Result<()> {
+    let mut t = Table::new(
+        &[
+            "transport",
+            "config",
+            "vs",
+            "msgs/s ratio (min–max)",
+            "p99 ratio (min–max)",
+            "n",
+        ],
+        3,
+    );
+    for r in ratios.iter().filter(|r| r.metric == "msgs_per_s") {
+        let p99 = ratios.iter().find(|q| {
+            q.metric == "p99_us"
+                && q.transport == r.transport
+                && q.config == r.config
+                && q.subject == r.subject
+                && q.baseline == r.baseline
+        });
+        t.row(vec![
+            r.transport.clone(),
+            r.config.clone(),
+            format!("{} / {}", r.subject, r.baseline),
+            ratio_cell(r),
+            p99.map_or_else(|| "-".to_owned(), ratio_cell),
+            r.repeats.to_string(),
+        ]);
+    }
+    t.write(w)
+}
+
+/// A ratio with its range over repeats.
+pub fn ratio_cell(r: &Ratio) -> String {
+    cells::spread(
+        &crate::summary::Spread {
+            median: r.median,
+            min: r.min,
+            max: r.max,
+        },
+        cells::ratio,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align() {
+        let mut t = Table::new(&["name", "value"], 1);
+        t.row(vec!["a".into(), "1".into()]);
+        t.row(vec!["longer".into(), "12345".into()]);
+        let mut out = Vec::new();
+        t.write(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "name    value\na           1\nlonger  12345\n");
+    }
+}

@@ -1,0 +1,152 @@
+//! The results of runs: one type read by the progress line, the table, and every exporter.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::latency::{CurvePoint, LatencySummary};
+use crate::machine::Machine;
+use crate::workload::{config_label, Workload};
+
+/// The result of one measured run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Backend name (`uring`, `uring-spin`, `epoll`, `blocking`, `tokio`).
+    pub backend: String,
+    /// `unix`, `tcp` or `vsock`.
+    pub transport: String,
+    /// The workload.
+    pub workload: Workload,
+    /// Message or write size, bytes.
+    pub msg_size: u64,
+    /// Concurrent connections.
+    pub conns: u64,
+    /// Worker threads per side.
+    pub workers: u64,
+    /// Which repeat (0-based).
+    pub repeat: u32,
+    /// Open-loop rate in messages/s, or `null` for closed loop.
+    pub rate: Option<u64>,
+    /// Whether the server ran in this process (its CPU time is then in `cpu_us_per_msg`).
+    pub local_server: bool,
+    /// Measured time, s.
+    pub duration_s: f64,
+    /// Messages completed (round trips, writes, or connections).
+    pub messages: u64,
+    /// Application payload bytes moved, both directions.
+    pub payload_bytes: u64,
+    /// Payload bytes checked against the pattern.
+    pub bytes_verified: u64,
+    /// Latency percentiles, µs (from the intended send time: corrected in open loop).
+    pub p50_us: f64,
+    /// 90th percentile, µs.
+    pub p90_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// 99.9th percentile, µs.
+    pub p999_us: f64,
+    /// Largest latency, µs.
+    pub max_us: f64,
+    /// Mean latency, µs.
+    pub mean_us: f64,
+    /// Messages per second.
+    pub msgs_per_s: f64,
+    /// Payload GB/s (10^9 bytes).
+    pub gbytes_per_s: f64,
+    /// Process CPU time (user + system) per message, µs.
+    pub cpu_us_per_msg: f64,
+    /// The latency-percentile curve, µs.
+    pub latency_curve: Vec<CurvePoint>,
+    /// The same latencies measured from the actual send time (differs in open loop).
+    pub uncorrected: LatencySummary,
+    /// The `.hgrm` file of this run, relative to the report's folder, once written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hgrm: Option<String>,
+    /// The latency histogram (ns), for `.hgrm` files; not in JSON.
+    #[serde(skip)]
+    pub histogram: Option<Histogram<u64>>,
+}
+
+impl RunResult {
+    /// The configuration label: runs with the same one are compared.
+    pub fn label(&self) -> String {
+        config_label(
+            self.workload,
+            self.msg_size as usize,
+            self.conns as usize,
+            self.rate,
+        )
+    }
+
+    /// A file-name-safe id: `000-blocking-pingpong-64-r0`.
+    pub fn file_id(&self, index: usize) -> String {
+        let mut id = format!(
+            "{index:03}-{}-{}-{}-{}",
+            self.transport, self.backend, self.workload, self.msg_size
+        );
+        if self.conns > 1 {
+            id.push_str(&format!("-c{}", self.conns));
+        }
+        if let Some(r) = self.rate {
+            id.push_str(&format!("-rate{r}"));
+        }
+        id.push_str(&format!("-r{}", self.repeat));
+        id
+    }
+}
+
+/// A backend-vs-backend ratio over the repeats of one configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ratio {
+    /// `unix`, `tcp` or `vsock`.
+    pub transport: String,
+    /// The configuration label, e.g. `rr 64 B x256`.
+    pub config: String,
+    /// The backend measured (e.g. `uring`).
+    pub subject: String,
+    /// The backend it is measured against (e.g. `blocking`).
+    pub baseline: String,
+    /// `msgs_per_s` (higher is better) or `p99_us` (lower is better).
+    pub metric: String,
+    /// Median over repeats of subject / baseline, pairing runs of the same repeat.
+    pub median: f64,
+    /// Smallest per-repeat ratio.
+    pub min: f64,
+    /// Largest per-repeat ratio.
+    pub max: f64,
+    /// Repeats paired.
+    pub repeats: usize,
+}
+
+/// A whole report: what `--json` writes and `report` reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// The tool and its version.
+    pub tool: String,
+    /// The command line that made it.
+    pub command: String,
+    /// Seconds since the Unix epoch when it started.
+    pub started_unix: u64,
+    /// The machine.
+    pub machine: Machine,
+    /// Every measured run, in the order run.
+    pub runs: Vec<RunResult>,
+    /// Ratios between backends (compare only).
+    #[serde(default)]
+    pub ratios: Vec<Ratio>,
+}
+
+impl Report {
+    /// An empty report for this command line, on this machine.
+    pub fn new(command: String) -> Report {
+        Report {
+            tool: format!("bench-vsock {}", env!("CARGO_PKG_VERSION")),
+            command,
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            machine: Machine::current(),
+            runs: Vec::new(),
+            ratios: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Runs one [`RunSpec`]: starts the server (local runs), warms up, measures, verifies, and
+//! turns what the sessions measured into a [`RunResult`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use uring_vsock::Endpoint;
+
+use crate::backend::{self, Backend};
+use crate::error::{Context, Result};
+use crate::latency::LatencySummary;
+use crate::results::RunResult;
+use crate::rusage::process_cpu;
+use crate::session::{Outcome, SessionSource};
+use crate::transport::{connect_to, Transport};
+use crate::workload::{Length, RunSpec};
+
+/// Where the server of a run is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Start a server of the run's backend here, in this process, for the run.
+    Local(Endpoint),
+    /// A `bench-vsock serve` is already listening there.
+    Remote(Endpoint),
+}
+
+/// What one phase (warmup or measured) of a run measured.
+struct Phase {
+    outcome: Outcome,
+    seconds: f64,
+    cpu_seconds: f64,
+}
+
+fn run_phase(
+    backend: &dyn Backend,
+    ep: &Endpoint,
+    spec: &RunSpec,
+    length: Length,
+) -> Result<Phase> {
+    let start = Instant::now();
+    let source = Arc::new(SessionSource::new(spec.plan(length, start)));
+    let cpu0 = process_cpu();
+    backend.run_clients(ep, source.clone(), spec.slots(), spec.workers);
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = (process_cpu() - cpu0).as_secs_f64();
+    Ok(Phase {
+        outcome: source.finish()?,
+        seconds,
+        cpu_seconds,
+    })
+}
+
+fn run_phases(backend: &dyn Backend, ep: &Endpoint, spec: &RunSpec) -> Result<Phase> {
+    if !spec.warmup.is_zero() {
+        run_phase(backend, ep, spec, Length::Time(spec.warmup)).context("warmup")?;
+    }
+    run_phase(backend, ep, spec, spec.length)
+}
+
+/// Runs `spec` against `target`.
+///
+/// # Errors
+///
+/// The backend is not in this build, the server could not start, a connection failed, a
+/// byte did not verify (on either end), or nothing was verified.
+pub fn run(spec: &RunSpec, target: &Target) -> Result<RunResult> {
+    let backend = backend::open(spec.backend)?;
+    let what = format!("{} {} on {}", spec.backend, spec.label(), target_ep(target));
+    let (phase, transport) = match target {
+        Target::Remote(ep) => (run_phases(&*backend, ep, spec), Transport::of(ep)),
+        Target::Local(listen) => {
+            let server = backend
+                .serve(listen, spec.workers)
+                .context(format!("starting the {} server on {listen}", spec.backend))?;
+            let ep = connect_to(server.endpoint());
+            let phase = run_phases(&*backend, &ep, spec);
+            // Stop the server whatever happened, but report its errors only if the client
+            // side had none: a client error usually explains the server's.
+            let stopped = server.stop();
+            let phase = phase.and_then(|p| stopped.map(|()| p));
+            (phase, Transport::of(&ep))
+        }
+    };
+    let phase = phase.context(what)?;
+    Ok(result_of(
+        spec,
+        transport,
+        matches!(target, Target::Local(_)),
+        phase,
+    ))
+}
+
+fn target_ep(target: &Target) -> &Endpoint {
+    match target {
+        Target::Local(ep) | Target::Remote(ep) => ep,
+    }
+}
+
+fn result_of(spec: &RunSpec, transport: Transport, local: bool, p: Phase) -> RunResult {
+    let o = p.outcome;
+    let lat = LatencySummary::of(&o.corrected);
+    let per_s = |x: f64| if p.seconds > 0.0 { x / p.seconds } else { 0.0 };
+    RunResult {
+        backend: spec.backend.name().to_owned(),
+        transport: transport.name().to_owned(),
+        workload: spec.workload,
+        msg_size: spec.size as u64,
+        conns: spec.slots() as u64,
+        workers: spec.workers as u64,
+        repeat: spec.repeat,
+        rate: spec.rate,
+        local_server: local,
+        duration_s: p.seconds,
+        messages: o.messages,
+        payload_bytes: o.payload_bytes,
+        bytes_verified: o.bytes_verified,
+        p50_us: lat.p50_us,
+        p90_us: lat.p90_us,
+        p99_us: lat.p99_us,
+        p999_us: lat.p999_us,
+        max_us: lat.max_us,
+        mean_us: lat.mean_us,
+        msgs_per_s: per_s(o.messages as f64),
+        gbytes_per_s: per_s(o.payload_bytes as f64) / 1e9,
+        cpu_us_per_msg: if o.messages > 0 {
+            p.cpu_seconds * 1e6 / o.messages as f64
+        } else {
+            0.0
+        },
+        latency_curve: lat.curve,
+        uncorrected: LatencySummary::of(&o.uncorrected),
+        hgrm: None,
+        histogram: Some(o.corrected),
+    }
+}

@@ -1,0 +1,243 @@
+//! The server end of a connection: reads the header, then echoes or sinks, checking every
+//! byte against the pattern.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::{Session, Want};
+use crate::error::{Error, Result};
+use crate::pattern;
+use crate::wire::{Ack, Header, Mode, FRAME_PREFIX_LEN, HEADER_LEN, MAX_MESSAGE};
+
+/// What a server saw over all its connections.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Connections that ended cleanly.
+    pub connections: AtomicU64,
+    /// Payload bytes checked against the pattern.
+    pub bytes_verified: AtomicU64,
+    /// Connection errors (protocol or verification), for the server's report.
+    pub errors: Mutex<Vec<String>>,
+}
+
+impl ServerStats {
+    /// Records how a connection ended.
+    pub fn record(&self, session: &ServerSession, result: &Result<()>) {
+        self.bytes_verified
+            .fetch_add(session.verified, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                self.connections.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.errors.lock().expect("errors lock").push(e.to_string()),
+        }
+    }
+
+    /// The errors so far.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().expect("errors lock").clone()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Header,
+    EchoRecv,
+    EchoSend,
+    FramePrefix,
+    FramePayload { left: usize },
+    AckSend,
+    AwaitClose,
+    Done,
+}
+
+/// The server end of one connection.
+#[derive(Debug)]
+pub struct ServerSession {
+    state: State,
+    head: Vec<u8>,
+    size: usize,
+    at: u64,
+    out: Vec<u8>,
+    out_sent: usize,
+    sunk: u64,
+    verified: u64,
+}
+
+impl Default for ServerSession {
+    fn default() -> Self {
+        ServerSession::new()
+    }
+}
+
+impl ServerSession {
+    /// A session waiting for its header.
+    pub fn new() -> ServerSession {
+        ServerSession {
+            state: State::Header,
+            head: Vec::with_capacity(HEADER_LEN),
+            size: 0,
+            at: 0,
+            out: Vec::new(),
+            out_sent: 0,
+            sunk: 0,
+            verified: 0,
+        }
+    }
+
+    /// Payload bytes this session checked.
+    pub fn bytes_verified(&self) -> u64 {
+        self.verified
+    }
+
+    fn check(&mut self, data: &[u8]) -> Result<()> {
+        if let Some(at) = pattern::mismatch(self.at, data) {
+            return Err(Error::new(format!(
+                "client data corrupted at stream offset {at}: closing"
+            )));
+        }
+        self.at += data.len() as u64;
+        self.verified += data.len() as u64;
+        Ok(())
+    }
+
+    /// Consumes from `data` what the current state takes; returns how much.
+    fn step(&mut self, data: &[u8]) -> Result<usize> {
+        match self.state {
+            State::Header | State::FramePrefix => {
+                let want = if self.state == State::Header {
+                    HEADER_LEN
+                } else {
+                    FRAME_PREFIX_LEN
+                };
+                let n = data.len().min(want - self.head.len());
+                self.head.extend_from_slice(&data[..n]);
+                if self.head.len() == want {
+                    if self.state == State::Header {
+                        self.start(Header::decode(
+                            self.head.as_slice().try_into().expect("header length"),
+                        )?)?;
+                    } else {
+                        self.frame(u32::from_le_bytes(
+                            self.head.as_slice().try_into().expect("4 bytes"),
+                        ) as usize)?;
+                    }
+                    self.head.clear();
+                }
+                Ok(n)
+            }
+            State::EchoRecv => {
+                let n = data.len().min(self.size - self.out.len());
+                self.check(&data[..n])?;
+                self.out.extend_from_slice(&data[..n]);
+                if self.out.len() == self.size {
+                    self.out_sent = 0;
+                    self.state = State::EchoSend;
+                }
+                Ok(n)
+            }
+            State::FramePayload { left } => {
+                let n = data.len().min(left);
+                self.check(&data[..n])?;
+                self.sunk += n as u64;
+                self.state = if n == left {
+                    State::FramePrefix
+                } else {
+                    State::FramePayload { left: left - n }
+                };
+                Ok(n)
+            }
+            State::EchoSend | State::AckSend | State::AwaitClose | State::Done => {
+                Err(Error::new(format!(
+                    "client sent {} bytes before its previous message was answered",
+                    data.len()
+                )))
+            }
+        }
+    }
+
+    fn start(&mut self, header: Header) -> Result<()> {
+        self.size = header.size as usize;
+        self.at = u64::from(header.seed);
+        self.state = match header.mode {
+            Mode::Echo => {
+                self.out = Vec::with_capacity(self.size);
+                State::EchoRecv
+            }
+            Mode::Sink => State::FramePrefix,
+        };
+        Ok(())
+    }
+
+    fn frame(&mut self, len: usize) -> Result<()> {
+        if len > MAX_MESSAGE {
+            return Err(Error::new(format!(
+                "frame of {len} bytes is over the limit"
+            )));
+        }
+        self.state = if len == 0 {
+            let ack = Ack {
+                bytes: self.sunk,
+                status: 0,
+            };
+            self.out = ack.encode().to_vec();
+            self.out_sent = 0;
+            State::AckSend
+        } else {
+            State::FramePayload { left: len }
+        };
+        Ok(())
+    }
+}
+
+impl Session for ServerSession {
+    fn next(&mut self, _now: Instant) -> Want<'_> {
+        match self.state {
+            State::EchoSend | State::AckSend => Want::Send(&self.out[self.out_sent..]),
+            State::Done => Want::Done,
+            _ => Want::Recv,
+        }
+    }
+
+    fn on_sent(&mut self, n: usize, _now: Instant) {
+        self.out_sent += n;
+        if self.out_sent == self.out.len() {
+            self.state = match self.state {
+                State::EchoSend => {
+                    self.out.clear();
+                    State::EchoRecv
+                }
+                State::AckSend => State::AwaitClose,
+                s => s,
+            };
+        }
+    }
+
+    fn on_recv(&mut self, mut data: &[u8], _now: Instant) -> Result<()> {
+        while !data.is_empty() {
+            let n = self.step(data)?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    fn on_eof(&mut self) -> Result<()> {
+        let clean = match self.state {
+            // Closing between messages (or before any) is how a client ends.
+            State::Header | State::FramePrefix => self.head.is_empty(),
+            State::EchoRecv => self.out.is_empty(),
+            State::AwaitClose | State::Done => true,
+            _ => false,
+        };
+        if clean {
+            self.state = State::Done;
+            Ok(())
+        } else {
+            Err(Error::new(format!(
+                "client closed in the middle of a message (state {:?})",
+                self.state
+            )))
+        }
+    }
+}

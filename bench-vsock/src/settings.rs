@@ -1,0 +1,281 @@
+//! Turns command-line options into the runs to make: defaults, the target, the backends,
+//! and the interleaved order of a compare.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::backend::{self, BackendKind};
+use crate::cli::RunArgs;
+use crate::error::{Error, Result};
+use crate::runner::Target;
+use crate::transport::{self, local_listen, require_loopback};
+use crate::workload::{Length, RunSpec, Workload};
+
+/// What to run and where to put the results.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the server is.
+    pub target: Target,
+    /// The runs, in the order to make them.
+    pub specs: Vec<RunSpec>,
+    /// Whether this is a compare (summaries and ratios).
+    pub compare: bool,
+    /// The results folder.
+    pub out: PathBuf,
+    /// An extra path for the JSON report.
+    pub json: Option<PathBuf>,
+    /// Lines to tell the user before running (transport choice, missing backends).
+    pub notes: Vec<String>,
+}
+
+/// What a command runs: one workload, or the compare suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// One workload over the sizes and backends.
+    One(Workload),
+    /// Every workload and backend, interleaved.
+    Compare,
+}
+
+const KIB: usize = 1024;
+
+fn target(args: &RunArgs, notes: &mut Vec<String>) -> Result<Target> {
+    if let Some(ep) = &args.connect {
+        if args.listen.is_some() || args.transport.is_some() {
+            return Err(Error::new(
+                "--connect runs against a remote server: it cannot be combined with --listen or --transport",
+            ));
+        }
+        return Ok(Target::Remote(ep.clone()));
+    }
+    if let Some(ep) = &args.listen {
+        if ep.is_vsock() {
+            require_loopback()?;
+        }
+        return Ok(Target::Local(ep.clone()));
+    }
+    let t = match args.transport {
+        Some(t) => t,
+        None => {
+            let (t, why) = transport::default_transport();
+            notes.push(why);
+            t
+        }
+    };
+    Ok(Target::Local(local_listen(t)?))
+}
+
+fn backends(args: &RunArgs, notes: &mut Vec<String>) -> Result<Vec<BackendKind>> {
+    if let Some(list) = &args.backends {
+        for &k in &list.0 {
+            backend::open(k)?;
+        }
+        return Ok(list.0.clone());
+    }
+    let (have, missing): (Vec<BackendKind>, Vec<BackendKind>) =
+        BackendKind::ALL.into_iter().partition(|k| k.available());
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|k| k.name()).collect();
+        notes.push(format!(
+            "backends not in this build (their library path has not landed): {}",
+            names.join(", ")
+        ));
+    }
+    Ok(have)
+}
+
+/// One configuration of a suite: workload, size, connections, rate.
+type Config = (Workload, usize, usize, Option<u64>);
+
+fn configs(suite: Suite, args: &RunArgs) -> Result<Vec<Config>> {
+    let sizes = args.sizes.as_ref().map(|s| s.0.clone());
+    let quick = args.quick;
+    let conns = args.conns.map(|c| c as usize);
+    match suite {
+        Suite::Compare => {
+            let pp = sizes.clone().unwrap_or(if quick {
+                vec![64]
+            } else {
+                vec![64, 4 * KIB, 64 * KIB, 1024 * KIB]
+            });
+            let st = sizes.unwrap_or(if quick {
+                vec![64 * KIB]
+            } else {
+                vec![4 * KIB, 64 * KIB, 1024 * KIB]
+            });
+            let rr_conns = conns.unwrap_or(256);
+            let mut out: Vec<Config> = Vec::new();
+            out.extend(pp.iter().map(|&s| (Workload::Pingpong, s, 1, None)));
+            out.extend(st.iter().map(|&s| (Workload::Stream, s, 1, None)));
+            out.push((Workload::Rr, 64, rr_conns, None));
+            // Open loop shows what closed loop hides (queueing under a fixed offered load),
+            // so the full compare always has it; the quick one only when asked.
+            let rate = args.rate.or((!quick).then_some(10_000));
+            out.extend(rate.map(|r| (Workload::Rr, 64, rr_conns, Some(r))));
+            out.push((Workload::Connect, 64, 1, None));
+            Ok(out)
+        }
+        Suite::One(w) => {
+            if args.rate.is_some() && w != Workload::Rr {
+                return Err(Error::new("--rate applies to rr only (open loop)"));
+            }
+            if conns.is_some() && matches!(w, Workload::Pingpong | Workload::Stream) {
+                return Err(Error::new(format!(
+                    "{w} uses one connection: --conns applies to rr and connect"
+                )));
+            }
+            let default_sizes = match w {
+                Workload::Pingpong if !quick => vec![64, 4 * KIB, 64 * KIB],
+                Workload::Stream if !quick => vec![4 * KIB, 64 * KIB, 1024 * KIB],
+                Workload::Stream => vec![64 * KIB],
+                _ => vec![64],
+            };
+            let c = match w {
+                Workload::Rr => conns.unwrap_or(256),
+                Workload::Connect => conns.unwrap_or(1),
+                _ => 1,
+            };
+            Ok(sizes
+                .unwrap_or(default_sizes)
+                .into_iter()
+                .map(|s| (w, s, c, args.rate))
+                .collect())
+        }
+    }
+}
+
+/// The settings for running `suite` with `args`.
+///
+/// # Errors
+///
+/// Options that contradict each other, a backend not in this build, or a vsock run
+/// without the loopback transport.
+pub fn settings(suite: Suite, args: &RunArgs) -> Result<Settings> {
+    let mut notes = Vec::new();
+    let target = target(args, &mut notes)?;
+    let backends = backends(args, &mut notes)?;
+    let configs = configs(suite, args)?;
+    let compare = suite == Suite::Compare;
+    let (duration, warmup) = if args.quick {
+        (Duration::from_millis(500), Duration::from_millis(100))
+    } else {
+        (Duration::from_secs(2), Duration::from_millis(500))
+    };
+    let length = match args.count {
+        Some(n) => Length::Count(n),
+        None => Length::Time(args.duration.unwrap_or(duration)),
+    };
+    let repeats = args.repeat.unwrap_or(if compare {
+        if args.quick {
+            3
+        } else {
+            5
+        }
+    } else {
+        1
+    });
+    let workers = args.workers.unwrap_or(2) as usize;
+    let mut specs = Vec::new();
+    for repeat in 0..repeats as u32 {
+        // Rotating the backend order each repeat spreads slow drift of the machine
+        // (thermal, other tenants) over all backends instead of charging one.
+        let mut order = backends.clone();
+        let n = order.len().max(1);
+        order.rotate_left(repeat as usize % n);
+        for &(workload, size, conns, rate) in &configs {
+            for &backend in &order {
+                specs.push(RunSpec {
+                    backend,
+                    workload,
+                    size,
+                    conns,
+                    workers,
+                    rate,
+                    length,
+                    warmup: args.warmup.unwrap_or(warmup),
+                    repeat,
+                });
+            }
+        }
+    }
+    Ok(Settings {
+        target,
+        specs,
+        compare,
+        out: args.out.clone(),
+        json: args.json.clone(),
+        notes,
+    })
+}
+
+impl Settings {
+    /// Roughly how long the runs take, when they are timed.
+    pub fn estimate(&self) -> Option<Duration> {
+        self.specs
+            .iter()
+            .map(|s| match s.length {
+                Length::Time(d) => Some(d + s.warmup),
+                Length::Count(_) => None,
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{BackendList, SizeList};
+
+    fn quick() -> RunArgs {
+        RunArgs {
+            quick: true,
+            transport: Some(crate::transport::Transport::Unix),
+            backends: Some(BackendList(vec![BackendKind::Blocking, BackendKind::Tokio])),
+            out: "results".into(),
+            ..RunArgs::default()
+        }
+    }
+
+    #[test]
+    fn quick_compare_has_the_target_workloads_interleaved() {
+        let s = settings(Suite::Compare, &quick()).unwrap();
+        assert!(s.compare);
+        let labels: Vec<String> = s.specs.iter().map(|r| r.label()).collect();
+        assert!(labels.contains(&"pingpong 64 B".to_owned()));
+        assert!(labels.contains(&"stream 64 KiB".to_owned()));
+        assert!(labels.contains(&"rr 64 B x256".to_owned()));
+        assert_eq!(s.specs.iter().filter(|r| r.repeat == 0).count(), 8);
+        assert_eq!(s.specs.len(), 3 * 8);
+        // The backend order rotates between repeats.
+        assert_eq!(s.specs[0].backend, BackendKind::Blocking);
+        assert_eq!(s.specs[8].backend, BackendKind::Tokio);
+        assert_eq!(s.specs[0].workers, 2);
+    }
+
+    #[test]
+    fn contradictions_are_errors() {
+        let mut a = quick();
+        a.rate = Some(100);
+        let e = settings(Suite::One(Workload::Pingpong), &a).unwrap_err();
+        assert!(e.message().contains("--rate applies to rr only"), "{e}");
+        let mut a = quick();
+        a.conns = Some(4);
+        let e = settings(Suite::One(Workload::Stream), &a).unwrap_err();
+        assert!(e.message().contains("one connection"), "{e}");
+        let mut a = quick();
+        a.connect = Some("unix:@x".parse().unwrap());
+        let e = settings(Suite::One(Workload::Rr), &a).unwrap_err();
+        assert!(e.message().contains("cannot be combined"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_counts_carry_through() {
+        let mut a = quick();
+        a.sizes = Some(SizeList(vec![64, 4096]));
+        a.count = Some(10);
+        let s = settings(Suite::One(Workload::Pingpong), &a).unwrap();
+        assert_eq!(s.specs.len(), 4);
+        assert!(s.specs.iter().all(|r| r.length == Length::Count(10)));
+        assert_eq!(s.estimate(), None);
+    }
+}

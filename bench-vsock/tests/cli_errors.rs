@@ -1,0 +1,90 @@
+//! Bad command lines: a clear message on stderr and a non-zero exit, before anything runs.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bench-vsock"))
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run bench-vsock");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn fails_with(args: &[&str], want: &str) {
+    let (code, stderr) = run(args);
+    assert_ne!(code, 0, "{args:?} should fail; stderr: {stderr}");
+    assert!(
+        stderr.contains(want),
+        "{args:?}: stderr should mention {want:?}, got: {stderr}"
+    );
+}
+
+#[test]
+fn bad_values_are_named() {
+    fails_with(&["pingpong", "--sizes", "4x"], "bad size \"4x\"");
+    fails_with(&["pingpong", "--sizes", "0"], "out of range");
+    fails_with(
+        &["compare", "--backends", "nope"],
+        "unknown backend \"nope\"",
+    );
+    fails_with(&["stream", "--duration", "0s"], "out of range");
+    fails_with(&["rr", "--conns", "0"], "at least 1");
+    fails_with(&["rr", "--connect", "udp:1:2"], "unknown scheme");
+    fails_with(
+        &["pingpong", "--transport", "carrier-pigeon"],
+        "carrier-pigeon",
+    );
+    fails_with(&["frobnicate"], "frobnicate");
+}
+
+#[test]
+fn contradictions_are_run_errors() {
+    fails_with(
+        &["pingpong", "--rate", "100", "--transport", "unix"],
+        "Error: --rate applies to rr only",
+    );
+    fails_with(
+        &["stream", "--conns", "4", "--transport", "unix"],
+        "Error: stream uses one connection",
+    );
+    fails_with(
+        &["rr", "--count", "5", "--duration", "1s"],
+        "cannot be used with",
+    );
+    fails_with(
+        &["client", "--workload", "pingpong"],
+        "Error: client needs --connect",
+    );
+    fails_with(&["report"], "--json");
+}
+
+#[test]
+fn missing_backends_and_vsock_without_loopback_are_refused() {
+    fails_with(
+        &[
+            "pingpong",
+            "--transport",
+            "unix",
+            "--backends",
+            "uring",
+            "--count",
+            "1",
+        ],
+        "Error: backend uring is not available",
+    );
+    if !uring_vsock::loopback_available() {
+        // Refused before any vsock socket is made: without loopback it would leave the host.
+        fails_with(
+            &["pingpong", "--transport", "vsock", "--count", "1"],
+            "Error: local vsock runs need the vsock loopback transport",
+        );
+        fails_with(
+            &["pingpong", "--listen", "vsock:any:5000", "--count", "1"],
+            "Error: local vsock runs need the vsock loopback transport",
+        );
+    }
+}

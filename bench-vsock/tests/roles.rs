@@ -1,0 +1,90 @@
+//! The deployment roles over unix: `serve` in one process, `client` in another, then
+//! `report` from the client's JSON.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+#[test]
+fn client_runs_against_serve_and_report_writes_results() {
+    let bin = env!("CARGO_BIN_EXE_bench-vsock");
+    let name = format!("unix:@bench-vsock-roles-{}", std::process::id());
+    let mut server = Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            &name,
+            "--backend",
+            "epoll",
+            "--max-conns",
+            "1",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it listens.
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(
+        first.starts_with("serving on unix:@bench-vsock-roles"),
+        "{first}"
+    );
+
+    let dir = common::fresh_dir("roles");
+    let json = dir.join("client.json");
+    let out = Command::new(bin)
+        .args([
+            "client",
+            "--workload",
+            "pingpong",
+            "--connect",
+            &name,
+            "--backends",
+            "blocking",
+            "--sizes",
+            "4k",
+            "--count",
+            "50",
+            "--warmup",
+            "0",
+            "--out",
+            dir.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = common::read_json(&json);
+    assert_eq!(report["runs"][0]["bytes_verified"], 50 * 4096);
+    assert_eq!(report["runs"][0]["local_server"], false);
+    // The server saw one clean connection and exits by itself.
+    assert!(server.wait().unwrap().success());
+
+    let md = dir.join("RESULTS.md");
+    let out = Command::new(bin)
+        .args([
+            "report",
+            "--json",
+            json.to_str().unwrap(),
+            "--out",
+            md.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.contains("# bench-vsock results"));
+    assert!(text.contains("| pingpong 4 KiB | blocking |"), "{text}");
+    assert!(text.contains("](results-0-unix-latency.svg)"));
+    assert!(dir.join("results-0-unix-throughput.svg").exists());
+}
