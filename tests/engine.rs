@@ -73,11 +73,7 @@ struct PumpClient {
 }
 
 impl PumpClient {
-    fn new(
-        seed: u64,
-        total: u64,
-        done: mpsc::Sender<PumpReport>,
-    ) -> Self {
+    fn new(seed: u64, total: u64, done: mpsc::Sender<PumpReport>) -> Self {
         PumpClient {
             gen: Gen::new(seed),
             left: total,
