@@ -130,6 +130,9 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
             writeln!(w, "\n### Ratios\n")?;
             write_ratio_table(w, r)?;
         }
+        writeln!(w, "\n### Targets\n")?;
+        writeln!(w, "The project's aims for one compare run (measured, never asserted in a test); a verdict compares the median ratio with the aim.\n")?;
+        super::targets::write_markdown(w, &super::targets::evaluate(&r.runs))?;
         writeln!(w, "\n### Plots\n")?;
         writeln!(w, "![{t} latency by percentile]({})\n", s.latency_svg)?;
         writeln!(w, "![{t} throughput]({})\n", s.throughput_svg)?;

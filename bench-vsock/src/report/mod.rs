@@ -9,3 +9,4 @@ pub mod markdown;
 pub mod progress;
 pub mod svg;
 pub mod table;
+pub mod targets;
