@@ -17,7 +17,7 @@ mod pacer;
 mod server;
 mod slots;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use uring_vsock::uring::Engine;
@@ -38,12 +38,17 @@ pub const SPIN: Duration = Duration::from_micros(100);
 #[derive(Debug)]
 pub(crate) struct Uring {
     spin: Option<Duration>,
+    /// The client engine of the last `run_clients`, kept for the next one with as many
+    /// workers: a run's measured phase then does not pay for starting an engine (a few
+    /// milliseconds) after its warmup did. Shut down when the backend is dropped.
+    clients: Mutex<Option<Engine>>,
 }
 
 /// The uring backend, or with `spin` the uring-spin one: the engine is in this build.
 pub(crate) fn open(spin: bool) -> Result<Box<dyn Backend>> {
     Ok(Box::new(Uring {
         spin: spin.then_some(SPIN),
+        clients: Mutex::new(None),
     }))
 }
 
@@ -81,9 +86,19 @@ impl Backend for Uring {
         slots: usize,
         workers: usize,
     ) {
-        match self.engine(workers) {
-            Ok(engine) => slots::run(&engine, connect, &source, slots, workers),
-            Err(e) => source.fail(e),
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if clients
+            .as_ref()
+            .is_none_or(|e| e.workers() != workers.max(1))
+        {
+            // The old one first: both at once might not fit the memory-lock limit.
+            *clients = None;
+            match self.engine(workers) {
+                Ok(engine) => *clients = Some(engine),
+                Err(e) => return source.fail(e),
+            }
         }
+        let engine = clients.as_ref().expect("set above");
+        slots::run(engine, connect, &source, slots, workers);
     }
 }
