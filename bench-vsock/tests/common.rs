@@ -33,3 +33,43 @@ pub fn run(args: &[&str]) -> (bench_vsock::Result<()>, String, String) {
 pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// Runs `args` for `backend` and returns the report's runs.
+pub fn runs_of(test: &str, backend: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    let dir = fresh_dir(&format!("{test}-{backend}"));
+    let json = dir.join("r.json");
+    let mut all = args.to_vec();
+    let (out, json_s) = (dir.to_str().unwrap(), json.to_str().unwrap());
+    all.extend([
+        "--backends",
+        backend,
+        "--warmup",
+        "0",
+        "--out",
+        out,
+        "--json",
+        json_s,
+    ]);
+    let (r, stdout, stderr) = run(&all);
+    r.unwrap_or_else(|e| panic!("{all:?}: {e}\n{stderr}"));
+    assert!(
+        stdout.contains(backend),
+        "table names the backend: {stdout}"
+    );
+    assert!(dir.join("report.json").exists());
+    let report = read_json(&json);
+    let runs = report["runs"].as_array().unwrap().clone();
+    assert!(!runs.is_empty());
+    for r in &runs {
+        assert_eq!(r["backend"], backend);
+        assert!(r["bytes_verified"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["messages"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["p50_us"].as_f64().unwrap() > 0.0);
+        assert!(r["p99_us"].as_f64().unwrap() >= r["p50_us"].as_f64().unwrap());
+        assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0);
+        let hgrm = dir.join(r["hgrm"].as_str().unwrap());
+        let text = std::fs::read_to_string(hgrm).unwrap();
+        assert!(text.contains("Percentile") && text.contains("#[Max"));
+    }
+    runs
+}

@@ -63,7 +63,8 @@ impl BackendKind {
         }
     }
 
-    /// Whether this build can run it (the engine and epoll path land on the library later).
+    /// Whether this build can run it (every backend can now; kept so a backend whose library
+    /// path is missing from a build is skipped rather than failing a default run).
     pub fn available(self) -> bool {
         open(self).is_ok()
     }

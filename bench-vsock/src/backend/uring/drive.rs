@@ -1,0 +1,85 @@
+//! Moving a session's bytes through an engine connection, the same for both ends.
+//!
+//! Sends are handed to the engine, which owns them until written and writes a connection's
+//! sends in order; so a session is told its bytes are sent ([`Session::on_sent`]) once they
+//! are queued, and moves on to what comes next (usually receiving) while they go out. What
+//! the queue cannot take now stays in the session (it asks for the rest again), and the
+//! connection's next `on_sent` completion drives it on: nothing is dropped.
+
+use std::time::Instant;
+
+use uring_vsock::uring::{Conn, SendBuf};
+
+use crate::session::{Session, Want};
+
+/// The most one heap buffer carries when the worker's send pool is empty: the pool's
+/// default buffer size.
+const HEAP_CHUNK: usize = 64 * 1024;
+
+/// Where a session stopped after [`advance`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Waiting for the connection: bytes to arrive, or room in the send queue (the next
+    /// `on_sent` brings it).
+    Pending,
+    /// Pacing: nothing to do until this time.
+    Wait(Instant),
+    /// The session is over.
+    Done,
+}
+
+/// Moves `session` on until it waits for the connection, paces, or ends.
+pub(super) fn advance(session: &mut impl Session, conn: &mut Conn<'_>) -> Step {
+    loop {
+        match session.next(Instant::now()) {
+            Want::Send(bytes) => {
+                let n = queue(conn, bytes);
+                if n == 0 {
+                    return Step::Pending;
+                }
+                session.on_sent(n, Instant::now());
+            }
+            Want::Recv => return Step::Pending,
+            Want::Wait(until) => return Step::Wait(until),
+            Want::Done => return Step::Done,
+        }
+    }
+}
+
+/// Copies as much of `bytes` as the connection's send queue takes into send buffers and
+/// queues them; returns how much was queued.
+///
+/// Buffers come from the worker's registered pool. When other connections hold all of it
+/// and this one has nothing in flight, a heap buffer is used instead: otherwise no
+/// completion of this connection would ever come to retry from, and it would stall.
+fn queue(conn: &mut Conn<'_>, bytes: &[u8]) -> usize {
+    let mut taken = 0;
+    while taken < bytes.len() && conn.can_send() {
+        let rest = &bytes[taken..];
+        let mut buf = match conn.send_buf() {
+            Some(buf) => buf,
+            None if conn.sends_queued() == 0 => {
+                SendBuf::from(Vec::with_capacity(rest.len().min(HEAP_CHUNK)))
+            }
+            None => break,
+        };
+        let n = buf.extend_from_slice(&rest[..rest.len().min(buf.capacity())]);
+        if conn.send(buf).is_err() {
+            // `can_send` said yes, so the connection is closing: its close reports why.
+            break;
+        }
+        taken += n;
+    }
+    taken
+}
+
+/// Ends a connection whose session is done: closes it at once when nothing is left to
+/// send (as the other backends drop their socket), else shuts down the write side so the
+/// queued bytes go out first and the engine closes once the peer has closed too.
+pub(super) fn finish(conn: &mut Conn<'_>) {
+    if conn.sends_queued() == 0 {
+        conn.close();
+    } else {
+        conn.shutdown_write();
+    }
+}

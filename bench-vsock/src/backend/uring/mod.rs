@@ -1,0 +1,104 @@
+//! The library's io_uring engine (`uring_vsock::uring`): one engine for the server and one
+//! for the clients, each with `--workers` workers; connections are completion handlers that
+//! drive the sessions on the worker threads.
+//!
+//! - [`server`]: `engine.listen`, a [`ServerSession`](crate::session::ServerSession) per
+//!   accepted connection.
+//! - [`slots`]: the client side's connection slots, a new `engine.connect` per session.
+//! - [`client`]: the handler running one client session.
+//! - [`drive`]: moving a session's bytes through a connection, shared by both ends.
+//! - [`pacer`]: the timer of open-loop runs, which the engine does not have.
+//!
+//! `uring-spin` is the same with the engine's adaptive spin of [`SPIN`].
+
+mod client;
+mod drive;
+mod pacer;
+mod server;
+mod slots;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use uring_vsock::uring::Engine;
+use uring_vsock::Endpoint;
+
+use super::{Backend, BackendKind, Server};
+use crate::error::{Context, Result};
+use crate::session::SessionSource;
+
+/// The spin budget of `uring-spin`: how long a worker keeps polling its ring after the last
+/// completion before sleeping in the kernel. A request/response round trip on unix or
+/// loopback tcp takes tens of microseconds, so 100 µs covers the wait for the next message
+/// of a busy connection without burning a core through the idle gaps of open-loop pacing
+/// (the engine's own round-trip bench uses 200 µs; half of it measured the same there).
+pub const SPIN: Duration = Duration::from_micros(100);
+
+/// The uring backend; `spin` is the adaptive spin budget of `uring-spin`.
+#[derive(Debug)]
+pub(crate) struct Uring {
+    spin: Option<Duration>,
+    /// The client engine of the last `run_clients`, kept for the next one with as many
+    /// workers: a run's measured phase then does not pay for starting an engine (a few
+    /// milliseconds) after its warmup did. Shut down when the backend is dropped.
+    clients: Mutex<Option<Engine>>,
+}
+
+/// The uring backend, or with `spin` the uring-spin one: the engine is in this build.
+pub(crate) fn open(spin: bool) -> Result<Box<dyn Backend>> {
+    Ok(Box::new(Uring {
+        spin: spin.then_some(SPIN),
+        clients: Mutex::new(None),
+    }))
+}
+
+impl Uring {
+    /// An engine with `workers` workers (at least one) and this backend's spin.
+    fn engine(&self, workers: usize) -> Result<Engine> {
+        let mut builder = Engine::builder().workers(workers.max(1));
+        if let Some(spin) = self.spin {
+            builder = builder.spin(spin);
+        }
+        builder
+            .build()
+            .context(format!("starting the {} engine", self.kind()))
+    }
+}
+
+impl Backend for Uring {
+    fn kind(&self) -> BackendKind {
+        if self.spin.is_some() {
+            BackendKind::UringSpin
+        } else {
+            BackendKind::Uring
+        }
+    }
+
+    fn serve(&self, listen: &Endpoint, workers: usize) -> Result<Box<dyn Server>> {
+        let engine = self.engine(workers)?;
+        Ok(Box::new(server::UringServer::start(engine, listen)?))
+    }
+
+    fn run_clients(
+        &self,
+        connect: &Endpoint,
+        source: Arc<SessionSource>,
+        slots: usize,
+        workers: usize,
+    ) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if clients
+            .as_ref()
+            .is_none_or(|e| e.workers() != workers.max(1))
+        {
+            // The old one first: both at once might not fit the memory-lock limit.
+            *clients = None;
+            match self.engine(workers) {
+                Ok(engine) => *clients = Some(engine),
+                Err(e) => return source.fail(e),
+            }
+        }
+        let engine = clients.as_ref().expect("set above");
+        slots::run(engine, connect, &source, slots, workers);
+    }
+}

@@ -1,0 +1,199 @@
+//! The io_uring backends (`uring`, `uring-spin`) over unix: each workload verifies exactly
+//! the bytes the epoll backend verifies for the same run, with many connections over few
+//! workers, open-loop pacing, and a new connection per session; and a compare measures them
+//! against every other backend.
+
+mod common;
+
+use bench_vsock::backend::BackendKind;
+use common::{fresh_dir, read_json, run, runs_of};
+
+const URING: [&str; 2] = ["uring", "uring-spin"];
+
+/// Runs `args` with each uring backend and with epoll; asserts every run's message count
+/// and verified bytes match epoll's; returns the uring backends' runs.
+fn like_epoll(test: &str, args: &[&str]) -> Vec<(&'static str, Vec<serde_json::Value>)> {
+    let reference = runs_of(test, "epoll", args);
+    URING
+        .into_iter()
+        .map(|b| {
+            let runs = runs_of(test, b, args);
+            assert_eq!(runs.len(), reference.len(), "{b}");
+            for (r, e) in runs.iter().zip(&reference) {
+                assert_eq!(r["bytes_verified"], e["bytes_verified"], "{b}: {r}");
+                assert_eq!(r["messages"], e["messages"], "{b}: {r}");
+                assert_eq!(r["transport"], "unix");
+                assert_eq!(r["local_server"], true);
+            }
+            (b, runs)
+        })
+        .collect()
+}
+
+#[test]
+fn uring_backends_are_in_this_build() {
+    assert!(BackendKind::Uring.available());
+    assert!(BackendKind::UringSpin.available());
+}
+
+#[test]
+fn uring_pingpong_64b_and_70kib() {
+    let args = [
+        "pingpong",
+        "--transport",
+        "unix",
+        "--sizes",
+        "64,70k",
+        "--count",
+        "20",
+    ];
+    for (b, runs) in like_epoll("uring-pingpong", &args) {
+        assert_eq!(runs.len(), 2, "{b}");
+        assert_eq!(runs[0]["msg_size"], 64);
+        assert_eq!(runs[0]["messages"], 20);
+        assert_eq!(runs[0]["bytes_verified"], 20 * 64);
+        assert_eq!(runs[0]["payload_bytes"], 2 * 20 * 64);
+        assert_eq!(runs[1]["msg_size"], 70 * 1024);
+        assert_eq!(runs[1]["bytes_verified"], 20 * 70 * 1024);
+        assert_eq!(runs[1]["workload"], "pingpong");
+    }
+}
+
+#[test]
+fn uring_stream_1mib_is_acked_whole() {
+    let args = [
+        "stream",
+        "--transport",
+        "unix",
+        "--sizes",
+        "1m",
+        "--count",
+        "8",
+    ];
+    for (b, runs) in like_epoll("uring-stream", &args) {
+        assert_eq!(runs[0]["workload"], "stream", "{b}");
+        assert_eq!(runs[0]["msg_size"], 1 << 20);
+        assert_eq!(runs[0]["messages"], 8);
+        assert_eq!(runs[0]["bytes_verified"], 8 << 20);
+    }
+}
+
+#[test]
+fn uring_rr_64_connections_on_2_workers() {
+    let args = [
+        "rr",
+        "--transport",
+        "unix",
+        "--conns",
+        "64",
+        "--workers",
+        "2",
+        "--count",
+        "640",
+    ];
+    for (b, runs) in like_epoll("uring-rr", &args) {
+        assert_eq!(runs[0]["conns"], 64, "{b}");
+        assert_eq!(runs[0]["workers"], 2);
+        assert_eq!(runs[0]["messages"], 640);
+        assert_eq!(runs[0]["bytes_verified"], 640 * 64);
+        assert!(runs[0]["rate"].is_null());
+        assert_eq!(runs[0]["uncorrected"]["count"], 640);
+    }
+}
+
+#[test]
+fn uring_rr_open_loop_is_paced() {
+    let args = [
+        "rr",
+        "--transport",
+        "unix",
+        "--conns",
+        "8",
+        "--workers",
+        "2",
+        "--count",
+        "80",
+        "--rate",
+        "4000",
+    ];
+    for (b, runs) in like_epoll("uring-rr-open", &args) {
+        assert_eq!(runs[0]["rate"], 4000, "{b}");
+        assert_eq!(runs[0]["messages"], 80);
+        assert_eq!(runs[0]["bytes_verified"], 80 * 64);
+        // Both histograms are kept; the corrected one counts from the intended send time.
+        assert_eq!(runs[0]["uncorrected"]["count"], 80);
+    }
+}
+
+#[test]
+fn uring_connect_opens_one_connection_per_message() {
+    let args = [
+        "connect",
+        "--transport",
+        "unix",
+        "--conns",
+        "4",
+        "--count",
+        "40",
+    ];
+    for (b, runs) in like_epoll("uring-connect", &args) {
+        assert_eq!(runs[0]["workload"], "connect", "{b}");
+        assert_eq!(runs[0]["messages"], 40);
+        assert_eq!(runs[0]["bytes_verified"], 40 * 64);
+    }
+}
+
+#[test]
+fn default_compare_measures_uring_against_every_other_backend() {
+    let dir = fresh_dir("uring-compare");
+    // The backends are left to the default: all in this build.
+    let (r, stdout, stderr) = run(&[
+        "compare",
+        "--transport",
+        "unix",
+        "--quick",
+        "--count",
+        "20",
+        "--conns",
+        "4",
+        "--warmup",
+        "0",
+        "--repeat",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    r.unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    assert!(stdout.contains("Ratios"), "{stdout}");
+    let report = read_json(&dir.join("report.json"));
+    let runs = report["runs"].as_array().unwrap();
+    for b in BackendKind::ALL {
+        let of_b: Vec<_> = runs.iter().filter(|r| r["backend"] == b.name()).collect();
+        assert_eq!(of_b.len(), 4, "pingpong, stream, rr, connect of {b}");
+        // Every configuration verifies the same bytes, whichever backend moved them.
+        for (r, first) in of_b
+            .iter()
+            .zip(runs.iter().filter(|r| r["backend"] == "uring"))
+        {
+            assert_eq!(r["bytes_verified"], first["bytes_verified"], "{r}");
+        }
+    }
+    let mut pairs: Vec<(String, String)> = report["ratios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            (s("subject"), s("baseline"))
+        })
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    let mut expected = Vec::new();
+    for s in URING {
+        for b in ["blocking", "epoll", "tokio"] {
+            expected.push((s.to_owned(), b.to_owned()));
+        }
+    }
+    assert_eq!(pairs, expected);
+}
