@@ -40,9 +40,13 @@ pub fn execute(
         Command::Compare(a) => run_suite(Suite::Compare, &a, command_line, out, log),
         Command::Client(c) => client(&c, command_line, out, log),
         Command::Serve(s) => crate::roles::serve(&s, log),
-        Command::Report(r) => {
-            crate::report::markdown::write_results(&r.jsons, &r.out, r.plots.as_deref(), log)
-        }
+        Command::Report(r) => crate::report::markdown::write_results(
+            &r.jsons,
+            &r.out,
+            r.plots.as_deref(),
+            r.notes.as_deref(),
+            log,
+        ),
     }
 }
 

@@ -167,4 +167,8 @@ pub struct ReportArgs {
     /// The folder for the plots (SVG); default: next to `--out`.
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
+    /// A Markdown file of analysis (why a target is missed, from profiles), appended under
+    /// "Analysis"; profiles (`profile-*.txt`) in the plots folder are linked there too.
+    #[arg(long, value_name = "FILE")]
+    pub notes: Option<PathBuf>,
 }

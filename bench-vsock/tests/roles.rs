@@ -87,4 +87,38 @@ fn client_runs_against_serve_and_report_writes_results() {
     assert!(text.contains("| pingpong 4 KiB | blocking |"), "{text}");
     assert!(text.contains("](results-0-unix-latency.svg)"));
     assert!(dir.join("results-0-unix-throughput.svg").exists());
+
+    // Plots in their own folder, linked relative to RESULTS.md; notes and profiles appended.
+    let plots = dir.join("plots");
+    std::fs::create_dir_all(&plots).unwrap();
+    std::fs::write(plots.join("profile-x.txt"), "10% memcpy\n").unwrap();
+    let notes = dir.join("notes.md");
+    std::fs::write(&notes, "The copy dominates.\n").unwrap();
+    let out = Command::new(bin)
+        .args(["report", "--json", json.to_str().unwrap(), "--out"])
+        .arg(&md)
+        .arg("--plots")
+        .arg(&plots)
+        .arg("--notes")
+        .arg(&notes)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        text.contains("](plots/results-0-unix-latency.svg)"),
+        "{text}"
+    );
+    assert!(plots.join("results-0-unix-latency.svg").exists());
+    assert!(text.contains("## Analysis\n"), "{text}");
+    assert!(text.contains("The copy dominates."), "{text}");
+    assert!(
+        text.contains("- [plots/profile-x.txt](plots/profile-x.txt)"),
+        "{text}"
+    );
+    assert!(text.contains("### Targets"), "{text}");
 }

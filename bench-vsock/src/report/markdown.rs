@@ -150,6 +150,7 @@ pub fn write_results(
     jsons: &[PathBuf],
     out: &Path,
     plots: Option<&Path>,
+    notes: Option<&Path>,
     log: &mut dyn Write,
 ) -> Result<()> {
     let reports: Vec<Report> = jsons.iter().map(|p| json::read(p)).collect::<Result<_>>()?;
@@ -184,6 +185,11 @@ pub fn write_results(
     }
     let mut f = BufWriter::new(File::create(out).context(format!("creating {}", out.display()))?);
     write(&mut f, &sections)?;
+    if let Some(notes) = notes {
+        let text =
+            std::fs::read_to_string(notes).context(format!("reading {}", notes.display()))?;
+        write_analysis(&mut f, &text, &profiles(dir, link_dir)?)?;
+    }
     f.flush()?;
     writeln!(
         log,
@@ -192,5 +198,32 @@ pub fn write_results(
         2 * sections.len(),
         dir.display()
     )?;
+    Ok(())
+}
+
+/// The profile files (`profile-*.txt`) in `dir`, as links relative to RESULTS.md, sorted.
+fn profiles(dir: &Path, link_dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).context(format!("listing {}", dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with("profile-") && name.ends_with(".txt") {
+            out.push(link_dir.join(name).display().to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The analysis section: the developers' notes, then links to the profiles they cite.
+fn write_analysis(w: &mut dyn Write, notes: &str, profiles: &[String]) -> io::Result<()> {
+    writeln!(w, "## Analysis\n")?;
+    writeln!(w, "Written by the developers from the profiles below (`tools/profile`); the figures above are the measurements.\n")?;
+    writeln!(w, "{}\n", notes.trim())?;
+    if !profiles.is_empty() {
+        writeln!(w, "Profiles:\n")?;
+        for p in profiles {
+            writeln!(w, "- [{p}]({p})")?;
+        }
+    }
     Ok(())
 }
