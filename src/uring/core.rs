@@ -249,7 +249,7 @@ impl Core {
     /// Frees a slot whose ops have all completed; dropping the state closes the socket.
     fn free_slot(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
-        if let Some(c) = slot.conn.take() {
+        if let Some(mut c) = slot.conn.take() {
             debug_assert_eq!(c.ops, 0, "slot freed with ops in flight");
             slot.gen = slot.gen.wrapping_add(1);
             self.free.push(index);
@@ -257,6 +257,37 @@ impl Core {
             self.load.fetch_sub(1, Ordering::Relaxed);
             self.stats.open.fetch_sub(1, Ordering::Relaxed);
             WorkerStats::add(&self.stats.closed, 1);
+            // The handler's Drop is user code: a panic in it must not unwind out of the worker.
+            if let Some(h) = c.handler.take() {
+                Self::drop_handler(&self.stats, h);
+            }
+        }
+    }
+
+    /// Drops a handler, counting (not propagating) a panic in its `Drop`.
+    fn drop_handler(stats: &WorkerStats, handler: Box<dyn Handler>) {
+        if catch_unwind(AssertUnwindSafe(move || drop(handler))).is_err() {
+            WorkerStats::add(&stats.handler_panics, 1);
+        }
+    }
+
+    /// The worker is going away without draining its ring: tells every handle and every
+    /// pending connect, and nothing else. The slots stay as they are (their buffers may be
+    /// in the kernel's hands; the caller leaks them).
+    pub(crate) fn abandon(&mut self, reason: &CloseReason) {
+        for slot in &mut self.slots {
+            let Some(c) = slot.conn.as_mut() else {
+                continue;
+            };
+            if let Some(cs) = c.connecting.as_ref() {
+                let err = io::Error::other(reason.to_string());
+                let _ = cs
+                    .reply
+                    .send(Err(Error::new("connect", Some(c.peer.clone()), err)));
+            }
+            if let Some(h) = c.handle.take() {
+                h.set_closed(reason.clone());
+            }
         }
     }
 
@@ -277,7 +308,7 @@ impl Core {
             }
             Err(_) => {
                 WorkerStats::add(&self.stats.handler_panics, 1);
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(handler)));
+                Self::drop_handler(&self.stats, handler);
                 if let Some(c) = self.conn_mut(index) {
                     c.panicked = true;
                 }
@@ -295,7 +326,12 @@ impl Core {
         // The peer may already be gone (getpeername fails); the connection is still served so
         // its data and EOF are seen, with the listener's endpoint standing in for the peer.
         let peer = crate::socket::peer_endpoint(&socket).unwrap_or_else(|_| local.clone());
-        let handler = factory(&peer);
+        // A panicking factory must not unwind out of the worker (its ring and buffers would
+        // be freed under the kernel): the connection is closed unserved (the socket drops).
+        let Ok(handler) = catch_unwind(AssertUnwindSafe(|| factory(&peer))) else {
+            WorkerStats::add(&self.stats.handler_panics, 1);
+            return;
+        };
         let index = self.insert(socket, peer, handler);
         WorkerStats::add(&self.stats.accepted, 1);
         self.open(index);
@@ -399,8 +435,8 @@ impl Core {
                 self.open(index);
                 return;
             }
-            // The caller gave up waiting: nobody can drive this connection; close it.
-            self.conn_mut(index).expect("live").handler = None;
+            // The caller gave up waiting: nobody can drive this connection; close it (the
+            // handler is dropped, never opened).
             self.free_slot(index);
             return;
         }

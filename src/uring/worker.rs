@@ -5,6 +5,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use socket2::Socket;
 use super::buf_pool::BufferPool;
 use super::buf_ring::BufRing;
 use super::builder::EngineBuilder;
+use super::conn::CloseReason;
 use super::core::{Core, HandleOp};
 use super::handle::{Command, Factory, WorkerLink};
 use super::op::{Kind, Op};
@@ -89,7 +91,7 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         bufs.fill();
         Ok((pool, bufs, ring))
     };
-    let (pool, bufs, mut ring) = match setup() {
+    let (pool, bufs, ring) = match setup() {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -110,7 +112,7 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         init.features.send_zc,
         cfg.sq_entries as usize * 2,
     );
-    let mut worker = Worker {
+    let worker = Worker {
         index,
         core,
         rx: init.rx,
@@ -122,18 +124,77 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         wake_armed: false,
         stopping: false,
     };
+    // From here on the guard owns everything the kernel may touch, so that however this
+    // function is left (a return, a ring error, a panic unwinding) it is freed only when the
+    // ring is idle, and leaked otherwise.
+    let mut exit = Exit {
+        parts: Some(Parts {
+            worker,
+            ring,
+            bufs,
+            pool,
+        }),
+        failure: None,
+    };
     let _ = ready.send(Ok(()));
-    let result = worker.run_loop(&mut ring, &cfg);
-    if let Err(e) = &result {
+    let Some(p) = exit.parts.as_mut() else { return };
+    if let Err(e) = p.worker.run_loop(&mut p.ring, &cfg) {
         eprintln!("uring-vsock worker {index}: ring failed: {e}");
+        exit.failure = Some(e);
     }
-    worker.drain_commands_after_exit();
-    if worker.core.inflight > 0 {
-        // The kernel may still use these buffers: leak rather than free under it.
-        std::mem::forget(worker);
-        std::mem::forget(bufs);
-        std::mem::forget(pool);
-        std::mem::forget(ring);
+}
+
+/// A worker and the memory its ring shares with the kernel, in the order they must go: the
+/// worker (its slots hold in-flight send buffers, connect addresses, the wake-up buffer), then
+/// the ring, then the receive ring and the send pool the ring has registered.
+struct Parts {
+    worker: Worker,
+    ring: IoUring,
+    bufs: Rc<BufRing>,
+    pool: BufferPool,
+}
+
+/// Ends a worker. After a clean exit (every op completed) it drops the [`Parts`] in order.
+/// Otherwise (a panic unwinding through the loop, a ring error, ops still in flight) the
+/// kernel may still write that memory, so it is leaked, ring included; what is not the
+/// kernel's is settled: handles and pending connects get an error, the command channel is
+/// dropped (later sends and connects fail), and the worker's load becomes `usize::MAX` so the
+/// acceptor and `Engine::connect` pass it over.
+struct Exit {
+    parts: Option<Parts>,
+    failure: Option<io::Error>,
+}
+
+impl Drop for Exit {
+    fn drop(&mut self) {
+        let Some(mut p) = self.parts.take() else {
+            return;
+        };
+        let panicking = std::thread::panicking();
+        if !panicking && self.failure.is_none() && p.worker.core.inflight == 0 {
+            p.worker.drain_commands_after_exit();
+            let Parts {
+                worker,
+                ring,
+                bufs,
+                pool,
+            } = p;
+            drop(worker);
+            drop(ring);
+            drop(bufs);
+            drop(pool);
+            return;
+        }
+        let why = match &self.failure {
+            Some(e) => format!("engine worker {} stopped: ring failed: {e}", p.worker.index),
+            None if panicking => format!("engine worker {} stopped: it panicked", p.worker.index),
+            None => format!(
+                "engine worker {} stopped with {} operations in flight",
+                p.worker.index, p.worker.core.inflight
+            ),
+        };
+        p.worker.abandon(&why);
+        std::mem::forget(p);
     }
 }
 
@@ -297,8 +358,16 @@ impl Worker {
             } => {
                 if self.stopping {
                     let _ = reply.send(Err(shutting_down("connect", ep)));
-                } else {
-                    self.core.connect(ep, timeout, make(), reply);
+                    return;
+                }
+                // The closure is user code: a panic fails this connect, not the worker.
+                match catch_unwind(AssertUnwindSafe(make)) {
+                    Ok(handler) => self.core.connect(ep, timeout, handler, reply),
+                    Err(_) => {
+                        WorkerStats::add(&self.core.stats.handler_panics, 1);
+                        let err = io::Error::other("the closure making the handler panicked");
+                        let _ = reply.send(Err(Error::new("connect", Some(ep), err)));
+                    }
                 }
             }
             Command::Send(id, data) => self.core.handle_send(id, data),
@@ -315,6 +384,21 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Settles what is not the kernel's before the worker is leaked (see [`Exit`]).
+    fn abandon(&mut self, why: &str) {
+        self.loads[self.index].store(usize::MAX, Ordering::Relaxed);
+        let reason = CloseReason::Error(Arc::new(Error::new(
+            "engine worker",
+            None,
+            io::Error::other(why.to_string()),
+        )));
+        self.core.abandon(&reason);
+        self.drain_commands_after_exit();
+        // Disconnects the channel: senders get their command back instead of queueing it
+        // for nobody.
+        drop(std::mem::replace(&mut self.rx, crossbeam_channel::never()));
     }
 
     /// After the loop: answer what is still queued (connects fail, fds close).
@@ -414,14 +498,23 @@ impl Worker {
             return;
         }
         // Counted now (the target takes it back when it adopts) so a burst of accepts spreads
-        // out before the target has adopted any.
-        self.loads[target].fetch_add(1, Ordering::Relaxed);
-        if self.links[target]
-            .send(Command::Adopt { fd, local, factory })
-            .is_err()
-        {
-            // The target has exited; the dropped command closed the fd.
-            self.loads[target].fetch_sub(1, Ordering::Relaxed);
+        // out before the target has adopted any. A worker that has died (load usize::MAX) in
+        // the meantime is not counted into: this one serves the connection.
+        let counted = self.loads[target].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+            (l != usize::MAX).then_some(l + 1)
+        });
+        if counted.is_err() {
+            self.core.adopt(fd, &local, &factory);
+            return;
+        }
+        if let Err(cmd) = self.links[target].send(Command::Adopt { fd, local, factory }) {
+            // The target has exited (its channel is gone): serve the connection here.
+            let _ = self.loads[target].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                (l != usize::MAX).then(|| l.saturating_sub(1))
+            });
+            if let Command::Adopt { fd, local, factory } = cmd {
+                self.core.adopt(fd, &local, &factory);
+            }
         }
     }
 }
