@@ -42,6 +42,19 @@ pub(crate) enum Command {
     ResumeRecv(ConnId),
     /// Stop accepting, close everything, exit.
     Shutdown,
+    /// Tests only: make the worker fail as if its ring had.
+    #[cfg(test)]
+    Fault(Fault),
+}
+
+/// A failure a test makes a worker have.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Fault {
+    /// `io_uring_enter` fails.
+    RingError,
+    /// The worker loop panics (a bug in the engine).
+    Panic,
 }
 
 /// Makes the handler of an outgoing connection, on its worker.

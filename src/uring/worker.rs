@@ -63,6 +63,8 @@ struct Worker {
     wake_buf: Box<[u8; 64]>,
     wake_armed: bool,
     stopping: bool,
+    #[cfg(test)]
+    fault: Option<super::handle::Fault>,
 }
 
 /// The worker thread's body; reports setup success or failure on `ready` first.
@@ -123,6 +125,8 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         wake_buf: Box::new([0; 64]),
         wake_armed: false,
         stopping: false,
+        #[cfg(test)]
+        fault: None,
     };
     // From here on the guard owns everything the kernel may touch, so that however this
     // function is left (a return, a ring error, a panic unwinding) it is freed only when the
@@ -221,6 +225,14 @@ impl Worker {
             while let Ok(cmd) = self.rx.try_recv() {
                 work = true;
                 self.command(cmd);
+            }
+            #[cfg(test)]
+            match self.fault.take() {
+                Some(super::handle::Fault::RingError) => {
+                    return Err(io::Error::from_raw_os_error(libc::EBADF))
+                }
+                Some(super::handle::Fault::Panic) => panic!("injected worker panic (test)"),
+                None => {}
             }
             cq.sync();
             for cqe in &mut cq {
@@ -374,6 +386,8 @@ impl Worker {
             Command::ShutdownWrite(id) => self.core.handle_command(id, HandleOp::ShutdownWrite),
             Command::Close(id) => self.core.handle_command(id, HandleOp::Close),
             Command::ResumeRecv(id) => self.core.handle_command(id, HandleOp::ResumeRecv),
+            #[cfg(test)]
+            Command::Fault(f) => self.fault = Some(f),
             Command::Shutdown => {
                 if !self.stopping {
                     self.stopping = true;
