@@ -98,6 +98,13 @@ fn engine_panicking_handler_drop_is_contained() {
     let other = e.connect(&ep, None, Echo::new).unwrap();
     bomb.close();
     assert!(matches!(bomb.wait_closed(), CloseReason::Local));
+    // The handler is dropped just after the handle is told: wait (bounded) for its panic.
+    let mut waited = 0;
+    while e.stats().handler_panics == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+        waited += 1;
+        assert!(waited < 6000, "the handler was never dropped");
+    }
     assert_eq!(e.stats().handler_panics, 1);
     assert!(
         other.closed().is_none(),
