@@ -87,6 +87,8 @@ struct ConnState {
     handle: Option<Arc<HandleShared>>,
     zc: bool,
     connecting: Option<Box<Connecting>>,
+    /// Reset rather than drain when closing (engine shutdown).
+    abort: bool,
 }
 
 /// The send in the kernel.
@@ -220,6 +222,7 @@ impl Core {
             handle: None,
             zc: true,
             connecting: None,
+            abort: false,
         };
         self.live += 1;
         self.load.fetch_add(1, Ordering::Relaxed);
@@ -792,10 +795,12 @@ impl Core {
         }
     }
 
-    /// Closes every connection (engine shutdown).
+    /// Closes every connection (engine shutdown), aborting those already closing cleanly so
+    /// no zero-copy notification waits on a peer that does not read.
     pub(crate) fn close_all(&mut self) {
         for index in 0..self.slots.len() as u32 {
-            if self.slots[index as usize].conn.is_some() {
+            if let Some(c) = self.conn_mut(index) {
+                c.abort = true;
                 self.begin_close(index, CloseReason::EngineShutdown);
                 self.maybe_finish(index);
             }
@@ -845,12 +850,21 @@ impl Core {
             }
             if c.ops > 0 {
                 if c.cur.is_none() && !c.recv_armed {
-                    // Only zero-copy notifications are due: they come when the kernel frees the
-                    // data, which closing the socket allows (the buffers stay in `parked`).
-                    let abort = !c.closing.as_ref().is_some_and(|r| r.is_clean());
-                    if let Some(s) = c.socket.take() {
-                        if abort {
+                    // Only zero-copy notifications are due: they come when the kernel frees
+                    // the data (the buffers stay in `parked` until then). A clean close lets
+                    // it drain: FIN after the data, the socket kept, so engine shutdown can
+                    // still abort it (a peer that never reads would hold it for minutes). A
+                    // failed close, or shutdown, resets it: the data is freed at once.
+                    let abort = c.abort || !c.closing.as_ref().is_some_and(|r| r.is_clean());
+                    if abort {
+                        if let Some(s) = c.socket.take() {
                             let _ = s.set_linger(Some(Duration::ZERO));
+                        }
+                    } else if !c.wr_shut {
+                        c.wr_shut = true;
+                        if let Some(s) = &c.socket {
+                            // ENOTCONN when the peer is already gone: nothing left to shut.
+                            let _ = s.shutdown(std::net::Shutdown::Write);
                         }
                     }
                 }

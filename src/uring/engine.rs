@@ -273,7 +273,7 @@ impl Engine {
         self.stop();
     }
 
-    fn stop(&self) {
+    pub(super) fn stop(&self) {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return;
         }

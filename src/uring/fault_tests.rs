@@ -75,3 +75,48 @@ fn ring_error_fails_only_that_worker() {
 fn worker_panic_leaks_its_ring_and_tells_its_handles() {
     worker_failure_is_contained(Fault::Panic);
 }
+
+#[test]
+fn shutdown_with_a_connect_pending_without_timeout() {
+    // A full backlog (0: one connection completes, then SYNs are dropped) keeps the next
+    // connect pending until it is cancelled.
+    let l = crate::blocking::Listener::bind_with_backlog(&"tcp:127.0.0.1:0".parse().unwrap(), 0)
+        .unwrap();
+    let ep = l.local_addr().unwrap();
+    let Endpoint::Tcp(addr) = &ep else {
+        panic!("tcp endpoint expected, got {ep}")
+    };
+    let _held = TcpStream::connect(addr).unwrap();
+    let e = std::sync::Arc::new(Engine::builder().workers(1).build().unwrap());
+    let (tx, rx) = mpsc::channel();
+    {
+        let (e, ep) = (std::sync::Arc::clone(&e), ep.clone());
+        std::thread::spawn(move || {
+            let _ = tx.send(e.connect(&ep, None, || Echo));
+        });
+    }
+    // Wait (bounded) until the connect is on the worker: the engine counts it open.
+    let mut waited = 0;
+    while e.stats().open == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+        waited += 1;
+        assert!(waited < 6000, "connect never started");
+    }
+    let (stx, srx) = mpsc::channel();
+    {
+        let e = std::sync::Arc::clone(&e);
+        std::thread::spawn(move || {
+            e.stop();
+            let _ = stx.send(());
+        });
+    }
+    srx.recv_timeout(Duration::from_secs(60))
+        .expect("shutdown hung");
+    let res = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("connect never returned");
+    let err = res.expect_err("a connect cancelled by shutdown is an error");
+    assert_eq!(err.op(), "connect");
+    assert_eq!(err.kind(), std::io::ErrorKind::Interrupted, "{err}");
+    assert_eq!(e.stats().open, 0);
+}
