@@ -937,7 +937,7 @@ impl Core {
             Kind::Send => self.on_send_cqe(index, op, res, flags),
             Kind::Connect | Kind::ConnectTimeout => self.on_connect_cqe(index, op.kind, res),
             Kind::Cancel => self.maybe_finish(index),
-            Kind::Wake | Kind::Accept => {}
+            Kind::Wake | Kind::Accept | Kind::AcceptBackoff => {}
         }
     }
 }

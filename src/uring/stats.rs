@@ -22,6 +22,7 @@ pub(crate) struct WorkerStats {
     pub copy_sends: AtomicU64,
     pub handler_panics: AtomicU64,
     pub accept_errors: AtomicU64,
+    pub accept_backoffs: AtomicU64,
 }
 
 impl WorkerStats {
@@ -47,6 +48,7 @@ impl WorkerStats {
             copy_sends: g(&self.copy_sends),
             handler_panics: g(&self.handler_panics),
             accept_errors: g(&self.accept_errors),
+            accept_backoffs: g(&self.accept_backoffs),
         }
     }
 }
@@ -92,6 +94,8 @@ pub struct EngineStats {
     pub handler_panics: u64,
     /// Accept completions that failed (e.g. `EMFILE`); the accept is re-armed.
     pub accept_errors: u64,
+    /// Times accepting paused for a moment after running out of fds or memory (`EMFILE`, `ENFILE`, `ENOMEM`, `ENOBUFS`) instead of failing again at once.
+    pub accept_backoffs: u64,
 }
 
 impl std::iter::Sum for EngineStats {
@@ -112,6 +116,7 @@ impl std::iter::Sum for EngineStats {
             copy_sends: a.copy_sends + b.copy_sends,
             handler_panics: a.handler_panics + b.handler_panics,
             accept_errors: a.accept_errors + b.accept_errors,
+            accept_backoffs: a.accept_backoffs + b.accept_backoffs,
         })
     }
 }

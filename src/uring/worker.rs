@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{cqueue, opcode, types, IoUring};
@@ -44,11 +44,21 @@ pub(crate) struct WorkerInit {
     pub(crate) stats: Arc<WorkerStats>,
 }
 
+/// How long a listener waits before accepting again after running out of fds or memory: a
+/// re-armed accept would fail again at once, spinning the worker at 100% CPU.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 struct ListenerState {
     socket: Option<Socket>,
     local: Endpoint,
     factory: Factory,
     armed: bool,
+    /// The last accept failed for want of a resource: wait before re-arming.
+    starved: bool,
+    /// A backoff timeout is in the kernel.
+    backoff_armed: bool,
+    /// The backoff's timespec, boxed so it stays put while the SQE may point to it.
+    backoff: Box<types::Timespec>,
 }
 
 struct Worker {
@@ -257,8 +267,9 @@ impl Worker {
                 }
                 // SAFETY: every pointer in the entry refers to memory held until the op's
                 // final completion: send buffers in the connection's `cur`, connect address
-                // and timespec boxed in the connection, the wake buffer boxed in the worker;
-                // receives use the provided-buffer ring.
+                // and timespec boxed in the connection, an accept backoff's timespec boxed in
+                // its listener (kept while the backoff is in the kernel), the wake buffer boxed
+                // in the worker; receives use the provided-buffer ring.
                 unsafe { sq.push(&entry).expect("room checked above") };
             }
             sq.sync();
@@ -309,6 +320,7 @@ impl Worker {
         match op.kind {
             Kind::Wake => self.on_wake(res),
             Kind::Accept => self.on_accept(op.index, res, flags),
+            Kind::AcceptBackoff => self.on_accept_backoff(op.index),
             _ => self.core.on_conn_cqe(op, res, flags),
         }
     }
@@ -352,6 +364,13 @@ impl Worker {
                     local,
                     factory,
                     armed: false,
+                    starved: false,
+                    backoff_armed: false,
+                    backoff: Box::new(
+                        types::Timespec::new()
+                            .sec(ACCEPT_BACKOFF.as_secs())
+                            .nsec(ACCEPT_BACKOFF.subsec_nanos()),
+                    ),
                 }));
                 self.arm_accept(self.listeners.len() as u32 - 1);
             }
@@ -459,10 +478,45 @@ impl Worker {
         let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
             return;
         };
-        if l.armed {
+        let (armed, backoff) = (l.armed, l.backoff_armed);
+        if armed {
             let entry = opcode::AsyncCancel::new(Op::new(Kind::Accept, 0, li).encode()).build();
             self.core.stage(entry, Op::new(Kind::Cancel, 0, u32::MAX));
-        } else {
+        }
+        if backoff {
+            let target = Op::new(Kind::AcceptBackoff, 0, li).encode();
+            let entry = opcode::AsyncCancel::new(target).build();
+            self.core.stage(entry, Op::new(Kind::Cancel, 0, u32::MAX));
+        }
+        if !armed && !backoff {
+            self.listeners[li as usize] = None;
+        }
+    }
+
+    /// Waits [`ACCEPT_BACKOFF`] before accepting on listener `li` again.
+    fn arm_accept_backoff(&mut self, li: u32) {
+        let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
+            return;
+        };
+        if l.backoff_armed {
+            return;
+        }
+        l.backoff_armed = true;
+        l.starved = false;
+        WorkerStats::add(&self.core.stats.accept_backoffs, 1);
+        let entry = opcode::Timeout::new(&*l.backoff).build();
+        self.core.stage(entry, Op::new(Kind::AcceptBackoff, 0, li));
+    }
+
+    fn on_accept_backoff(&mut self, li: u32) {
+        let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
+            return;
+        };
+        l.backoff_armed = false;
+        if !self.stopping {
+            self.arm_accept(li);
+        } else if !l.armed {
+            // Closes the listening socket now that nothing in the kernel uses it.
             self.listeners[li as usize] = None;
         }
     }
@@ -481,6 +535,13 @@ impl Worker {
             }
         } else if res != -libc::ECANCELED {
             WorkerStats::add(&self.core.stats.accept_errors, 1);
+            let starved = matches!(
+                -res,
+                libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS
+            );
+            if let (true, Some(Some(l))) = (starved, self.listeners.get_mut(li as usize)) {
+                l.starved = true;
+            }
         }
         if !more {
             let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
@@ -488,8 +549,12 @@ impl Worker {
             };
             l.armed = false;
             if self.stopping {
-                // Closes the listening socket now that no accept uses it.
-                self.listeners[li as usize] = None;
+                if !l.backoff_armed {
+                    // Closes the listening socket now that no accept uses it.
+                    self.listeners[li as usize] = None;
+                }
+            } else if l.starved {
+                self.arm_accept_backoff(li);
             } else {
                 self.arm_accept(li);
             }
