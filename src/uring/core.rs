@@ -99,6 +99,9 @@ struct CurSend {
     seq: u32,
     /// Zero-copy notifications still due for this buffer.
     notifs: u32,
+    /// Whether the op in the kernel is a `SEND_ZC` (only its `EOPNOTSUPP` means "copy
+    /// instead"; a plain send's is a real error).
+    zc: bool,
 }
 
 /// A finished send whose buffer waits for notifications or for delivery to the handler.
@@ -619,6 +622,7 @@ impl Core {
                     off: 0,
                     seq: c.send_seq,
                     notifs: 0,
+                    zc: false,
                 });
                 self.submit_cur(index);
             }
@@ -642,13 +646,14 @@ impl Core {
         let Some(c) = self.conn_mut(index) else {
             return;
         };
-        let Some(cur) = c.cur.as_ref() else { return };
+        let Some(cur) = c.cur.as_mut() else { return };
         let (ptr, len, fixed) = cur.buf.raw();
         let rest = (len - cur.off).min(MAX_SEND);
         // SAFETY (of the pointer arithmetic): off <= len, inside the buffer.
         let at = ptr.wrapping_add(cur.off);
         let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
         let zc = zc_ok && c.zc && rest >= threshold && fixed.is_some();
+        cur.zc = zc;
         let entry = if zc {
             opcode::SendZc::new(types::Fd(c.fd), at, rest as u32)
                 .buf_index(fixed)
@@ -703,7 +708,7 @@ impl Core {
         if more {
             cur.notifs += 1;
         }
-        let len = cur.buf.len();
+        let (len, was_zc) = (cur.buf.len(), cur.zc);
         let outcome = match cqe_result("send", res) {
             Ok(n) => {
                 cur.off += n as usize;
@@ -722,9 +727,10 @@ impl Core {
                     ))
                 }
             }
-            Err(_) if res == -libc::EOPNOTSUPP && !closing => {
+            Err(_) if res == -libc::EOPNOTSUPP && was_zc && !closing => {
                 // SEND_ZC is not supported on this family (AF_UNIX): copy from now on.
                 c.zc = false;
+                WorkerStats::add(&self.stats.zero_copy_fallbacks, 1);
                 self.submit_cur(index);
                 return;
             }
