@@ -83,3 +83,43 @@ fn engine_shutdown_after_local_close_with_zero_copy_pending() {
     assert!(matches!(h.wait_closed(), CloseReason::Local));
     assert!(matches!(h.wait_closed(), CloseReason::Local));
 }
+
+/// Holds the last `Engine` and drops it from a handler call on the first bytes.
+struct DropsEngine {
+    engine: std::sync::Arc<std::sync::Mutex<Option<Engine>>>,
+    done: mpsc::Sender<()>,
+}
+
+impl Handler for DropsEngine {
+    fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {
+        let e = self.engine.lock().unwrap().take();
+        drop(e); // on the worker: must not join itself
+        let _ = self.done.send(());
+    }
+}
+
+#[test]
+fn engine_dropped_on_its_worker_stops_without_panicking() {
+    use std::io::{Read, Write};
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let e = Engine::builder().workers(2).build().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let (s, tx) = (std::sync::Arc::clone(&slot), std::sync::Mutex::new(tx));
+    let ep = e
+        .listen(&"tcp:127.0.0.1:0".parse().unwrap(), move |_| DropsEngine {
+            engine: std::sync::Arc::clone(&s),
+            done: tx.lock().unwrap().clone(),
+        })
+        .unwrap();
+    *slot.lock().unwrap() = Some(e);
+    let Endpoint::Tcp(addr) = &ep else {
+        unreachable!()
+    };
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"stop").unwrap();
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("dropping the engine on its worker returned");
+    // The workers stop after that handler call: our connection is closed.
+    let mut buf = [0u8; 8];
+    assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+}

@@ -280,6 +280,15 @@ impl Engine {
         for link in self.links.iter() {
             let _ = link.send(Command::Shutdown);
         }
+        if ON_WORKER.with(|w| w.get()) {
+            // Dropped in a handler (it held the last Engine): a worker cannot join itself,
+            // nor wait for itself to stop. The workers stop once the handler returns; their
+            // threads are detached.
+            for w in &self.workers {
+                drop(w.thread.lock().unwrap_or_else(|p| p.into_inner()).take());
+            }
+            return;
+        }
         for w in &self.workers {
             let thread = w.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(t) = thread {

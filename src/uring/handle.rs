@@ -4,7 +4,6 @@
 //! bounds the bytes a handle may have queued.
 
 use std::fmt;
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -75,8 +74,9 @@ pub(crate) struct Waker {
 impl Waker {
     pub(crate) fn wake(&self) {
         if !self.pending.swap(true, Ordering::AcqRel) {
-            // A full buffer already wakes the worker, so a failed write loses nothing.
-            let _ = (&self.writer).write(&[1]);
+            // A full buffer already wakes the worker, so a failed send loses nothing.
+            // MSG_NOSIGNAL: a worker that has gone (its end closed) is EPIPE, not SIGPIPE.
+            let _ = socket2::SockRef::from(&self.writer).send_with_flags(&[1], libc::MSG_NOSIGNAL);
         }
     }
 }
