@@ -34,8 +34,9 @@ pub enum TaskRunMode {
 pub struct RingFeatures {
     /// The task-run mode.
     pub task_run: TaskRunMode,
-    /// Whether each worker registered its ring fd (`IORING_REGISTER_RING_FDS`), saving an fd
-    /// lookup per `io_uring_enter`.
+    /// Whether the kernel registers ring fds (`IORING_REGISTER_RING_FDS`, tried at probing),
+    /// so each worker does, saving an fd lookup per `io_uring_enter`. A worker whose own
+    /// registration fails anyway runs on without it and says so on stderr.
     pub registered_ring_fd: bool,
     /// Whether `SEND_ZC` is supported (used above the zero-copy threshold on tcp and vsock).
     pub send_zc: bool,
@@ -101,9 +102,11 @@ pub(crate) fn probe(sq: u32, cq: u32) -> io::Result<RingFeatures> {
                         ));
                     }
                 }
+                // The real outcome on this kernel (5.18+), tried on the throwaway ring.
+                let registered_ring_fd = ring.submitter().register_ring_fd().is_ok();
                 return Ok(RingFeatures {
                     task_run: mode,
-                    registered_ring_fd: true,
+                    registered_ring_fd,
                     send_zc: probe.is_supported(opcode::SendZc::CODE),
                     no_drop: ring.params().is_feature_nodrop(),
                 });

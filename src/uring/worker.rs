@@ -73,6 +73,8 @@ struct Worker {
     wake_buf: Box<[u8; 64]>,
     wake_armed: bool,
     stopping: bool,
+    /// Whether probing found ring-fd registration to work.
+    register_ring_fd: bool,
     #[cfg(test)]
     fault: Option<super::handle::Fault>,
 }
@@ -135,6 +137,7 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         wake_buf: Box::new([0; 64]),
         wake_armed: false,
         stopping: false,
+        register_ring_fd: init.features.registered_ring_fd,
         #[cfg(test)]
         fault: None,
     };
@@ -227,7 +230,14 @@ impl Worker {
     fn run_loop(&mut self, ring: &mut IoUring, cfg: &EngineBuilder) -> io::Result<()> {
         let (mut submitter, mut sq, mut cq) = ring.split();
         // Saves the fd lookup on every enter; fine to run without it.
-        let _ = submitter.register_ring_fd();
+        if self.register_ring_fd {
+            if let Err(e) = submitter.register_ring_fd() {
+                eprintln!(
+                    "uring-vsock worker {}: register_ring_fd failed ({e}); running without",
+                    self.index
+                );
+            }
+        }
         self.arm_wake();
         let mut idle_since: Option<Instant> = None;
         loop {
