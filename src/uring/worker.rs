@@ -267,21 +267,30 @@ impl Worker {
                 }
             }
             // Flush staged SQEs; a link head needs room for its linked timeout too, so a
-            // chain never spans two submissions.
-            for (entry, link_head) in self.core.staged.drain(..) {
+            // chain never spans two submissions. When the kernel takes none (EBUSY/EAGAIN:
+            // completions must be reaped first) the rest waits for the next turn, which
+            // reaps first: looping on enter here could livelock.
+            let mut pushed = 0;
+            for &(ref entry, link_head) in &self.core.staged {
                 let need = if link_head { 2 } else { 1 };
-                while sq.capacity() - sq.len() < need {
+                if sq.capacity() - sq.len() < need {
                     sq.sync();
                     enter(&submitter, 0)?;
                     sq.sync();
+                    if sq.capacity() - sq.len() < need {
+                        break;
+                    }
                 }
                 // SAFETY: every pointer in the entry refers to memory held until the op's
                 // final completion: send buffers in the connection's `cur`, connect address
                 // and timespec boxed in the connection, an accept backoff's timespec boxed in
                 // its listener (kept while the backoff is in the kernel), the wake buffer boxed
                 // in the worker; receives use the provided-buffer ring.
-                unsafe { sq.push(&entry).expect("room checked above") };
+                unsafe { sq.push(entry).expect("room checked above") };
+                pushed += 1;
             }
+            self.core.staged.drain(..pushed);
+            work |= !self.core.staged.is_empty();
             sq.sync();
             if work {
                 if let Some(start) = idle_since.take() {
