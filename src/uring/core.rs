@@ -243,8 +243,10 @@ impl Core {
                 (self.slots.len() - 1) as u32
             }
         };
-        // Send tags start in a range of their own per generation, so a late cancel aimed at
-        // a previous connection of this slot cannot name a send of this one.
+        // Send tags start at `gen << 16`, so a late cancel aimed at a previous connection of
+        // this slot rarely names a send of this one. Not a guarantee: the tag keeps 24 bits,
+        // so only 8 generation bits survive, and after 65,536 sends the sequence runs into
+        // them. Receives and connects are tagged with the generation itself (24 bits).
         let gen = self.gen(index);
         if let Some(c) = self.conn_mut(index) {
             c.send_seq = gen << 16;
@@ -939,9 +941,26 @@ impl Core {
     pub(crate) fn on_conn_cqe(&mut self, op: Op, res: i32, flags: u32) {
         let index = op.index;
         match op.kind {
-            Kind::Recv => self.on_recv_cqe(index, res, flags),
+            Kind::Recv => {
+                // A slot is reused only after every op of its previous connection completed.
+                debug_assert!(
+                    self.slots
+                        .get(index as usize)
+                        .is_none_or(|s| op.tag_matches(s.gen)),
+                    "receive completion of another generation"
+                );
+                self.on_recv_cqe(index, res, flags)
+            }
             Kind::Send => self.on_send_cqe(index, op, res, flags),
-            Kind::Connect | Kind::ConnectTimeout => self.on_connect_cqe(index, op.kind, res),
+            Kind::Connect | Kind::ConnectTimeout => {
+                debug_assert!(
+                    self.slots
+                        .get(index as usize)
+                        .is_none_or(|s| op.tag_matches(s.gen)),
+                    "connect completion of another generation"
+                );
+                self.on_connect_cqe(index, op.kind, res)
+            }
             Kind::Cancel => self.maybe_finish(index),
             Kind::Wake | Kind::Accept | Kind::AcceptBackoff => {}
         }
