@@ -91,17 +91,32 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
     }
     // Buffers first, ring second: locals drop in reverse order, so the ring (and with it the
     // kernel's use of the registered memory) goes before the memory does.
+    // Each step's error says which step, with its sizes, on which worker.
+    let step = |e: io::Error, what: String| {
+        io::Error::new(e.kind(), format!("worker {}: {what}: {e}", init.index))
+    };
     let setup = || -> io::Result<(BufferPool, Rc<BufRing>, IoUring)> {
-        let pool = BufferPool::new(cfg.send_buffers, cfg.send_buffer_size)?;
-        let bufs = BufRing::new(cfg.recv_buffers as u16, cfg.recv_buffer_size as u32, 0)?;
-        let ring = ring::build(init.features.task_run, cfg.sq_entries, cfg.cq_entries)?;
+        let (sends, send_size) = (cfg.send_buffers, cfg.send_buffer_size);
+        let (recvs, recv_size) = (cfg.recv_buffers, cfg.recv_buffer_size);
+        let pool = BufferPool::new(sends, send_size)
+            .map_err(|e| step(e, format!("send pool ({sends} x {send_size} B)")))?;
+        let bufs = BufRing::new(recvs as u16, recv_size as u32, 0)
+            .map_err(|e| step(e, format!("receive ring ({recvs} x {recv_size} B)")))?;
+        let ring = ring::build(init.features.task_run, cfg.sq_entries, cfg.cq_entries)
+            .map_err(|e| step(e, format!("io_uring_setup ({} entries)", cfg.sq_entries)))?;
         let iovecs: Vec<libc::iovec> = pool.iovecs().chain(std::iter::once(bufs.iovec())).collect();
         // SAFETY: each iovec covers memory owned by `pool` or `bufs`, which outlive the ring
-        // (declared before it by the caller, and leaked if the ring cannot be drained).
-        unsafe { ring.submitter().register_buffers(&iovecs)? };
+        // (dropped after it by `Exit`, or leaked with it if the ring cannot be drained).
+        unsafe { ring.submitter().register_buffers(&iovecs) }.map_err(|e| {
+            let what = format!(
+                "register_buffers ({sends} send buffers of {send_size} B + the receive ring)"
+            );
+            step(e, what)
+        })?;
         pool.set_fixed_base(0);
         bufs.set_fixed_index(pool.count() as u16);
-        bufs.register(&ring.submitter())?;
+        bufs.register(&ring.submitter())
+            .map_err(|e| step(e, format!("register_buf_ring ({recvs} entries)")))?;
         bufs.fill();
         Ok((pool, bufs, ring))
     };
