@@ -34,10 +34,20 @@ fn echo_server(t: Transport, dir: &TempDir, workers: usize) -> (Engine, Endpoint
 #[test]
 fn engine_reports_probed_features() {
     let e = engine(1);
-    // Kernel 6.18 here: the best mode is available.
-    assert_eq!(e.features().task_run, TaskRunMode::DeferTaskrun);
-    assert!(e.features().send_zc);
-    assert!(e.features().to_string().contains("DeferTaskrun"));
+    let f = e.features();
+    // Whatever the kernel: one of the documented modes, reported as probed.
+    assert!(matches!(
+        f.task_run,
+        TaskRunMode::DeferTaskrun | TaskRunMode::CoopTaskrun | TaskRunMode::Default
+    ));
+    assert!(f.to_string().contains(&format!("{:?}", f.task_run)), "{f}");
+    assert!(
+        f.to_string().contains(&format!("send_zc {}", f.send_zc)),
+        "{f}"
+    );
+    if f.task_run != TaskRunMode::DeferTaskrun || !f.send_zc {
+        eprintln!("note: this kernel lacks DEFER_TASKRUN or SEND_ZC: {f}");
+    }
 }
 
 #[test]
@@ -505,18 +515,15 @@ fn engine_enobufs_is_backpressure_not_a_drop() {
 
 #[test]
 fn engine_connect_timeout_tcp_is_typed() {
-    // A listener with backlog 0 whose queue is full drops SYNs: connects hang until timeout.
+    // A listener with backlog 0 takes one connection into its queue (nobody accepts), then
+    // drops SYNs: the next connect hangs until its timeout. Filled with a blocking connect,
+    // so no timeout decides what "full" is.
     let l = Listener::bind_with_backlog(&"tcp:127.0.0.1:0".parse().unwrap(), 0).unwrap();
     let ep = l.local_addr().unwrap();
-    let mut held = Vec::new();
-    loop {
-        match Stream::connect_timeout(&ep, Duration::from_millis(200)) {
-            Ok(s) => held.push(s),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
-            Err(e) => panic!("filling the backlog: {e}"),
-        }
-        assert!(held.len() < 64, "backlog never filled");
-    }
+    let Endpoint::Tcp(addr) = &ep else {
+        unreachable!()
+    };
+    let _held = std::net::TcpStream::connect(addr).unwrap();
     let e = engine(1);
     let err = e
         .connect(&ep, Some(Duration::from_millis(300)), Echo::new)

@@ -126,11 +126,24 @@ mod tests {
     #[test]
     fn probes_a_mode_and_builds_it() {
         let f = probe(64, 256).unwrap();
-        // Kernel 6.18 here: the best mode must be chosen.
-        assert_eq!(f.task_run, TaskRunMode::DeferTaskrun);
-        assert!(f.send_zc);
+        // The chosen mode builds, with the flags it stands for.
         let ring = build(f.task_run, 64, 256).unwrap();
-        assert!(ring.params().is_setup_single_issuer());
+        assert_eq!(
+            ring.params().is_setup_single_issuer(),
+            f.task_run == TaskRunMode::DeferTaskrun
+        );
         assert!(ring.params().cq_entries() >= 256);
+        // send_zc is what the kernel's opcode probe says.
+        let mut p = Probe::new();
+        ring.submitter().register_probe(&mut p).unwrap();
+        assert_eq!(f.send_zc, p.is_supported(opcode::SendZc::CODE));
+        // A better mode than the one chosen must be refused by this kernel.
+        if f.task_run != TaskRunMode::DeferTaskrun {
+            assert!(build(TaskRunMode::DeferTaskrun, 64, 256).is_err());
+            eprintln!(
+                "note: this kernel has no DEFER_TASKRUN; probed {:?}",
+                f.task_run
+            );
+        }
     }
 }
