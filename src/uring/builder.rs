@@ -24,6 +24,12 @@ pub const DEFAULT_ZERO_COPY_THRESHOLD: usize = 64 * 1024;
 
 type ThreadHook = Arc<dyn Fn(usize) + Send + Sync>;
 
+/// `IORING_MAX_REG_BUFFERS`: most buffers one ring registers.
+const MAX_REG_BUFFERS: usize = 1 << 14;
+
+/// Largest buffer the kernel registers.
+const MAX_REG_BUFFER_BYTES: usize = 1 << 30;
+
 /// Settings of an [`Engine`]; get one from [`Engine::builder`].
 ///
 /// Registered memory per worker is `recv_buffers × recv_buffer_size` (the provided-buffer
@@ -173,7 +179,12 @@ impl EngineBuilder {
     }
 
     /// Checks sizes and the memory-lock budget, sizing defaults down when they do not fit.
-    pub(crate) fn validated(mut self) -> Result<EngineBuilder> {
+    pub(crate) fn validated(self) -> Result<EngineBuilder> {
+        self.validated_with(memlock_limit())
+    }
+
+    /// As [`validated`](Self::validated) with the memory-lock limit given.
+    fn validated_with(self, limit: Option<usize>) -> Result<EngineBuilder> {
         let invalid = |msg: String| {
             Error::new(
                 "engine build",
@@ -199,13 +210,35 @@ impl EngineBuilder {
                 self.recv_buffer_size
             )));
         }
-        if self.send_buffers == 0 || self.send_buffers > 16384 || self.send_buffer_size == 0 {
+        // The ring registers the pool's buffers plus one for the receive ring, and takes at
+        // most IORING_MAX_REG_BUFFERS (1 << 14), each at most 1 GiB.
+        if self.send_buffers == 0
+            || self.send_buffers > MAX_REG_BUFFERS - 1
+            || self.send_buffer_size == 0
+            || self.send_buffer_size > MAX_REG_BUFFER_BYTES
+        {
             return Err(invalid(format!(
-                "send pool of {} x {} bytes: count must be 1..=16384, size > 0",
-                self.send_buffers, self.send_buffer_size
+                "send pool of {} x {} bytes: count must be 1..={} (the kernel registers at most \
+                 {MAX_REG_BUFFERS} buffers, one is the receive ring's), size 1..=1 GiB",
+                self.send_buffers,
+                self.send_buffer_size,
+                MAX_REG_BUFFERS - 1
             )));
         }
-        let limit = memlock_limit();
+        let recv_bytes = self.recv_buffers.saturating_mul(self.recv_buffer_size);
+        if recv_bytes > MAX_REG_BUFFER_BYTES {
+            return Err(invalid(format!(
+                "receive ring of {} x {} bytes is {recv_bytes} bytes: it is registered as one \
+                 buffer, which the kernel caps at 1 GiB",
+                self.recv_buffers, self.recv_buffer_size
+            )));
+        }
+        self.fit_memlock(limit)
+    }
+
+    /// Sizes defaults down to fit `limit` (bytes of locked memory; `None`: unlimited), or
+    /// fails saying what was asked and the limit.
+    fn fit_memlock(mut self, limit: Option<usize>) -> Result<EngineBuilder> {
         loop {
             let asked = self.locked_bytes();
             match limit {
@@ -310,6 +343,52 @@ mod tests {
         let msg = memlock_message(&b, asked, 8 << 20);
         assert!(msg.contains("4 workers"), "{msg}");
         assert!(msg.contains("RLIMIT_MEMLOCK is 8192 KiB"), "{msg}");
+    }
+
+    #[test]
+    fn memlock_limit_fails_explicit_sizes_with_what_was_asked() {
+        let b = EngineBuilder::default()
+            .workers(2)
+            .send_buffers(64, 1 << 20)
+            .recv_buffers(128, 16 * 1024);
+        let asked = b.locked_bytes();
+        let e = b.validated_with(Some(8 << 20)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::OutOfMemory);
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("need {} KiB", asked / 1024)), "{msg}");
+        assert!(
+            msg.contains("2 workers x (128 recv x 16384 B + 64 send x 1048576 B)"),
+            "{msg}"
+        );
+        assert!(msg.contains("RLIMIT_MEMLOCK is 8192 KiB"), "{msg}");
+    }
+
+    #[test]
+    fn memlock_limit_sizes_defaults_down() {
+        let b = EngineBuilder::default().workers(2);
+        let fitted = b.validated_with(Some(8 << 20)).unwrap();
+        assert!(fitted.locked_bytes() <= 8 << 20, "{fitted:?}");
+        assert!(fitted.send_buffers >= 8 && fitted.recv_buffers >= 8);
+        let unlimited = EngineBuilder::default().workers(2).validated_with(None);
+        assert_eq!(unlimited.unwrap().send_buffers, 32);
+    }
+
+    #[test]
+    fn rejects_what_the_kernel_would() {
+        let e = EngineBuilder::default()
+            .send_buffers(16384, 4096)
+            .validated_with(None)
+            .unwrap_err();
+        assert!(e.to_string().contains("count must be 1..=16383"), "{e}");
+        EngineBuilder::default()
+            .send_buffers(16383, 4096)
+            .validated_with(None)
+            .unwrap();
+        let e = EngineBuilder::default()
+            .recv_buffers(32768, 64 * 1024)
+            .validated_with(None)
+            .unwrap_err();
+        assert!(e.to_string().contains("caps at 1 GiB"), "{e}");
     }
 
     #[test]

@@ -87,6 +87,8 @@ struct ConnState {
     handle: Option<Arc<HandleShared>>,
     zc: bool,
     connecting: Option<Box<Connecting>>,
+    /// Reset rather than drain when closing (engine shutdown).
+    abort: bool,
 }
 
 /// The send in the kernel.
@@ -97,6 +99,9 @@ struct CurSend {
     seq: u32,
     /// Zero-copy notifications still due for this buffer.
     notifs: u32,
+    /// Whether the op in the kernel is a `SEND_ZC` (only its `EOPNOTSUPP` means "copy
+    /// instead"; a plain send's is a real error).
+    zc: bool,
 }
 
 /// A finished send whose buffer waits for notifications or for delivery to the handler.
@@ -220,6 +225,7 @@ impl Core {
             handle: None,
             zc: true,
             connecting: None,
+            abort: false,
         };
         self.live += 1;
         self.load.fetch_add(1, Ordering::Relaxed);
@@ -237,8 +243,10 @@ impl Core {
                 (self.slots.len() - 1) as u32
             }
         };
-        // Send tags start in a range of their own per generation, so a late cancel aimed at
-        // a previous connection of this slot cannot name a send of this one.
+        // Send tags start at `gen << 16`, so a late cancel aimed at a previous connection of
+        // this slot rarely names a send of this one. Not a guarantee: the tag keeps 24 bits,
+        // so only 8 generation bits survive, and after 65,536 sends the sequence runs into
+        // them. Receives and connects are tagged with the generation itself (24 bits).
         let gen = self.gen(index);
         if let Some(c) = self.conn_mut(index) {
             c.send_seq = gen << 16;
@@ -249,7 +257,7 @@ impl Core {
     /// Frees a slot whose ops have all completed; dropping the state closes the socket.
     fn free_slot(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
-        if let Some(c) = slot.conn.take() {
+        if let Some(mut c) = slot.conn.take() {
             debug_assert_eq!(c.ops, 0, "slot freed with ops in flight");
             slot.gen = slot.gen.wrapping_add(1);
             self.free.push(index);
@@ -257,6 +265,37 @@ impl Core {
             self.load.fetch_sub(1, Ordering::Relaxed);
             self.stats.open.fetch_sub(1, Ordering::Relaxed);
             WorkerStats::add(&self.stats.closed, 1);
+            // The handler's Drop is user code: a panic in it must not unwind out of the worker.
+            if let Some(h) = c.handler.take() {
+                Self::drop_handler(&self.stats, h);
+            }
+        }
+    }
+
+    /// Drops a handler, counting (not propagating) a panic in its `Drop`.
+    fn drop_handler(stats: &WorkerStats, handler: Box<dyn Handler>) {
+        if catch_unwind(AssertUnwindSafe(move || drop(handler))).is_err() {
+            WorkerStats::add(&stats.handler_panics, 1);
+        }
+    }
+
+    /// The worker is going away without draining its ring: tells every handle and every
+    /// pending connect, and nothing else. The slots stay as they are (their buffers may be
+    /// in the kernel's hands; the caller leaks them).
+    pub(crate) fn abandon(&mut self, reason: &CloseReason) {
+        for slot in &mut self.slots {
+            let Some(c) = slot.conn.as_mut() else {
+                continue;
+            };
+            if let Some(cs) = c.connecting.as_ref() {
+                let err = io::Error::other(reason.to_string());
+                let _ = cs
+                    .reply
+                    .send(Err(Error::new("connect", Some(c.peer.clone()), err)));
+            }
+            if let Some(h) = c.handle.take() {
+                h.set_closed(reason.clone());
+            }
         }
     }
 
@@ -277,7 +316,7 @@ impl Core {
             }
             Err(_) => {
                 WorkerStats::add(&self.stats.handler_panics, 1);
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(handler)));
+                Self::drop_handler(&self.stats, handler);
                 if let Some(c) = self.conn_mut(index) {
                     c.panicked = true;
                 }
@@ -295,7 +334,12 @@ impl Core {
         // The peer may already be gone (getpeername fails); the connection is still served so
         // its data and EOF are seen, with the listener's endpoint standing in for the peer.
         let peer = crate::socket::peer_endpoint(&socket).unwrap_or_else(|_| local.clone());
-        let handler = factory(&peer);
+        // A panicking factory must not unwind out of the worker (its ring and buffers would
+        // be freed under the kernel): the connection is closed unserved (the socket drops).
+        let Ok(handler) = catch_unwind(AssertUnwindSafe(|| factory(&peer))) else {
+            WorkerStats::add(&self.stats.handler_panics, 1);
+            return;
+        };
         let index = self.insert(socket, peer, handler);
         WorkerStats::add(&self.stats.accepted, 1);
         self.open(index);
@@ -399,8 +443,8 @@ impl Core {
                 self.open(index);
                 return;
             }
-            // The caller gave up waiting: nobody can drive this connection; close it.
-            self.conn_mut(index).expect("live").handler = None;
+            // The caller gave up waiting: nobody can drive this connection; close it (the
+            // handler is dropped, never opened).
             self.free_slot(index);
             return;
         }
@@ -580,6 +624,7 @@ impl Core {
                     off: 0,
                     seq: c.send_seq,
                     notifs: 0,
+                    zc: false,
                 });
                 self.submit_cur(index);
             }
@@ -603,13 +648,14 @@ impl Core {
         let Some(c) = self.conn_mut(index) else {
             return;
         };
-        let Some(cur) = c.cur.as_ref() else { return };
+        let Some(cur) = c.cur.as_mut() else { return };
         let (ptr, len, fixed) = cur.buf.raw();
         let rest = (len - cur.off).min(MAX_SEND);
         // SAFETY (of the pointer arithmetic): off <= len, inside the buffer.
         let at = ptr.wrapping_add(cur.off);
         let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
         let zc = zc_ok && c.zc && rest >= threshold && fixed.is_some();
+        cur.zc = zc;
         let entry = if zc {
             opcode::SendZc::new(types::Fd(c.fd), at, rest as u32)
                 .buf_index(fixed)
@@ -664,7 +710,7 @@ impl Core {
         if more {
             cur.notifs += 1;
         }
-        let len = cur.buf.len();
+        let (len, was_zc) = (cur.buf.len(), cur.zc);
         let outcome = match cqe_result("send", res) {
             Ok(n) => {
                 cur.off += n as usize;
@@ -683,9 +729,10 @@ impl Core {
                     ))
                 }
             }
-            Err(_) if res == -libc::EOPNOTSUPP && !closing => {
+            Err(_) if res == -libc::EOPNOTSUPP && was_zc && !closing => {
                 // SEND_ZC is not supported on this family (AF_UNIX): copy from now on.
                 c.zc = false;
+                WorkerStats::add(&self.stats.zero_copy_fallbacks, 1);
                 self.submit_cur(index);
                 return;
             }
@@ -756,10 +803,12 @@ impl Core {
         }
     }
 
-    /// Closes every connection (engine shutdown).
+    /// Closes every connection (engine shutdown), aborting those already closing cleanly so
+    /// no zero-copy notification waits on a peer that does not read.
     pub(crate) fn close_all(&mut self) {
         for index in 0..self.slots.len() as u32 {
-            if self.slots[index as usize].conn.is_some() {
+            if let Some(c) = self.conn_mut(index) {
+                c.abort = true;
                 self.begin_close(index, CloseReason::EngineShutdown);
                 self.maybe_finish(index);
             }
@@ -809,12 +858,21 @@ impl Core {
             }
             if c.ops > 0 {
                 if c.cur.is_none() && !c.recv_armed {
-                    // Only zero-copy notifications are due: they come when the kernel frees the
-                    // data, which closing the socket allows (the buffers stay in `parked`).
-                    let abort = !c.closing.as_ref().is_some_and(|r| r.is_clean());
-                    if let Some(s) = c.socket.take() {
-                        if abort {
+                    // Only zero-copy notifications are due: they come when the kernel frees
+                    // the data (the buffers stay in `parked` until then). A clean close lets
+                    // it drain: FIN after the data, the socket kept, so engine shutdown can
+                    // still abort it (a peer that never reads would hold it for minutes). A
+                    // failed close, or shutdown, resets it: the data is freed at once.
+                    let abort = c.abort || !c.closing.as_ref().is_some_and(|r| r.is_clean());
+                    if abort {
+                        if let Some(s) = c.socket.take() {
                             let _ = s.set_linger(Some(Duration::ZERO));
+                        }
+                    } else if !c.wr_shut {
+                        c.wr_shut = true;
+                        if let Some(s) = &c.socket {
+                            // ENOTCONN when the peer is already gone: nothing left to shut.
+                            let _ = s.shutdown(std::net::Shutdown::Write);
                         }
                     }
                 }
@@ -883,11 +941,28 @@ impl Core {
     pub(crate) fn on_conn_cqe(&mut self, op: Op, res: i32, flags: u32) {
         let index = op.index;
         match op.kind {
-            Kind::Recv => self.on_recv_cqe(index, res, flags),
+            Kind::Recv => {
+                // A slot is reused only after every op of its previous connection completed.
+                debug_assert!(
+                    self.slots
+                        .get(index as usize)
+                        .is_none_or(|s| op.tag_matches(s.gen)),
+                    "receive completion of another generation"
+                );
+                self.on_recv_cqe(index, res, flags)
+            }
             Kind::Send => self.on_send_cqe(index, op, res, flags),
-            Kind::Connect | Kind::ConnectTimeout => self.on_connect_cqe(index, op.kind, res),
+            Kind::Connect | Kind::ConnectTimeout => {
+                debug_assert!(
+                    self.slots
+                        .get(index as usize)
+                        .is_none_or(|s| op.tag_matches(s.gen)),
+                    "connect completion of another generation"
+                );
+                self.on_connect_cqe(index, op.kind, res)
+            }
             Kind::Cancel => self.maybe_finish(index),
-            Kind::Wake | Kind::Accept => {}
+            Kind::Wake | Kind::Accept | Kind::AcceptBackoff => {}
         }
     }
 }

@@ -211,6 +211,14 @@ impl Engine {
             ));
         }
         let target = self.least_loaded();
+        if self.loads[target].load(Ordering::Relaxed) == usize::MAX {
+            // The least-loaded worker has failed, so all have (see worker::Exit).
+            return Err(Error::new(
+                "connect",
+                Some(ep.clone()),
+                io::Error::other("every engine worker has failed (see stderr for why)"),
+            ));
+        }
         let (reply, rx) = crossbeam_channel::bounded(1);
         self.links[target]
             .send(Command::Connect {
@@ -222,6 +230,12 @@ impl Engine {
             .map_err(|_| stopped_error("connect", ep))?;
         rx.recv()
             .unwrap_or_else(|_| Err(stopped_error("connect", ep)))
+    }
+
+    /// Tests only: makes worker `index` fail.
+    #[cfg(test)]
+    pub(crate) fn inject(&self, index: usize, fault: super::handle::Fault) {
+        let _ = self.links[index].send(Command::Fault(fault));
     }
 
     fn least_loaded(&self) -> usize {
@@ -259,12 +273,21 @@ impl Engine {
         self.stop();
     }
 
-    fn stop(&self) {
+    pub(super) fn stop(&self) {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
         for link in self.links.iter() {
             let _ = link.send(Command::Shutdown);
+        }
+        if ON_WORKER.with(|w| w.get()) {
+            // Dropped in a handler (it held the last Engine): a worker cannot join itself,
+            // nor wait for itself to stop. The workers stop once the handler returns; their
+            // threads are detached.
+            for w in &self.workers {
+                drop(w.thread.lock().unwrap_or_else(|p| p.into_inner()).take());
+            }
+            return;
         }
         for w in &self.workers {
             let thread = w.thread.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -4,7 +4,6 @@
 //! bounds the bytes a handle may have queued.
 
 use std::fmt;
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -42,6 +41,19 @@ pub(crate) enum Command {
     ResumeRecv(ConnId),
     /// Stop accepting, close everything, exit.
     Shutdown,
+    /// Tests only: make the worker fail as if its ring had.
+    #[cfg(test)]
+    Fault(Fault),
+}
+
+/// A failure a test makes a worker have.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Fault {
+    /// `io_uring_enter` fails.
+    RingError,
+    /// The worker loop panics (a bug in the engine).
+    Panic,
 }
 
 /// Makes the handler of an outgoing connection, on its worker.
@@ -62,8 +74,9 @@ pub(crate) struct Waker {
 impl Waker {
     pub(crate) fn wake(&self) {
         if !self.pending.swap(true, Ordering::AcqRel) {
-            // A full buffer already wakes the worker, so a failed write loses nothing.
-            let _ = (&self.writer).write(&[1]);
+            // A full buffer already wakes the worker, so a failed send loses nothing.
+            // MSG_NOSIGNAL: a worker that has gone (its end closed) is EPIPE, not SIGPIPE.
+            let _ = socket2::SockRef::from(&self.writer).send_with_flags(&[1], libc::MSG_NOSIGNAL);
         }
     }
 }

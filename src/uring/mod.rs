@@ -29,6 +29,8 @@ mod completion;
 mod conn;
 mod core;
 mod engine;
+#[cfg(test)]
+mod fault_tests;
 mod handle;
 mod op;
 mod region;

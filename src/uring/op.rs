@@ -21,6 +21,9 @@ pub(crate) enum Kind {
     Connect = 6,
     /// The linked timeout of a connect (tag: connection generation).
     ConnectTimeout = 7,
+    /// A listener's pause before re-arming its accept after running out of fds or memory
+    /// (index: listener slot).
+    AcceptBackoff = 8,
 }
 
 /// A decoded `user_data`.
@@ -57,6 +60,7 @@ impl Op {
             5 => Kind::Cancel,
             6 => Kind::Connect,
             7 => Kind::ConnectTimeout,
+            8 => Kind::AcceptBackoff,
             _ => return None,
         };
         Some(Op {
@@ -86,6 +90,7 @@ mod tests {
             Kind::Cancel,
             Kind::Connect,
             Kind::ConnectTimeout,
+            Kind::AcceptBackoff,
         ] {
             let op = Op::new(kind, 0x0123_4567, u32::MAX - 3);
             let back = Op::decode(op.encode()).unwrap();

@@ -34,8 +34,9 @@ pub enum TaskRunMode {
 pub struct RingFeatures {
     /// The task-run mode.
     pub task_run: TaskRunMode,
-    /// Whether each worker registered its ring fd (`IORING_REGISTER_RING_FDS`), saving an fd
-    /// lookup per `io_uring_enter`.
+    /// Whether the kernel registers ring fds (`IORING_REGISTER_RING_FDS`, tried at probing),
+    /// so each worker does, saving an fd lookup per `io_uring_enter`. A worker whose own
+    /// registration fails anyway runs on without it and says so on stderr.
     pub registered_ring_fd: bool,
     /// Whether `SEND_ZC` is supported (used above the zero-copy threshold on tcp and vsock).
     pub send_zc: bool,
@@ -101,9 +102,11 @@ pub(crate) fn probe(sq: u32, cq: u32) -> io::Result<RingFeatures> {
                         ));
                     }
                 }
+                // The real outcome on this kernel (5.18+), tried on the throwaway ring.
+                let registered_ring_fd = ring.submitter().register_ring_fd().is_ok();
                 return Ok(RingFeatures {
                     task_run: mode,
-                    registered_ring_fd: true,
+                    registered_ring_fd,
                     send_zc: probe.is_supported(opcode::SendZc::CODE),
                     no_drop: ring.params().is_feature_nodrop(),
                 });
@@ -123,11 +126,24 @@ mod tests {
     #[test]
     fn probes_a_mode_and_builds_it() {
         let f = probe(64, 256).unwrap();
-        // Kernel 6.18 here: the best mode must be chosen.
-        assert_eq!(f.task_run, TaskRunMode::DeferTaskrun);
-        assert!(f.send_zc);
+        // The chosen mode builds, with the flags it stands for.
         let ring = build(f.task_run, 64, 256).unwrap();
-        assert!(ring.params().is_setup_single_issuer());
+        assert_eq!(
+            ring.params().is_setup_single_issuer(),
+            f.task_run == TaskRunMode::DeferTaskrun
+        );
         assert!(ring.params().cq_entries() >= 256);
+        // send_zc is what the kernel's opcode probe says.
+        let mut p = Probe::new();
+        ring.submitter().register_probe(&mut p).unwrap();
+        assert_eq!(f.send_zc, p.is_supported(opcode::SendZc::CODE));
+        // A better mode than the one chosen must be refused by this kernel.
+        if f.task_run != TaskRunMode::DeferTaskrun {
+            assert!(build(TaskRunMode::DeferTaskrun, 64, 256).is_err());
+            eprintln!(
+                "note: this kernel has no DEFER_TASKRUN; probed {:?}",
+                f.task_run
+            );
+        }
     }
 }

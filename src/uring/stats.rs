@@ -22,6 +22,8 @@ pub(crate) struct WorkerStats {
     pub copy_sends: AtomicU64,
     pub handler_panics: AtomicU64,
     pub accept_errors: AtomicU64,
+    pub zero_copy_fallbacks: AtomicU64,
+    pub accept_backoffs: AtomicU64,
 }
 
 impl WorkerStats {
@@ -47,6 +49,8 @@ impl WorkerStats {
             copy_sends: g(&self.copy_sends),
             handler_panics: g(&self.handler_panics),
             accept_errors: g(&self.accept_errors),
+            zero_copy_fallbacks: g(&self.zero_copy_fallbacks),
+            accept_backoffs: g(&self.accept_backoffs),
         }
     }
 }
@@ -92,6 +96,10 @@ pub struct EngineStats {
     pub handler_panics: u64,
     /// Accept completions that failed (e.g. `EMFILE`); the accept is re-armed.
     pub accept_errors: u64,
+    /// Connections whose zero-copy send the socket refused (`EOPNOTSUPP`, e.g. unix), which then send by copying.
+    pub zero_copy_fallbacks: u64,
+    /// Times accepting paused for a moment after running out of fds or memory (`EMFILE`, `ENFILE`, `ENOMEM`, `ENOBUFS`) instead of failing again at once.
+    pub accept_backoffs: u64,
 }
 
 impl std::iter::Sum for EngineStats {
@@ -112,6 +120,8 @@ impl std::iter::Sum for EngineStats {
             copy_sends: a.copy_sends + b.copy_sends,
             handler_panics: a.handler_panics + b.handler_panics,
             accept_errors: a.accept_errors + b.accept_errors,
+            zero_copy_fallbacks: a.zero_copy_fallbacks + b.zero_copy_fallbacks,
+            accept_backoffs: a.accept_backoffs + b.accept_backoffs,
         })
     }
 }

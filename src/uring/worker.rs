@@ -5,10 +5,11 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{cqueue, opcode, types, IoUring};
@@ -17,6 +18,7 @@ use socket2::Socket;
 use super::buf_pool::BufferPool;
 use super::buf_ring::BufRing;
 use super::builder::EngineBuilder;
+use super::conn::CloseReason;
 use super::core::{Core, HandleOp};
 use super::handle::{Command, Factory, WorkerLink};
 use super::op::{Kind, Op};
@@ -42,11 +44,21 @@ pub(crate) struct WorkerInit {
     pub(crate) stats: Arc<WorkerStats>,
 }
 
+/// How long a listener waits before accepting again after running out of fds or memory: a
+/// re-armed accept would fail again at once, spinning the worker at 100% CPU.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 struct ListenerState {
     socket: Option<Socket>,
     local: Endpoint,
     factory: Factory,
     armed: bool,
+    /// The last accept failed for want of a resource: wait before re-arming.
+    starved: bool,
+    /// A backoff timeout is in the kernel.
+    backoff_armed: bool,
+    /// The backoff's timespec, boxed so it stays put while the SQE may point to it.
+    backoff: Box<types::Timespec>,
 }
 
 struct Worker {
@@ -61,6 +73,10 @@ struct Worker {
     wake_buf: Box<[u8; 64]>,
     wake_armed: bool,
     stopping: bool,
+    /// Whether probing found ring-fd registration to work.
+    register_ring_fd: bool,
+    #[cfg(test)]
+    fault: Option<super::handle::Fault>,
 }
 
 /// The worker thread's body; reports setup success or failure on `ready` first.
@@ -75,21 +91,36 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
     }
     // Buffers first, ring second: locals drop in reverse order, so the ring (and with it the
     // kernel's use of the registered memory) goes before the memory does.
+    // Each step's error says which step, with its sizes, on which worker.
+    let step = |e: io::Error, what: String| {
+        io::Error::new(e.kind(), format!("worker {}: {what}: {e}", init.index))
+    };
     let setup = || -> io::Result<(BufferPool, Rc<BufRing>, IoUring)> {
-        let pool = BufferPool::new(cfg.send_buffers, cfg.send_buffer_size)?;
-        let bufs = BufRing::new(cfg.recv_buffers as u16, cfg.recv_buffer_size as u32, 0)?;
-        let ring = ring::build(init.features.task_run, cfg.sq_entries, cfg.cq_entries)?;
+        let (sends, send_size) = (cfg.send_buffers, cfg.send_buffer_size);
+        let (recvs, recv_size) = (cfg.recv_buffers, cfg.recv_buffer_size);
+        let pool = BufferPool::new(sends, send_size)
+            .map_err(|e| step(e, format!("send pool ({sends} x {send_size} B)")))?;
+        let bufs = BufRing::new(recvs as u16, recv_size as u32, 0)
+            .map_err(|e| step(e, format!("receive ring ({recvs} x {recv_size} B)")))?;
+        let ring = ring::build(init.features.task_run, cfg.sq_entries, cfg.cq_entries)
+            .map_err(|e| step(e, format!("io_uring_setup ({} entries)", cfg.sq_entries)))?;
         let iovecs: Vec<libc::iovec> = pool.iovecs().chain(std::iter::once(bufs.iovec())).collect();
         // SAFETY: each iovec covers memory owned by `pool` or `bufs`, which outlive the ring
-        // (declared before it by the caller, and leaked if the ring cannot be drained).
-        unsafe { ring.submitter().register_buffers(&iovecs)? };
+        // (dropped after it by `Exit`, or leaked with it if the ring cannot be drained).
+        unsafe { ring.submitter().register_buffers(&iovecs) }.map_err(|e| {
+            let what = format!(
+                "register_buffers ({sends} send buffers of {send_size} B + the receive ring)"
+            );
+            step(e, what)
+        })?;
         pool.set_fixed_base(0);
         bufs.set_fixed_index(pool.count() as u16);
-        bufs.register(&ring.submitter())?;
+        bufs.register(&ring.submitter())
+            .map_err(|e| step(e, format!("register_buf_ring ({recvs} entries)")))?;
         bufs.fill();
         Ok((pool, bufs, ring))
     };
-    let (pool, bufs, mut ring) = match setup() {
+    let (pool, bufs, ring) = match setup() {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -110,7 +141,7 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         init.features.send_zc,
         cfg.sq_entries as usize * 2,
     );
-    let mut worker = Worker {
+    let worker = Worker {
         index,
         core,
         rx: init.rx,
@@ -121,19 +152,81 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         wake_buf: Box::new([0; 64]),
         wake_armed: false,
         stopping: false,
+        register_ring_fd: init.features.registered_ring_fd,
+        #[cfg(test)]
+        fault: None,
+    };
+    // From here on the guard owns everything the kernel may touch, so that however this
+    // function is left (a return, a ring error, a panic unwinding) it is freed only when the
+    // ring is idle, and leaked otherwise.
+    let mut exit = Exit {
+        parts: Some(Parts {
+            worker,
+            ring,
+            bufs,
+            pool,
+        }),
+        failure: None,
     };
     let _ = ready.send(Ok(()));
-    let result = worker.run_loop(&mut ring, &cfg);
-    if let Err(e) = &result {
+    let Some(p) = exit.parts.as_mut() else { return };
+    if let Err(e) = p.worker.run_loop(&mut p.ring, &cfg) {
         eprintln!("uring-vsock worker {index}: ring failed: {e}");
+        exit.failure = Some(e);
     }
-    worker.drain_commands_after_exit();
-    if worker.core.inflight > 0 {
-        // The kernel may still use these buffers: leak rather than free under it.
-        std::mem::forget(worker);
-        std::mem::forget(bufs);
-        std::mem::forget(pool);
-        std::mem::forget(ring);
+}
+
+/// A worker and the memory its ring shares with the kernel, in the order they must go: the
+/// worker (its slots hold in-flight send buffers, connect addresses, the wake-up buffer), then
+/// the ring, then the receive ring and the send pool the ring has registered.
+struct Parts {
+    worker: Worker,
+    ring: IoUring,
+    bufs: Rc<BufRing>,
+    pool: BufferPool,
+}
+
+/// Ends a worker. After a clean exit (every op completed) it drops the [`Parts`] in order.
+/// Otherwise (a panic unwinding through the loop, a ring error, ops still in flight) the
+/// kernel may still write that memory, so it is leaked, ring included; what is not the
+/// kernel's is settled: handles and pending connects get an error, the command channel is
+/// dropped (later sends and connects fail), and the worker's load becomes `usize::MAX` so the
+/// acceptor and `Engine::connect` pass it over.
+struct Exit {
+    parts: Option<Parts>,
+    failure: Option<io::Error>,
+}
+
+impl Drop for Exit {
+    fn drop(&mut self) {
+        let Some(mut p) = self.parts.take() else {
+            return;
+        };
+        let panicking = std::thread::panicking();
+        if !panicking && self.failure.is_none() && p.worker.core.inflight == 0 {
+            p.worker.drain_commands_after_exit();
+            let Parts {
+                worker,
+                ring,
+                bufs,
+                pool,
+            } = p;
+            drop(worker);
+            drop(ring);
+            drop(bufs);
+            drop(pool);
+            return;
+        }
+        let why = match &self.failure {
+            Some(e) => format!("engine worker {} stopped: ring failed: {e}", p.worker.index),
+            None if panicking => format!("engine worker {} stopped: it panicked", p.worker.index),
+            None => format!(
+                "engine worker {} stopped with {} operations in flight",
+                p.worker.index, p.worker.core.inflight
+            ),
+        };
+        p.worker.abandon(&why);
+        std::mem::forget(p);
     }
 }
 
@@ -152,7 +245,14 @@ impl Worker {
     fn run_loop(&mut self, ring: &mut IoUring, cfg: &EngineBuilder) -> io::Result<()> {
         let (mut submitter, mut sq, mut cq) = ring.split();
         // Saves the fd lookup on every enter; fine to run without it.
-        let _ = submitter.register_ring_fd();
+        if self.register_ring_fd {
+            if let Err(e) = submitter.register_ring_fd() {
+                eprintln!(
+                    "uring-vsock worker {}: register_ring_fd failed ({e}); running without",
+                    self.index
+                );
+            }
+        }
         self.arm_wake();
         let mut idle_since: Option<Instant> = None;
         loop {
@@ -160,6 +260,14 @@ impl Worker {
             while let Ok(cmd) = self.rx.try_recv() {
                 work = true;
                 self.command(cmd);
+            }
+            #[cfg(test)]
+            match self.fault.take() {
+                Some(super::handle::Fault::RingError) => {
+                    return Err(io::Error::from_raw_os_error(libc::EBADF))
+                }
+                Some(super::handle::Fault::Panic) => panic!("injected worker panic (test)"),
+                None => {}
             }
             cq.sync();
             for cqe in &mut cq {
@@ -174,20 +282,30 @@ impl Worker {
                 }
             }
             // Flush staged SQEs; a link head needs room for its linked timeout too, so a
-            // chain never spans two submissions.
-            for (entry, link_head) in self.core.staged.drain(..) {
+            // chain never spans two submissions. When the kernel takes none (EBUSY/EAGAIN:
+            // completions must be reaped first) the rest waits for the next turn, which
+            // reaps first: looping on enter here could livelock.
+            let mut pushed = 0;
+            for &(ref entry, link_head) in &self.core.staged {
                 let need = if link_head { 2 } else { 1 };
-                while sq.capacity() - sq.len() < need {
+                if sq.capacity() - sq.len() < need {
                     sq.sync();
                     enter(&submitter, 0)?;
                     sq.sync();
+                    if sq.capacity() - sq.len() < need {
+                        break;
+                    }
                 }
                 // SAFETY: every pointer in the entry refers to memory held until the op's
                 // final completion: send buffers in the connection's `cur`, connect address
-                // and timespec boxed in the connection, the wake buffer boxed in the worker;
-                // receives use the provided-buffer ring.
-                unsafe { sq.push(&entry).expect("room checked above") };
+                // and timespec boxed in the connection, an accept backoff's timespec boxed in
+                // its listener (kept while the backoff is in the kernel), the wake buffer boxed
+                // in the worker; receives use the provided-buffer ring.
+                unsafe { sq.push(entry).expect("room checked above") };
+                pushed += 1;
             }
+            self.core.staged.drain(..pushed);
+            work |= !self.core.staged.is_empty();
             sq.sync();
             if work {
                 if let Some(start) = idle_since.take() {
@@ -236,6 +354,7 @@ impl Worker {
         match op.kind {
             Kind::Wake => self.on_wake(res),
             Kind::Accept => self.on_accept(op.index, res, flags),
+            Kind::AcceptBackoff => self.on_accept_backoff(op.index),
             _ => self.core.on_conn_cqe(op, res, flags),
         }
     }
@@ -279,6 +398,13 @@ impl Worker {
                     local,
                     factory,
                     armed: false,
+                    starved: false,
+                    backoff_armed: false,
+                    backoff: Box::new(
+                        types::Timespec::new()
+                            .sec(ACCEPT_BACKOFF.as_secs())
+                            .nsec(ACCEPT_BACKOFF.subsec_nanos()),
+                    ),
                 }));
                 self.arm_accept(self.listeners.len() as u32 - 1);
             }
@@ -297,14 +423,24 @@ impl Worker {
             } => {
                 if self.stopping {
                     let _ = reply.send(Err(shutting_down("connect", ep)));
-                } else {
-                    self.core.connect(ep, timeout, make(), reply);
+                    return;
+                }
+                // The closure is user code: a panic fails this connect, not the worker.
+                match catch_unwind(AssertUnwindSafe(make)) {
+                    Ok(handler) => self.core.connect(ep, timeout, handler, reply),
+                    Err(_) => {
+                        WorkerStats::add(&self.core.stats.handler_panics, 1);
+                        let err = io::Error::other("the closure making the handler panicked");
+                        let _ = reply.send(Err(Error::new("connect", Some(ep), err)));
+                    }
                 }
             }
             Command::Send(id, data) => self.core.handle_send(id, data),
             Command::ShutdownWrite(id) => self.core.handle_command(id, HandleOp::ShutdownWrite),
             Command::Close(id) => self.core.handle_command(id, HandleOp::Close),
             Command::ResumeRecv(id) => self.core.handle_command(id, HandleOp::ResumeRecv),
+            #[cfg(test)]
+            Command::Fault(f) => self.fault = Some(f),
             Command::Shutdown => {
                 if !self.stopping {
                     self.stopping = true;
@@ -315,6 +451,21 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Settles what is not the kernel's before the worker is leaked (see [`Exit`]).
+    fn abandon(&mut self, why: &str) {
+        self.loads[self.index].store(usize::MAX, Ordering::Relaxed);
+        let reason = CloseReason::Error(Arc::new(Error::new(
+            "engine worker",
+            None,
+            io::Error::other(why.to_string()),
+        )));
+        self.core.abandon(&reason);
+        self.drain_commands_after_exit();
+        // Disconnects the channel: senders get their command back instead of queueing it
+        // for nobody.
+        drop(std::mem::replace(&mut self.rx, crossbeam_channel::never()));
     }
 
     /// After the loop: answer what is still queued (connects fail, fds close).
@@ -361,10 +512,45 @@ impl Worker {
         let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
             return;
         };
-        if l.armed {
+        let (armed, backoff) = (l.armed, l.backoff_armed);
+        if armed {
             let entry = opcode::AsyncCancel::new(Op::new(Kind::Accept, 0, li).encode()).build();
             self.core.stage(entry, Op::new(Kind::Cancel, 0, u32::MAX));
-        } else {
+        }
+        if backoff {
+            let target = Op::new(Kind::AcceptBackoff, 0, li).encode();
+            let entry = opcode::AsyncCancel::new(target).build();
+            self.core.stage(entry, Op::new(Kind::Cancel, 0, u32::MAX));
+        }
+        if !armed && !backoff {
+            self.listeners[li as usize] = None;
+        }
+    }
+
+    /// Waits [`ACCEPT_BACKOFF`] before accepting on listener `li` again.
+    fn arm_accept_backoff(&mut self, li: u32) {
+        let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
+            return;
+        };
+        if l.backoff_armed {
+            return;
+        }
+        l.backoff_armed = true;
+        l.starved = false;
+        WorkerStats::add(&self.core.stats.accept_backoffs, 1);
+        let entry = opcode::Timeout::new(&*l.backoff).build();
+        self.core.stage(entry, Op::new(Kind::AcceptBackoff, 0, li));
+    }
+
+    fn on_accept_backoff(&mut self, li: u32) {
+        let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
+            return;
+        };
+        l.backoff_armed = false;
+        if !self.stopping {
+            self.arm_accept(li);
+        } else if !l.armed {
+            // Closes the listening socket now that nothing in the kernel uses it.
             self.listeners[li as usize] = None;
         }
     }
@@ -383,6 +569,13 @@ impl Worker {
             }
         } else if res != -libc::ECANCELED {
             WorkerStats::add(&self.core.stats.accept_errors, 1);
+            let starved = matches!(
+                -res,
+                libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS
+            );
+            if let (true, Some(Some(l))) = (starved, self.listeners.get_mut(li as usize)) {
+                l.starved = true;
+            }
         }
         if !more {
             let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
@@ -390,8 +583,12 @@ impl Worker {
             };
             l.armed = false;
             if self.stopping {
-                // Closes the listening socket now that no accept uses it.
-                self.listeners[li as usize] = None;
+                if !l.backoff_armed {
+                    // Closes the listening socket now that no accept uses it.
+                    self.listeners[li as usize] = None;
+                }
+            } else if l.starved {
+                self.arm_accept_backoff(li);
             } else {
                 self.arm_accept(li);
             }
@@ -414,14 +611,23 @@ impl Worker {
             return;
         }
         // Counted now (the target takes it back when it adopts) so a burst of accepts spreads
-        // out before the target has adopted any.
-        self.loads[target].fetch_add(1, Ordering::Relaxed);
-        if self.links[target]
-            .send(Command::Adopt { fd, local, factory })
-            .is_err()
-        {
-            // The target has exited; the dropped command closed the fd.
-            self.loads[target].fetch_sub(1, Ordering::Relaxed);
+        // out before the target has adopted any. A worker that has died (load usize::MAX) in
+        // the meantime is not counted into: this one serves the connection.
+        let counted = self.loads[target].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+            (l != usize::MAX).then_some(l + 1)
+        });
+        if counted.is_err() {
+            self.core.adopt(fd, &local, &factory);
+            return;
+        }
+        if let Err(cmd) = self.links[target].send(Command::Adopt { fd, local, factory }) {
+            // The target has exited (its channel is gone): serve the connection here.
+            let _ = self.loads[target].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                (l != usize::MAX).then(|| l.saturating_sub(1))
+            });
+            if let Command::Adopt { fd, local, factory } = cmd {
+                self.core.adopt(fd, &local, &factory);
+            }
         }
     }
 }
