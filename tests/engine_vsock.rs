@@ -155,3 +155,34 @@ fn engine_vsock_engine_client_to_engine_server() {
     .unwrap();
     assert_eq!(rx.recv().unwrap(), want.value());
 }
+
+/// Many engine connects in a row, with and without a deadline: vsock can leave a ring connect
+/// under way (`EALREADY`), which the engine must finish by polling rather than fail.
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn engine_vsock_many_sequential_engine_connects_all_succeed() {
+    let (e, ep, _dir) = vsock_echo_server();
+    let client = Engine::builder().workers(2).build().unwrap();
+    let data: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    let mut want = Sum::default();
+    want.add(&data);
+    for i in 0..200 {
+        let (tx, rx) = mpsc::channel();
+        let d = data.clone();
+        let timeout = (i % 2 == 0).then(|| Duration::from_secs(10));
+        client
+            .connect(&ep, timeout, move || Sender1 {
+                data: d,
+                got: Sum::default(),
+                done: tx,
+            })
+            .unwrap_or_else(|err| panic!("connect {i}: {err}"));
+        assert_eq!(rx.recv().unwrap(), want.value(), "connection {i}");
+    }
+    assert_eq!(client.stats().connected, 200);
+    eprintln!(
+        "connects finished by polling: {}",
+        client.stats().connect_polls
+    );
+    drop(e);
+}

@@ -19,7 +19,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use io_uring::{cqueue, opcode, squeue, types};
@@ -118,6 +118,11 @@ pub(crate) struct Connecting {
     addr: SockAddr,
     ts: types::Timespec,
     timeout: Option<Duration>,
+    /// When the caller's timeout runs out, for the poll that may follow the connect.
+    deadline: Option<Instant>,
+    /// The op in the kernel is a writability poll, not the connect itself (see
+    /// [`Core::on_connect_cqe`]).
+    polling: bool,
     reply: Sender<Result<ConnHandle>>,
     res: Option<i32>,
     timeout_res: Option<i32>,
@@ -376,27 +381,40 @@ impl Core {
                 return;
             }
         };
-        let ts = timeout.map_or(types::Timespec::new(), |t| {
-            types::Timespec::new()
-                .sec(t.as_secs())
-                .nsec(t.subsec_nanos())
-        });
         let index = self.insert(socket, ep, handler);
-        let gen = self.gen(index);
         let c = self.conn_mut(index).expect("just inserted");
         let cs = c.connecting.insert(Box::new(Connecting {
             addr,
-            ts,
+            ts: types::Timespec::new(), // set by stage_connect_op
             timeout,
+            deadline: timeout.map(|t| Instant::now() + t),
+            polling: false,
             reply,
             res: None,
             timeout_res: None,
         }));
-        let fd = c.fd;
-        let entry = opcode::Connect::new(types::Fd(fd), cs.addr.as_ptr().cast(), cs.addr.len())
-            .build()
-            .user_data(Op::new(Kind::Connect, gen, index).encode());
-        let timeout_entry = timeout.map(|_| {
+        let entry =
+            opcode::Connect::new(types::Fd(c.fd), cs.addr.as_ptr().cast(), cs.addr.len()).build();
+        self.stage_connect_op(index, entry);
+    }
+
+    /// Stages `entry` (the connect, or the poll after it) as the connection's `Connect` op,
+    /// linked to a timeout for what is left of the caller's deadline.
+    fn stage_connect_op(&mut self, index: u32, entry: squeue::Entry) {
+        let gen = self.gen(index);
+        let Some(c) = self.conn_mut(index) else {
+            return;
+        };
+        let Some(cs) = c.connecting.as_mut() else {
+            return;
+        };
+        let entry = entry.user_data(Op::new(Kind::Connect, gen, index).encode());
+        let timeout_entry = cs.deadline.map(|deadline| {
+            // No op of this connection is in the kernel now, so the timespec may change.
+            let left = deadline.saturating_duration_since(Instant::now());
+            cs.ts = types::Timespec::new()
+                .sec(left.as_secs())
+                .nsec(left.subsec_nanos());
             opcode::LinkTimeout::new(&cs.ts)
                 .build()
                 .user_data(Op::new(Kind::ConnectTimeout, gen, index).encode())
@@ -431,11 +449,35 @@ impl Core {
         if c.ops > 0 {
             return;
         }
+        let Some(cs) = c.connecting.as_mut() else {
+            return;
+        };
+        let mut res = cs.res.unwrap_or(-libc::ECANCELED);
+        if cs.polling && res >= 0 {
+            // The poll saw the socket writable or in error: SO_ERROR says which.
+            res = connect_outcome(c.socket.as_ref());
+        }
+        // vsock can wake the connect's internal poll before the handshake is done; the retried
+        // connect then fails with EALREADY (and a poll may fire early too). The connect is
+        // still under way: wait for writability, within the same deadline.
+        let under_way = res == -libc::EALREADY || res == -libc::EINPROGRESS;
+        if under_way && c.closing.is_none() && cs.timeout_res != Some(-libc::ETIME) {
+            cs.polling = true;
+            cs.res = None;
+            cs.timeout_res = None;
+            let events = (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) as u32;
+            let poll = opcode::PollAdd::new(types::Fd(c.fd), events).build();
+            WorkerStats::add(&self.stats.connect_polls, 1);
+            self.stage_connect_op(index, poll);
+            return;
+        }
+        let Some(c) = self.conn_mut(index) else {
+            return;
+        };
         let Some(cs) = c.connecting.take() else {
             return;
         };
         let ep = c.peer.clone();
-        let res = cs.res.unwrap_or(-libc::ECANCELED);
         if res == 0 && c.closing.is_none() {
             let handle = self.handle(index);
             if cs.reply.send(Ok(handle)).is_ok() {
@@ -448,7 +490,9 @@ impl Core {
             self.free_slot(index);
             return;
         }
-        let err = if res == -libc::ECANCELED && cs.timeout_res == Some(-libc::ETIME) {
+        let timed_out = cs.timeout_res == Some(-libc::ETIME)
+            && (res == -libc::ECANCELED || res == -libc::EALREADY || res == -libc::EINPROGRESS);
+        let err = if timed_out {
             let after = cs.timeout.unwrap_or_default();
             io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -972,4 +1016,21 @@ pub(crate) enum HandleOp {
     ShutdownWrite,
     Close,
     ResumeRecv,
+}
+
+/// The outcome of a connect whose socket polled writable or in error: 0 when connected,
+/// `-errno` when it failed, `-EINPROGRESS` while still under way.
+fn connect_outcome(socket: Option<&Socket>) -> i32 {
+    let Some(socket) = socket else {
+        return -libc::EBADF;
+    };
+    match socket.take_error() {
+        Ok(Some(e)) | Err(e) => return -e.raw_os_error().unwrap_or(libc::EIO),
+        Ok(None) => {}
+    }
+    match socket.peer_addr() {
+        Ok(_) => 0,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => -libc::EINPROGRESS,
+        Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
+    }
 }

@@ -13,6 +13,7 @@ pub(crate) struct WorkerStats {
     pub completions: AtomicU64,
     pub accepted: AtomicU64,
     pub connected: AtomicU64,
+    pub connect_polls: AtomicU64,
     pub closed: AtomicU64,
     pub open: AtomicU64,
     pub recv_bytes: AtomicU64,
@@ -40,6 +41,7 @@ impl WorkerStats {
             completions: g(&self.completions),
             accepted: g(&self.accepted),
             connected: g(&self.connected),
+            connect_polls: g(&self.connect_polls),
             closed: g(&self.closed),
             open: g(&self.open),
             recv_bytes: g(&self.recv_bytes),
@@ -78,6 +80,9 @@ pub struct EngineStats {
     pub accepted: u64,
     /// Outgoing connections established.
     pub connected: u64,
+    /// Connects that the kernel left under way (`EALREADY`, seen on vsock) and that the
+    /// engine finished by polling for writability.
+    pub connect_polls: u64,
     /// Connections closed.
     pub closed: u64,
     /// Connections open now.
@@ -111,6 +116,7 @@ impl std::iter::Sum for EngineStats {
             completions: a.completions + b.completions,
             accepted: a.accepted + b.accepted,
             connected: a.connected + b.connected,
+            connect_polls: a.connect_polls + b.connect_polls,
             closed: a.closed + b.closed,
             open: a.open + b.open,
             recv_bytes: a.recv_bytes + b.recv_bytes,
