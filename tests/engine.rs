@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use engine_support::{echo_client, raise_nofile, write_stream, Echo, Gen, Sum};
+use engine_support::{
+    echo_client, raise_nofile, recv_or_hang, wait_until, write_stream, Echo, Gen, Sum,
+};
 use uring_vsock::blocking::{Listener, Stream};
 use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf, SendBuf, TaskRunMode};
 use uring_vsock::Endpoint;
@@ -334,19 +336,41 @@ fn engine_peer_reset_mid_stream_unix() {
     echo_client(&ep, 4, MIB);
 }
 
-/// Pauses receiving (cancelling the multishot receive in flight) on its first data.
+/// Pauses receiving twice, cancelling the multishot receive in flight each time, and hands the
+/// test a handle to resume: first when its greeting has been sent (the peer has sent nothing
+/// yet, so the receive armed after `on_open` is still waiting in the kernel), then on the
+/// first data after that (mid-stream).
 struct Pauser {
     got: Sum,
-    paused: Option<mpsc::Sender<uring_vsock::uring::ConnHandle>>,
+    pauses: u32,
+    paused: mpsc::Sender<uring_vsock::uring::ConnHandle>,
     done: mpsc::Sender<(u64, u64)>,
 }
 
+impl Pauser {
+    fn pause(&mut self, conn: &mut Conn<'_>) {
+        self.pauses += 1;
+        conn.pause_recv();
+        let _ = self.paused.send(conn.handle());
+    }
+}
+
 impl Handler for Pauser {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        assert_eq!(conn.send_copy(b"go"), 2);
+    }
+    fn on_sent(&mut self, conn: &mut Conn<'_>, _buf: SendBuf, res: io::Result<usize>) {
+        res.expect("greeting sent");
+        // The receive was armed right after on_open, and the peer sends only once the test
+        // has the handle sent below: the receive is in flight, and this pause cancels it.
+        if self.pauses == 0 {
+            self.pause(conn);
+        }
+    }
     fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
         self.got.add(&buf);
-        if let Some(tx) = self.paused.take() {
-            conn.pause_recv();
-            let _ = tx.send(conn.handle());
+        if self.pauses == 1 {
+            self.pause(conn);
         }
     }
     fn on_close(&mut self, _conn: &mut Conn<'_>, _reason: &CloseReason) {
@@ -360,26 +384,40 @@ fn engine_cancel_recv_in_flight_loses_nothing() {
     let e = engine(1);
     let (ptx, prx) = mpsc::channel();
     let (dtx, drx) = mpsc::channel();
-    let (ptx, dtx) = (Mutex::new(Some(ptx)), Mutex::new(dtx));
+    let (ptx, dtx) = (Mutex::new(ptx), Mutex::new(dtx));
     let ep = e
         .listen(&bind_endpoint(Transport::Unix, &dir), move |_| Pauser {
             got: Sum::default(),
-            paused: ptx.lock().unwrap().take(),
+            pauses: 0,
+            paused: ptx.lock().unwrap().clone(),
             done: dtx.lock().unwrap().clone(),
         })
         .unwrap();
-    let c = Stream::connect(&ep).unwrap();
+    let mut c = Stream::connect(&ep).unwrap();
+    // Pause 1: the receive in flight is cancelled before any byte was sent to it. Nothing
+    // else can end that receive (no data, no EOF, buffers to spare), so its completion comes
+    // back ECANCELED: wait for it to be counted (no event says so; bounded, a hang fails).
+    let handle = recv_or_hang(&prx, "the first pause");
+    wait_until("the cancelled receive's completion", || {
+        e.stats().recvs_cancelled > 0
+    });
+    assert_eq!(e.stats().recvs_cancelled, 1, "{:?}", e.stats());
+    let mut hello = [0u8; 2];
+    c.read_exact(&mut hello).unwrap();
+    assert_eq!(&hello, b"go");
     let mut w = c.try_clone().unwrap();
     let writer = thread::spawn(move || {
         let s = write_stream(&mut w, 9, 4 * MIB, 50_000).unwrap();
         w.shutdown(Shutdown::Write).unwrap();
         s
     });
-    let handle = prx.recv().unwrap(); // receiving is paused now, the writer goes on
+    handle.resume_recv();
+    // Pause 2: on the first data, mid-stream; the writer goes on into the socket meanwhile.
+    let handle = recv_or_hang(&prx, "the second pause");
     handle.resume_recv();
     let sent = writer.join().unwrap();
-    let got = drx.recv().unwrap();
-    assert_eq!(got, sent, "bytes lost or changed across the cancel");
+    let got = recv_or_hang(&drx, "the close");
+    assert_eq!(got, sent, "bytes lost or changed across the cancels");
     drop(c);
 }
 
@@ -455,16 +493,177 @@ fn engine_close_cancels_sends_and_returns_every_buffer() {
     drop(c);
 }
 
+/// What a [`DoomedSend`] saw: each `on_sent` (length and checksum of the buffer that came
+/// back, and the result), then the close reason.
+type DoomedReport = (Vec<(usize, (u64, u64), io::Result<usize>)>, CloseReason);
+
+/// Sends one large unregistered buffer (so a plain, copying send) to a peer that goes away
+/// before reading it all. Receiving is paused from the start, so only the send can see the
+/// peer go.
+struct DoomedSend {
+    data: Option<Vec<u8>>,
+    sent: Vec<(usize, (u64, u64), io::Result<usize>)>,
+    done: mpsc::Sender<DoomedReport>,
+}
+
+impl Handler for DoomedSend {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        conn.pause_recv();
+        let buf = SendBuf::from(self.data.take().expect("one connection"));
+        assert!(!buf.is_registered());
+        conn.send(buf).expect("an empty queue takes a send");
+    }
+    fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {
+        panic!("receiving is paused");
+    }
+    fn on_sent(&mut self, _conn: &mut Conn<'_>, buf: SendBuf, res: io::Result<usize>) {
+        let mut sum = Sum::default();
+        sum.add(&buf);
+        self.sent.push((buf.len(), sum.value(), res));
+    }
+    fn on_close(&mut self, _conn: &mut Conn<'_>, reason: &CloseReason) {
+        let _ = self
+            .done
+            .send((std::mem::take(&mut self.sent), reason.clone()));
+    }
+}
+
+#[test]
+fn engine_plain_send_error_closes_with_it() {
+    let dir = TempDir::new();
+    let e = engine(1);
+    // Far more than the socket buffers hold: the send is in the kernel, waiting for room,
+    // when the peer goes.
+    let mut payload = vec![0u8; 16 * MIB as usize];
+    Gen::new(41).fill(&mut payload);
+    let mut sum = Sum::default();
+    sum.add(&payload);
+    let (tx, rx) = mpsc::channel();
+    let handler = Mutex::new(Some((payload.clone(), tx)));
+    let ep = e
+        .listen(&bind_endpoint(Transport::Unix, &dir), move |_| {
+            let (data, done) = handler.lock().unwrap().take().expect("one connection");
+            DoomedSend {
+                data: Some(data),
+                sent: Vec::new(),
+                done,
+            }
+        })
+        .unwrap();
+    let mut c = Stream::connect(&ep).unwrap();
+    let mut head = vec![0u8; 64 * 1024];
+    c.read_exact(&mut head).unwrap(); // the send is under way
+    assert!(head[..] == payload[..head.len()], "the first bytes differ");
+    drop(c); // unread data in its queue: the peer resets
+    let (sent, reason) = recv_or_hang(&rx, "the close");
+    assert_eq!(sent.len(), 1, "one on_sent per send: {sent:?}");
+    let (len, back, res) = &sent[0];
+    assert_eq!(*len, payload.len(), "the buffer came back whole");
+    assert_eq!(*back, sum.value(), "the buffer came back unchanged");
+    let err = res.as_ref().expect_err("the send failed");
+    assert!(
+        matches!(
+            err.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ),
+        "the send's own error, not a cancel: {err}"
+    );
+    // The send's error closed the connection (receiving was paused, so nothing else saw
+    // the peer go); a retry would have kept it open.
+    assert!(matches!(reason, CloseReason::Reset), "{reason}");
+    let s = e.stats();
+    assert_eq!(s.zero_copy_sends, 0, "{s:?}");
+    assert!(s.copy_sends >= 1, "{s:?}");
+}
+
+thread_local! {
+    /// Receive buffers a worker's [`JailEcho`] handlers hold back from the ring (each worker
+    /// thread has its own).
+    static JAIL: std::cell::RefCell<Vec<RecvBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Gives this worker's jailed receive buffers back to its ring.
+fn free_jail() {
+    drop(JAIL.with(|j| std::mem::take(&mut *j.borrow_mut())));
+}
+
+/// An echo that, until `released`, echoes a copy of each received buffer and keeps the
+/// buffer itself in its worker's [`JAIL`]: the provided-buffer ring runs dry.
+struct JailEcho {
+    echo: Echo,
+    released: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Handler for JailEcho {
+    fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
+        if self.released.load(std::sync::atomic::Ordering::Acquire) {
+            self.echo.on_recv(conn, buf);
+        } else {
+            self.echo.queue(conn, SendBuf::from(buf.to_vec()));
+            JAIL.with(|j| j.borrow_mut().push(buf));
+        }
+    }
+    fn on_sent(&mut self, conn: &mut Conn<'_>, buf: SendBuf, res: io::Result<usize>) {
+        self.echo.on_sent(conn, buf, res);
+    }
+    fn on_peer_shutdown(&mut self, conn: &mut Conn<'_>) {
+        self.echo.on_peer_shutdown(conn);
+    }
+    fn on_close(&mut self, _conn: &mut Conn<'_>, _reason: &CloseReason) {
+        free_jail(); // never keep buffers past the test
+    }
+}
+
+/// Sits on a worker and hands out its handle; closing it frees that worker's [`JAIL`].
+struct JailKey(mpsc::Sender<uring_vsock::uring::ConnHandle>);
+
+impl Handler for JailKey {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        let _ = self.0.send(conn.handle());
+    }
+    fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
+    fn on_close(&mut self, _conn: &mut Conn<'_>, _reason: &CloseReason) {
+        free_jail();
+    }
+}
+
 #[test]
 fn engine_fewer_recv_buffers_than_connections() {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let dir = TempDir::new();
     let e = Engine::builder()
         .workers(2)
         .recv_buffers(8, 4096)
         .build()
         .unwrap();
+    // A key on every worker: the way to reach its jail later (a handle's close runs on_close
+    // there). Placed first, one at a time, while nothing else loads the workers.
+    let (ktx, krx) = mpsc::channel();
+    let ktx = Mutex::new(ktx);
+    let key_ep = e
+        .listen(&bind_endpoint(Transport::Unix, &dir), move |_| {
+            JailKey(ktx.lock().unwrap().clone())
+        })
+        .unwrap();
+    let (mut keys, mut key_peers) = (Vec::new(), Vec::new());
+    let mut on_worker = vec![false; e.workers()];
+    while on_worker.contains(&false) {
+        assert!(
+            keys.len() < 16,
+            "no key lands on some worker: {on_worker:?}"
+        );
+        key_peers.push(Stream::connect(&key_ep).unwrap());
+        let key: uring_vsock::uring::ConnHandle = recv_or_hang(&krx, "a key's on_open");
+        on_worker[key.id().worker()] = true;
+        keys.push(key);
+    }
+    let released = Arc::new(AtomicBool::new(false));
+    let r = Arc::clone(&released);
     let ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
+        .listen(&bind_endpoint(Transport::Unix, &dir), move |_| JailEcho {
+            echo: Echo::new(),
+            released: Arc::clone(&r),
+        })
         .unwrap();
     let threads: Vec<_> = (0..64u64)
         .map(|i| {
@@ -472,13 +671,24 @@ fn engine_fewer_recv_buffers_than_connections() {
             thread::spawn(move || echo_client(&ep, 100 + i, 256 * 1024))
         })
         .collect();
+    // Every receive buffer a worker hands out stays in its jail, and each worker's
+    // connections have far more pending (256 KiB each) than its 8 x 4 KiB: its ring runs
+    // dry with receives still armed on sockets holding data, and those fail ENOBUFS. No
+    // buffer comes back until the keys turn, so this cannot be missed: wait for it (no event
+    // says so; bounded, a hang fails the test).
+    wait_until("a receive to find the ring empty", || e.stats().enobufs > 0);
+    released.store(true, Ordering::Release);
+    for key in &keys {
+        key.close();
+        assert!(matches!(key.wait_closed(), CloseReason::Local));
+    }
+    // The buffers are back: every starved receive is re-armed and every echo completes.
     for t in threads {
         t.join().unwrap();
     }
-    assert!(
-        e.stats().enobufs > 0,
-        "8 buffers for 64 busy connections must run dry"
-    );
+    drop(key_peers);
+    let s = e.stats();
+    assert!(s.enobufs > 0 && s.recv_bytes >= 64 * 256 * 1024, "{s:?}");
 }
 
 #[test]
@@ -606,50 +816,4 @@ fn engine_handle_drives_a_connection_from_threads() {
     assert!(matches!(h.wait_closed(), CloseReason::Local));
     let err = h.send(b"late".to_vec()).unwrap_err();
     assert!(matches!(err, uring_vsock::uring::SendError::Closed(_)));
-}
-
-#[test]
-fn engine_shutdown_with_operations_in_flight() {
-    let dir = TempDir::new();
-    let (e, ep) = echo_server(Transport::Tcp, &dir, 2);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> = (0..8u64)
-        .map(|i| {
-            let (ep, stop) = (ep.clone(), Arc::clone(&stop));
-            thread::spawn(move || {
-                let c = Stream::connect(&ep).unwrap();
-                let mut w = c.try_clone().unwrap();
-                let writer = thread::spawn(move || {
-                    let mut block = vec![0u8; 32 * 1024];
-                    Gen::new(i).fill(&mut block);
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        if w.write_all(&block).is_err() {
-                            break;
-                        }
-                    }
-                });
-                let mut r = c;
-                let mut buf = vec![0u8; 65536];
-                // Read until the engine closes us (EOF or reset).
-                while let Ok(n) = r.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                }
-                writer
-            })
-        })
-        .collect();
-    // Wait until all 8 are connected and data flows (bounded: a hang here is a failure).
-    let mut waited = 0;
-    while e.stats().open < 8 || e.stats().recv_bytes < 64 * MIB {
-        thread::sleep(Duration::from_millis(5));
-        waited += 1;
-        assert!(waited < 6000, "clients never got going: {:?}", e.stats());
-    }
-    e.shutdown(); // must not hang, crash or leak
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap().join().unwrap();
-    }
 }

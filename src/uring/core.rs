@@ -589,7 +589,7 @@ impl Core {
                 }
             }
             Err(_) if res == -libc::ENOBUFS => WorkerStats::add(&self.stats.enobufs, 1),
-            Err(_) if res == -libc::ECANCELED => {}
+            Err(_) if res == -libc::ECANCELED => WorkerStats::add(&self.stats.recvs_cancelled, 1),
             Err(e) => {
                 let peer = c.peer.clone();
                 self.begin_close(index, CloseReason::from_io("recv", &peer, e));

@@ -25,6 +25,7 @@ pub(crate) struct WorkerStats {
     pub accept_errors: AtomicU64,
     pub zero_copy_fallbacks: AtomicU64,
     pub accept_backoffs: AtomicU64,
+    pub recvs_cancelled: AtomicU64,
 }
 
 impl WorkerStats {
@@ -53,6 +54,7 @@ impl WorkerStats {
             accept_errors: g(&self.accept_errors),
             zero_copy_fallbacks: g(&self.zero_copy_fallbacks),
             accept_backoffs: g(&self.accept_backoffs),
+            recvs_cancelled: g(&self.recvs_cancelled),
         }
     }
 }
@@ -105,6 +107,12 @@ pub struct EngineStats {
     pub zero_copy_fallbacks: u64,
     /// Times accepting paused for a moment after running out of fds or memory (`EMFILE`, `ENFILE`, `ENOMEM`, `ENOBUFS`) instead of failing again at once.
     pub accept_backoffs: u64,
+    /// Receives stopped in flight by the engine's own cancel ([`Conn::pause_recv`] or a
+    /// close): their final completion came back `ECANCELED`. Data already received was
+    /// delivered; the rest stays in the socket.
+    ///
+    /// [`Conn::pause_recv`]: crate::uring::Conn::pause_recv
+    pub recvs_cancelled: u64,
 }
 
 impl std::iter::Sum for EngineStats {
@@ -128,6 +136,7 @@ impl std::iter::Sum for EngineStats {
             accept_errors: a.accept_errors + b.accept_errors,
             zero_copy_fallbacks: a.zero_copy_fallbacks + b.zero_copy_fallbacks,
             accept_backoffs: a.accept_backoffs + b.accept_backoffs,
+            recvs_cancelled: a.recvs_cancelled + b.recvs_cancelled,
         })
     }
 }

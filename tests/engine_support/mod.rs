@@ -37,6 +37,13 @@ impl Echo {
         }
     }
 
+    /// Queues `buf` to be echoed after what is queued already (as `on_recv` does with a
+    /// received buffer).
+    pub fn queue(&mut self, conn: &mut Conn<'_>, buf: SendBuf) {
+        self.backlog.push_back(buf);
+        self.flush(conn);
+    }
+
     fn flush(&mut self, conn: &mut Conn<'_>) {
         while let Some(buf) = self.backlog.pop_front() {
             if let Err(buf) = conn.send(buf) {
@@ -53,8 +60,7 @@ impl Echo {
 
 impl Handler for Echo {
     fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
-        self.backlog.push_back(buf.into());
-        self.flush(conn);
+        self.queue(conn, buf.into());
     }
 
     fn on_sent(&mut self, conn: &mut Conn<'_>, _buf: SendBuf, res: io::Result<usize>) {
@@ -205,6 +211,29 @@ pub fn echo_over(stream: Stream, seed: u64, total: u64) {
         got, sent,
         "echo differs from what was sent (bytes, checksum)"
     );
+}
+
+/// How long a test waits for something that must happen before calling it a hang: a
+/// watchdog that fails the test instead of hanging it, never a timing assertion.
+pub const WATCHDOG: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The next message on `rx`; fails the test (naming `what`) if none comes within [`WATCHDOG`].
+pub fn recv_or_hang<T>(rx: &mpsc::Receiver<T>, what: &str) -> T {
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(v) => v,
+        Err(e) => panic!("hung waiting for {what} ({e})"),
+    }
+}
+
+/// Waits until `cond` holds, checking every millisecond; fails the test (naming `what`) if
+/// it does not within [`WATCHDOG`]. For conditions the engine guarantees will come to hold
+/// but has no event for (a counter reaching a value).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < WATCHDOG, "hung waiting for {what}");
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Raises the soft open-file limit to at least `n` (up to the hard limit).
