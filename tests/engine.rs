@@ -817,3 +817,72 @@ fn engine_handle_drives_a_connection_from_threads() {
     let err = h.send(b"late".to_vec()).unwrap_err();
     assert!(matches!(err, uring_vsock::uring::SendError::Closed(_)));
 }
+
+/// Receive-buffer pressure must not starve a connection: 8 connections stream both ways
+/// through one echo engine on its default (small) buffer ring, so receives run dry and
+/// queue for buffers; each connection still gets its first 8 MiB echoed back intact, while
+/// the others keep streaming. (A connection that lost every freed buffer to busier ones
+/// would hang here until the watchdog fails the test.)
+#[test]
+fn engine_buffer_pressure_starves_no_connection() {
+    const CONNS: u64 = 8;
+    const CHECKED: usize = 8 << 20;
+    let dir = TempDir::new();
+    let e = Engine::builder().workers(2).build().unwrap();
+    let ep = e
+        .listen(&bind_endpoint(Transport::Tcp, &dir), |_| Echo::new())
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (done_tx, done_rx) = mpsc::channel();
+    let clients: Vec<_> = (0..CONNS)
+        .map(|i| {
+            let (ep, stop, done) = (ep.clone(), Arc::clone(&stop), done_tx.clone());
+            thread::spawn(move || {
+                let c = Stream::connect(&ep).unwrap();
+                let mut w = c.try_clone().unwrap();
+                let writer = thread::spawn(move || {
+                    let (mut gen, mut sent, mut written) = (Gen::new(i), Sum::default(), 0);
+                    let mut block = vec![0u8; 32 * 1024];
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        gen.fill(&mut block);
+                        if written < CHECKED {
+                            let n = block.len().min(CHECKED - written);
+                            sent.add(&block[..n]);
+                            written += n;
+                        }
+                        if w.write_all(&block).is_err() {
+                            break;
+                        }
+                    }
+                    sent
+                });
+                let mut r = c;
+                let (mut got, mut buf) = (Sum::default(), vec![0u8; 65536]);
+                while (got.bytes as usize) < CHECKED {
+                    let n = r.read(&mut buf).unwrap();
+                    assert_ne!(n, 0, "connection {i}: EOF before {CHECKED} bytes came back");
+                    got.add(&buf[..n.min(CHECKED - got.bytes as usize)]);
+                }
+                done.send(i).unwrap();
+                // Keep reading so the echo never blocks the others, until we stop.
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let sent = writer.join().unwrap();
+                assert_eq!(got.value(), sent.value(), "connection {i}: echo differs");
+            })
+        })
+        .collect();
+    let mut finished: Vec<u64> = (0..CONNS)
+        .map(|_| recv_or_hang(&done_rx, "every connection's first 8 MiB"))
+        .collect();
+    finished.sort();
+    assert_eq!(finished, (0..CONNS).collect::<Vec<_>>());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    e.shutdown(); // closes the connections: readers see EOF or a reset, writers an error
+    for c in clients {
+        c.join().unwrap();
+    }
+}

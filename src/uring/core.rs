@@ -73,6 +73,8 @@ struct ConnState {
     recv_armed: bool,
     recv_paused: bool,
     recv_starved: bool,
+    /// Re-armed from the starved queue and has not received since (see `starve`).
+    recv_rearmed_from_starved: bool,
     peer_eof: bool,
     queue: VecDeque<(SendBuf, bool)>,
     cur: Option<CurSend>,
@@ -217,6 +219,7 @@ impl Core {
             recv_armed: false,
             recv_paused: false,
             recv_starved: false,
+            recv_rearmed_from_starved: false,
             peer_eof: false,
             queue: VecDeque::with_capacity(cap),
             cur: None,
@@ -533,10 +536,7 @@ impl Core {
         }
         if available == 0 {
             // Armed now it would fail with ENOBUFS at once: wait for a buffer to come back.
-            if !c.recv_starved {
-                c.recv_starved = true;
-                self.starved.push_back((index, gen));
-            }
+            self.starve(index, false);
             return;
         }
         c.recv_armed = true;
@@ -545,7 +545,28 @@ impl Core {
         self.stage(entry, Op::new(Kind::Recv, gen, index));
     }
 
-    /// Re-arms receives that found the ring empty, at most one per free buffer.
+    /// Queues the connection's receive until a buffer comes back. `first` puts it at the
+    /// front: a receive that was re-armed from this queue and lost its buffer to a
+    /// connection whose receive stayed armed keeps its turn, so busy connections cannot
+    /// starve it.
+    fn starve(&mut self, index: u32, first: bool) {
+        let gen = self.gen(index);
+        let Some(c) = self.conn_mut(index) else {
+            return;
+        };
+        if c.recv_starved {
+            return;
+        }
+        c.recv_starved = true;
+        if first {
+            self.starved.push_front((index, gen));
+        } else {
+            self.starved.push_back((index, gen));
+        }
+    }
+
+    /// Re-arms receives that found the ring empty, in the order they ran dry, at most one
+    /// per free buffer.
     pub(crate) fn rearm_starved(&mut self) {
         let mut budget = self.bufs.available().min(self.starved.len() as u32);
         while budget > 0 {
@@ -556,6 +577,7 @@ impl Core {
             if self.slots.get(index as usize).is_some_and(|s| s.gen == gen) {
                 if let Some(c) = self.conn_mut(index) {
                     c.recv_starved = false;
+                    c.recv_rearmed_from_starved = true;
                     self.arm_recv(index);
                 }
             }
@@ -583,6 +605,7 @@ impl Core {
                 }
             }
             Ok(n) => {
+                c.recv_rearmed_from_starved = false;
                 WorkerStats::add(&self.stats.recv_bytes, n as u64);
                 if let (false, Some(buf)) = (closing, buf) {
                     self.call(index, |h, conn| h.on_recv(conn, buf));
@@ -596,7 +619,19 @@ impl Core {
             }
         }
         if !more {
-            self.arm_recv(index);
+            // Fairness under buffer pressure: a receive ended by ENOBUFS, or any while others
+            // wait for buffers, queues behind those waiting instead of re-arming at once and
+            // taking the next free buffer from them.
+            let ran_dry = res == -libc::ENOBUFS;
+            let kept_turn = ran_dry
+                && self
+                    .conn_mut(index)
+                    .is_some_and(|c| std::mem::take(&mut c.recv_rearmed_from_starved));
+            if ran_dry || !self.starved.is_empty() {
+                self.starve(index, kept_turn);
+            } else {
+                self.arm_recv(index);
+            }
         }
         self.maybe_finish(index);
     }
