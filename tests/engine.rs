@@ -35,40 +35,46 @@ fn echo_server(t: Transport, dir: &TempDir, workers: usize) -> (Engine, Endpoint
 
 #[test]
 fn engine_reports_probed_features() {
-    let e = engine(1);
-    let f = e.features();
-    // Whatever the kernel: one of the documented modes, reported as probed.
-    assert!(matches!(
-        f.task_run,
-        TaskRunMode::DeferTaskrun | TaskRunMode::CoopTaskrun | TaskRunMode::Default
-    ));
-    assert!(f.to_string().contains(&format!("{:?}", f.task_run)), "{f}");
-    assert!(
-        f.to_string().contains(&format!("send_zc {}", f.send_zc)),
-        "{f}"
-    );
-    if f.task_run != TaskRunMode::DeferTaskrun || !f.send_zc {
-        eprintln!("note: this kernel lacks DEFER_TASKRUN or SEND_ZC: {f}");
-    }
+    util::fds_unchanged(|| {
+        let e = engine(1);
+        let f = e.features();
+        // Whatever the kernel: one of the documented modes, reported as probed.
+        assert!(matches!(
+            f.task_run,
+            TaskRunMode::DeferTaskrun | TaskRunMode::CoopTaskrun | TaskRunMode::Default
+        ));
+        assert!(f.to_string().contains(&format!("{:?}", f.task_run)), "{f}");
+        assert!(
+            f.to_string().contains(&format!("send_zc {}", f.send_zc)),
+            "{f}"
+        );
+        if f.task_run != TaskRunMode::DeferTaskrun || !f.send_zc {
+            eprintln!("note: this kernel lacks DEFER_TASKRUN or SEND_ZC: {f}");
+        }
+    });
 }
 
 #[test]
 fn engine_echo_unix_256mib_random_chunks() {
-    let dir = TempDir::new();
-    let (e, ep) = echo_server(Transport::Unix, &dir, 2);
-    echo_client(&ep, 1, 256 * MIB);
-    let s = e.stats();
-    assert!(
-        s.recv_bytes >= 256 * MIB && s.sent_bytes >= 256 * MIB,
-        "{s:?}"
-    );
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let (e, ep) = echo_server(Transport::Unix, &dir, 2);
+        echo_client(&ep, 1, 256 * MIB);
+        let s = e.stats();
+        assert!(
+            s.recv_bytes >= 256 * MIB && s.sent_bytes >= 256 * MIB,
+            "{s:?}"
+        );
+    });
 }
 
 #[test]
 fn engine_echo_tcp_256mib_random_chunks() {
-    let dir = TempDir::new();
-    let (_e, ep) = echo_server(Transport::Tcp, &dir, 2);
-    echo_client(&ep, 2, 256 * MIB);
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let (_e, ep) = echo_server(Transport::Tcp, &dir, 2);
+        echo_client(&ep, 2, 256 * MIB);
+    });
 }
 
 /// (sent checksum, received checksum, close reason) of a [`PumpClient`].
@@ -157,70 +163,78 @@ fn engine_to_engine(t: Transport, total: u64) -> Engine {
 
 #[test]
 fn engine_client_and_server_tcp_zero_copy_64mib() {
-    let e = engine_to_engine(Transport::Tcp, 64 * MIB);
-    assert!(e.stats().zero_copy_sends > 0, "{:?}", e.stats());
+    util::fds_unchanged(|| {
+        let e = engine_to_engine(Transport::Tcp, 64 * MIB);
+        assert!(e.stats().zero_copy_sends > 0, "{:?}", e.stats());
+    });
 }
 
 #[test]
 fn engine_client_and_server_unix_falls_back_to_copy_64mib() {
-    let e = engine_to_engine(Transport::Unix, 64 * MIB);
-    let s = e.stats();
-    // The client's pooled 64 KiB sends are at the threshold: the first SEND_ZC is refused
-    // (EOPNOTSUPP on unix) and the connection copies from then on; every byte arrived (above).
-    assert_eq!(s.zero_copy_fallbacks, 1, "{s:?}");
-    assert_eq!(s.zero_copy_sends, 1, "{s:?}");
-    assert!(s.copy_sends > 0, "{s:?}");
+    util::fds_unchanged(|| {
+        let e = engine_to_engine(Transport::Unix, 64 * MIB);
+        let s = e.stats();
+        // The client's pooled 64 KiB sends are at the threshold: the first SEND_ZC is refused
+        // (EOPNOTSUPP on unix) and the connection copies from then on; every byte arrived (above).
+        assert_eq!(s.zero_copy_fallbacks, 1, "{s:?}");
+        assert_eq!(s.zero_copy_sends, 1, "{s:?}");
+        assert!(s.copy_sends > 0, "{s:?}");
+    });
 }
 
 #[test]
 fn engine_1000_concurrent_connections() {
-    raise_nofile(4096);
-    let dir = TempDir::new();
-    let (e, ep) = echo_server(Transport::Unix, &dir, 2);
-    let threads: Vec<_> = (0..8u64)
-        .map(|t| {
-            let ep = ep.clone();
-            thread::spawn(move || {
-                let mut conns: Vec<Stream> =
-                    (0..125).map(|_| Stream::connect(&ep).unwrap()).collect();
-                // All 1000 are open at once: round-robin a message over each, check each echo.
-                for round in 0..2u64 {
-                    for (i, c) in conns.iter_mut().enumerate() {
-                        let seed = t * 1_000_000 + i as u64 * 10 + round;
-                        let mut msg = vec![0u8; 1000 + (seed as usize * 37) % 8000];
-                        Gen::new(seed).fill(&mut msg);
-                        c.write_all(&msg).unwrap();
-                        let mut back = vec![0u8; msg.len()];
-                        c.read_exact(&mut back).unwrap();
-                        assert!(back == msg, "echo differs on connection {t}/{i}");
+    util::fds_unchanged(|| {
+        raise_nofile(4096);
+        let dir = TempDir::new();
+        let (e, ep) = echo_server(Transport::Unix, &dir, 2);
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let ep = ep.clone();
+                thread::spawn(move || {
+                    let mut conns: Vec<Stream> =
+                        (0..125).map(|_| Stream::connect(&ep).unwrap()).collect();
+                    // All 1000 are open at once: round-robin a message over each, check each echo.
+                    for round in 0..2u64 {
+                        for (i, c) in conns.iter_mut().enumerate() {
+                            let seed = t * 1_000_000 + i as u64 * 10 + round;
+                            let mut msg = vec![0u8; 1000 + (seed as usize * 37) % 8000];
+                            Gen::new(seed).fill(&mut msg);
+                            c.write_all(&msg).unwrap();
+                            let mut back = vec![0u8; msg.len()];
+                            c.read_exact(&mut back).unwrap();
+                            assert!(back == msg, "echo differs on connection {t}/{i}");
+                        }
                     }
-                }
-                conns.len()
+                    conns.len()
+                })
             })
-        })
-        .collect();
-    let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    assert_eq!(total, 1000);
-    assert!(e.stats().accepted >= 1000);
+            .collect();
+        let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(total, 1000);
+        assert!(e.stats().accepted >= 1000);
+    });
 }
 
 #[test]
 fn engine_half_close_client_first_unix_and_tcp() {
-    for t in [Transport::Unix, Transport::Tcp] {
-        let dir = TempDir::new();
-        let e = engine(1);
-        let (tx, rx) = mpsc::channel();
-        let tx = Mutex::new(tx);
-        let ep = e
-            .listen(&bind_endpoint(t, &dir), move |_| {
-                Echo::reporting(tx.lock().unwrap().clone())
-            })
-            .unwrap();
-        // The client shuts down its write side first; the echo goes on to the end.
-        echo_client(&ep, 11, 3 * MIB);
-        let reason = rx.recv().unwrap();
-        assert!(matches!(reason, CloseReason::Eof), "{t:?}: {reason}");
-    }
+    util::fds_unchanged(|| {
+        for t in [Transport::Unix, Transport::Tcp] {
+            let dir = TempDir::new();
+            let e = engine(1);
+            let (tx, rx) = mpsc::channel();
+            let tx = Mutex::new(tx);
+            let ep = e
+                .listen(&bind_endpoint(t, &dir), move |_| {
+                    Echo::reporting(tx.lock().unwrap().clone())
+                })
+                .unwrap();
+            // The client shuts down its write side first; the echo goes on to the end.
+            echo_client(&ep, 11, 3 * MIB);
+            let reason = rx.recv().unwrap();
+            assert!(matches!(reason, CloseReason::Eof), "{t:?}: {reason}");
+        }
+    });
 }
 
 /// Sends a payload, shuts down its write side first, then takes the peer's reply to EOF.
@@ -251,89 +265,95 @@ impl Handler for ServerFirst {
 
 #[test]
 fn engine_half_close_server_first_unix_and_tcp() {
-    for t in [Transport::Unix, Transport::Tcp] {
-        let dir = TempDir::new();
-        let e = Engine::builder()
-            .workers(1)
-            .sends_per_connection(64)
-            .build()
-            .unwrap();
-        let mut payload = vec![0u8; 1_000_000];
-        Gen::new(5).fill(&mut payload);
-        let (tx, rx) = mpsc::channel();
-        let (p, tx) = (payload.clone(), Mutex::new(tx));
-        let ep = e
-            .listen(&bind_endpoint(t, &dir), move |_| ServerFirst {
-                payload: p.clone(),
-                got: Sum::default(),
-                shut: false,
-                done: tx.lock().unwrap().clone(),
-            })
-            .unwrap();
-        let mut c = Stream::connect(&ep).unwrap();
-        let mut got = Vec::new();
-        c.read_to_end(&mut got).unwrap(); // EOF: the server shut down first
-        assert!(got == payload, "{t:?}: payload differs");
-        let sent = write_stream(&mut c, 6, 2 * MIB, 10_000).unwrap();
-        c.shutdown(Shutdown::Write).unwrap();
-        let (recv_sum, shut, reason) = rx.recv().unwrap();
-        assert_eq!(recv_sum, sent, "{t:?}: reply differs");
-        assert!(shut, "{t:?}: on_shutdown not called");
-        assert!(matches!(reason, CloseReason::Eof), "{t:?}: {reason}");
-    }
+    util::fds_unchanged(|| {
+        for t in [Transport::Unix, Transport::Tcp] {
+            let dir = TempDir::new();
+            let e = Engine::builder()
+                .workers(1)
+                .sends_per_connection(64)
+                .build()
+                .unwrap();
+            let mut payload = vec![0u8; 1_000_000];
+            Gen::new(5).fill(&mut payload);
+            let (tx, rx) = mpsc::channel();
+            let (p, tx) = (payload.clone(), Mutex::new(tx));
+            let ep = e
+                .listen(&bind_endpoint(t, &dir), move |_| ServerFirst {
+                    payload: p.clone(),
+                    got: Sum::default(),
+                    shut: false,
+                    done: tx.lock().unwrap().clone(),
+                })
+                .unwrap();
+            let mut c = Stream::connect(&ep).unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap(); // EOF: the server shut down first
+            assert!(got == payload, "{t:?}: payload differs");
+            let sent = write_stream(&mut c, 6, 2 * MIB, 10_000).unwrap();
+            c.shutdown(Shutdown::Write).unwrap();
+            let (recv_sum, shut, reason) = rx.recv().unwrap();
+            assert_eq!(recv_sum, sent, "{t:?}: reply differs");
+            assert!(shut, "{t:?}: on_shutdown not called");
+            assert!(matches!(reason, CloseReason::Eof), "{t:?}: {reason}");
+        }
+    });
 }
 
 #[test]
 fn engine_peer_reset_mid_stream_tcp() {
-    let dir = TempDir::new();
-    let e = engine(1);
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let ep = e
-        .listen(&bind_endpoint(Transport::Tcp, &dir), move |_| {
-            Echo::reporting(tx.lock().unwrap().clone())
-        })
-        .unwrap();
-    let mut c = Stream::connect(&ep).unwrap();
-    let mut chunk = vec![0u8; 64 * 1024];
-    Gen::new(3).fill(&mut chunk);
-    c.write_all(&chunk).unwrap();
-    let mut back = vec![0u8; 1024];
-    c.read_exact(&mut back).unwrap(); // mid-stream: the echo is flowing
-    c.write_all(&chunk).unwrap();
-    // SO_LINGER 0: close sends a reset.
-    socket2::SockRef::from(&c)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(c);
-    let reason = rx.recv().unwrap();
-    assert!(matches!(reason, CloseReason::Reset), "{reason}");
-    // The engine serves on.
-    echo_client(&ep, 4, MIB);
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = engine(1);
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let ep = e
+            .listen(&bind_endpoint(Transport::Tcp, &dir), move |_| {
+                Echo::reporting(tx.lock().unwrap().clone())
+            })
+            .unwrap();
+        let mut c = Stream::connect(&ep).unwrap();
+        let mut chunk = vec![0u8; 64 * 1024];
+        Gen::new(3).fill(&mut chunk);
+        c.write_all(&chunk).unwrap();
+        let mut back = vec![0u8; 1024];
+        c.read_exact(&mut back).unwrap(); // mid-stream: the echo is flowing
+        c.write_all(&chunk).unwrap();
+        // SO_LINGER 0: close sends a reset.
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(c);
+        let reason = rx.recv().unwrap();
+        assert!(matches!(reason, CloseReason::Reset), "{reason}");
+        // The engine serves on.
+        echo_client(&ep, 4, MIB);
+    });
 }
 
 #[test]
 fn engine_peer_reset_mid_stream_unix() {
-    let dir = TempDir::new();
-    let e = engine(1);
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), move |_| {
-            Echo::reporting(tx.lock().unwrap().clone())
-        })
-        .unwrap();
-    let mut c = Stream::connect(&ep).unwrap();
-    let mut chunk = vec![0u8; 64 * 1024];
-    Gen::new(3).fill(&mut chunk);
-    c.write_all(&chunk).unwrap();
-    let mut back = vec![0u8; 1024];
-    c.read_exact(&mut back).unwrap();
-    // Closing with unread echo in our receive queue resets a unix stream.
-    drop(c);
-    let reason = rx.recv().unwrap();
-    assert!(matches!(reason, CloseReason::Reset), "{reason}");
-    echo_client(&ep, 4, MIB);
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = engine(1);
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), move |_| {
+                Echo::reporting(tx.lock().unwrap().clone())
+            })
+            .unwrap();
+        let mut c = Stream::connect(&ep).unwrap();
+        let mut chunk = vec![0u8; 64 * 1024];
+        Gen::new(3).fill(&mut chunk);
+        c.write_all(&chunk).unwrap();
+        let mut back = vec![0u8; 1024];
+        c.read_exact(&mut back).unwrap();
+        // Closing with unread echo in our receive queue resets a unix stream.
+        drop(c);
+        let reason = rx.recv().unwrap();
+        assert!(matches!(reason, CloseReason::Reset), "{reason}");
+        echo_client(&ep, 4, MIB);
+    });
 }
 
 /// Pauses receiving twice, cancelling the multishot receive in flight each time, and hands the
@@ -380,45 +400,47 @@ impl Handler for Pauser {
 
 #[test]
 fn engine_cancel_recv_in_flight_loses_nothing() {
-    let dir = TempDir::new();
-    let e = engine(1);
-    let (ptx, prx) = mpsc::channel();
-    let (dtx, drx) = mpsc::channel();
-    let (ptx, dtx) = (Mutex::new(ptx), Mutex::new(dtx));
-    let ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), move |_| Pauser {
-            got: Sum::default(),
-            pauses: 0,
-            paused: ptx.lock().unwrap().clone(),
-            done: dtx.lock().unwrap().clone(),
-        })
-        .unwrap();
-    let mut c = Stream::connect(&ep).unwrap();
-    // Pause 1: the receive in flight is cancelled before any byte was sent to it. Nothing
-    // else can end that receive (no data, no EOF, buffers to spare), so its completion comes
-    // back ECANCELED: wait for it to be counted (no event says so; bounded, a hang fails).
-    let handle = recv_or_hang(&prx, "the first pause");
-    wait_until("the cancelled receive's completion", || {
-        e.stats().recvs_cancelled > 0
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = engine(1);
+        let (ptx, prx) = mpsc::channel();
+        let (dtx, drx) = mpsc::channel();
+        let (ptx, dtx) = (Mutex::new(ptx), Mutex::new(dtx));
+        let ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), move |_| Pauser {
+                got: Sum::default(),
+                pauses: 0,
+                paused: ptx.lock().unwrap().clone(),
+                done: dtx.lock().unwrap().clone(),
+            })
+            .unwrap();
+        let mut c = Stream::connect(&ep).unwrap();
+        // Pause 1: the receive in flight is cancelled before any byte was sent to it. Nothing
+        // else can end that receive (no data, no EOF, buffers to spare), so its completion comes
+        // back ECANCELED: wait for it to be counted (no event says so; bounded, a hang fails).
+        let handle = recv_or_hang(&prx, "the first pause");
+        wait_until("the cancelled receive's completion", || {
+            e.stats().recvs_cancelled > 0
+        });
+        assert_eq!(e.stats().recvs_cancelled, 1, "{:?}", e.stats());
+        let mut hello = [0u8; 2];
+        c.read_exact(&mut hello).unwrap();
+        assert_eq!(&hello, b"go");
+        let mut w = c.try_clone().unwrap();
+        let writer = thread::spawn(move || {
+            let s = write_stream(&mut w, 9, 4 * MIB, 50_000).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+            s
+        });
+        handle.resume_recv();
+        // Pause 2: on the first data, mid-stream; the writer goes on into the socket meanwhile.
+        let handle = recv_or_hang(&prx, "the second pause");
+        handle.resume_recv();
+        let sent = writer.join().unwrap();
+        let got = recv_or_hang(&drx, "the close");
+        assert_eq!(got, sent, "bytes lost or changed across the cancels");
+        drop(c);
     });
-    assert_eq!(e.stats().recvs_cancelled, 1, "{:?}", e.stats());
-    let mut hello = [0u8; 2];
-    c.read_exact(&mut hello).unwrap();
-    assert_eq!(&hello, b"go");
-    let mut w = c.try_clone().unwrap();
-    let writer = thread::spawn(move || {
-        let s = write_stream(&mut w, 9, 4 * MIB, 50_000).unwrap();
-        w.shutdown(Shutdown::Write).unwrap();
-        s
-    });
-    handle.resume_recv();
-    // Pause 2: on the first data, mid-stream; the writer goes on into the socket meanwhile.
-    let handle = recv_or_hang(&prx, "the second pause");
-    handle.resume_recv();
-    let sent = writer.join().unwrap();
-    let got = recv_or_hang(&drx, "the close");
-    assert_eq!(got, sent, "bytes lost or changed across the cancels");
-    drop(c);
 }
 
 /// Queues sends to a peer that does not read, then closes: every buffer comes back.
@@ -460,37 +482,39 @@ impl Handler for Stuffer {
 
 #[test]
 fn engine_close_cancels_sends_and_returns_every_buffer() {
-    let dir = TempDir::new();
-    let e = Engine::builder()
-        .workers(1)
-        .send_buffers(16, 64 * 1024)
-        .recv_buffers(16, 4096)
-        .sends_per_connection(16)
-        .build()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let (htx, hrx) = mpsc::channel();
-    let (tx, htx) = (Mutex::new(tx), Mutex::new(Some(htx)));
-    let ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), move |_| Stuffer {
-            outcomes: Vec::new(),
-            done: tx.lock().unwrap().clone(),
-            handle: htx.lock().unwrap().take(),
-        })
-        .unwrap();
-    let c = Stream::connect(&ep).unwrap(); // never reads: 1 MiB cannot all be written
-    let h = hrx.recv().unwrap();
-    h.close();
-    let (outcomes, free, reason) = rx.recv().unwrap();
-    assert_eq!(outcomes.len(), 16, "every send's buffer came back");
-    assert!(
-        outcomes.iter().any(|ok| !ok),
-        "some sends were cancelled: {outcomes:?}"
-    );
-    assert_eq!(free, 16, "all pool buffers free after close");
-    assert!(matches!(reason, CloseReason::Local), "{reason}");
-    assert!(matches!(h.wait_closed(), CloseReason::Local));
-    drop(c);
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = Engine::builder()
+            .workers(1)
+            .send_buffers(16, 64 * 1024)
+            .recv_buffers(16, 4096)
+            .sends_per_connection(16)
+            .build()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let (htx, hrx) = mpsc::channel();
+        let (tx, htx) = (Mutex::new(tx), Mutex::new(Some(htx)));
+        let ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), move |_| Stuffer {
+                outcomes: Vec::new(),
+                done: tx.lock().unwrap().clone(),
+                handle: htx.lock().unwrap().take(),
+            })
+            .unwrap();
+        let c = Stream::connect(&ep).unwrap(); // never reads: 1 MiB cannot all be written
+        let h = hrx.recv().unwrap();
+        h.close();
+        let (outcomes, free, reason) = rx.recv().unwrap();
+        assert_eq!(outcomes.len(), 16, "every send's buffer came back");
+        assert!(
+            outcomes.iter().any(|ok| !ok),
+            "some sends were cancelled: {outcomes:?}"
+        );
+        assert_eq!(free, 16, "all pool buffers free after close");
+        assert!(matches!(reason, CloseReason::Local), "{reason}");
+        assert!(matches!(h.wait_closed(), CloseReason::Local));
+        drop(c);
+    });
 }
 
 /// What a [`DoomedSend`] saw: each `on_sent` (length and checksum of the buffer that came
@@ -530,50 +554,52 @@ impl Handler for DoomedSend {
 
 #[test]
 fn engine_plain_send_error_closes_with_it() {
-    let dir = TempDir::new();
-    let e = engine(1);
-    // Far more than the socket buffers hold: the send is in the kernel, waiting for room,
-    // when the peer goes.
-    let mut payload = vec![0u8; 16 * MIB as usize];
-    Gen::new(41).fill(&mut payload);
-    let mut sum = Sum::default();
-    sum.add(&payload);
-    let (tx, rx) = mpsc::channel();
-    let handler = Mutex::new(Some((payload.clone(), tx)));
-    let ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), move |_| {
-            let (data, done) = handler.lock().unwrap().take().expect("one connection");
-            DoomedSend {
-                data: Some(data),
-                sent: Vec::new(),
-                done,
-            }
-        })
-        .unwrap();
-    let mut c = Stream::connect(&ep).unwrap();
-    let mut head = vec![0u8; 64 * 1024];
-    c.read_exact(&mut head).unwrap(); // the send is under way
-    assert!(head[..] == payload[..head.len()], "the first bytes differ");
-    drop(c); // unread data in its queue: the peer resets
-    let (sent, reason) = recv_or_hang(&rx, "the close");
-    assert_eq!(sent.len(), 1, "one on_sent per send: {sent:?}");
-    let (len, back, res) = &sent[0];
-    assert_eq!(*len, payload.len(), "the buffer came back whole");
-    assert_eq!(*back, sum.value(), "the buffer came back unchanged");
-    let err = res.as_ref().expect_err("the send failed");
-    assert!(
-        matches!(
-            err.kind(),
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-        ),
-        "the send's own error, not a cancel: {err}"
-    );
-    // The send's error closed the connection (receiving was paused, so nothing else saw
-    // the peer go); a retry would have kept it open.
-    assert!(matches!(reason, CloseReason::Reset), "{reason}");
-    let s = e.stats();
-    assert_eq!(s.zero_copy_sends, 0, "{s:?}");
-    assert!(s.copy_sends >= 1, "{s:?}");
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = engine(1);
+        // Far more than the socket buffers hold: the send is in the kernel, waiting for room,
+        // when the peer goes.
+        let mut payload = vec![0u8; 16 * MIB as usize];
+        Gen::new(41).fill(&mut payload);
+        let mut sum = Sum::default();
+        sum.add(&payload);
+        let (tx, rx) = mpsc::channel();
+        let handler = Mutex::new(Some((payload.clone(), tx)));
+        let ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), move |_| {
+                let (data, done) = handler.lock().unwrap().take().expect("one connection");
+                DoomedSend {
+                    data: Some(data),
+                    sent: Vec::new(),
+                    done,
+                }
+            })
+            .unwrap();
+        let mut c = Stream::connect(&ep).unwrap();
+        let mut head = vec![0u8; 64 * 1024];
+        c.read_exact(&mut head).unwrap(); // the send is under way
+        assert!(head[..] == payload[..head.len()], "the first bytes differ");
+        drop(c); // unread data in its queue: the peer resets
+        let (sent, reason) = recv_or_hang(&rx, "the close");
+        assert_eq!(sent.len(), 1, "one on_sent per send: {sent:?}");
+        let (len, back, res) = &sent[0];
+        assert_eq!(*len, payload.len(), "the buffer came back whole");
+        assert_eq!(*back, sum.value(), "the buffer came back unchanged");
+        let err = res.as_ref().expect_err("the send failed");
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ),
+            "the send's own error, not a cancel: {err}"
+        );
+        // The send's error closed the connection (receiving was paused, so nothing else saw
+        // the peer go); a retry would have kept it open.
+        assert!(matches!(reason, CloseReason::Reset), "{reason}");
+        let s = e.stats();
+        assert_eq!(s.zero_copy_sends, 0, "{s:?}");
+        assert!(s.copy_sends >= 1, "{s:?}");
+    });
 }
 
 thread_local! {
@@ -629,133 +655,141 @@ impl Handler for JailKey {
 
 #[test]
 fn engine_fewer_recv_buffers_than_connections() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let dir = TempDir::new();
-    let e = Engine::builder()
-        .workers(2)
-        .recv_buffers(8, 4096)
-        .build()
-        .unwrap();
-    // A key on every worker: the way to reach its jail later (a handle's close runs on_close
-    // there). Placed first, one at a time, while nothing else loads the workers.
-    let (ktx, krx) = mpsc::channel();
-    let ktx = Mutex::new(ktx);
-    let key_ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), move |_| {
-            JailKey(ktx.lock().unwrap().clone())
-        })
-        .unwrap();
-    let (mut keys, mut key_peers) = (Vec::new(), Vec::new());
-    let mut on_worker = vec![false; e.workers()];
-    while on_worker.contains(&false) {
-        assert!(
-            keys.len() < 16,
-            "no key lands on some worker: {on_worker:?}"
-        );
-        key_peers.push(Stream::connect(&key_ep).unwrap());
-        let key: uring_vsock::uring::ConnHandle = recv_or_hang(&krx, "a key's on_open");
-        on_worker[key.id().worker()] = true;
-        keys.push(key);
-    }
-    let released = Arc::new(AtomicBool::new(false));
-    let r = Arc::clone(&released);
-    let ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), move |_| JailEcho {
-            echo: Echo::new(),
-            released: Arc::clone(&r),
-        })
-        .unwrap();
-    let threads: Vec<_> = (0..64u64)
-        .map(|i| {
-            let ep = ep.clone();
-            thread::spawn(move || echo_client(&ep, 100 + i, 256 * 1024))
-        })
-        .collect();
-    // Every receive buffer a worker hands out stays in its jail, and each worker's
-    // connections have far more pending (256 KiB each) than its 8 x 4 KiB: its ring runs
-    // dry with receives still armed on sockets holding data, and those fail ENOBUFS. No
-    // buffer comes back until the keys turn, so this cannot be missed: wait for it (no event
-    // says so; bounded, a hang fails the test).
-    wait_until("a receive to find the ring empty", || e.stats().enobufs > 0);
-    released.store(true, Ordering::Release);
-    for key in &keys {
-        key.close();
-        assert!(matches!(key.wait_closed(), CloseReason::Local));
-    }
-    // The buffers are back: every starved receive is re-armed and every echo completes.
-    for t in threads {
-        t.join().unwrap();
-    }
-    drop(key_peers);
-    let s = e.stats();
-    assert!(s.enobufs > 0 && s.recv_bytes >= 64 * 256 * 1024, "{s:?}");
+    util::fds_unchanged(|| {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = TempDir::new();
+        let e = Engine::builder()
+            .workers(2)
+            .recv_buffers(8, 4096)
+            .build()
+            .unwrap();
+        // A key on every worker: the way to reach its jail later (a handle's close runs on_close
+        // there). Placed first, one at a time, while nothing else loads the workers.
+        let (ktx, krx) = mpsc::channel();
+        let ktx = Mutex::new(ktx);
+        let key_ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), move |_| {
+                JailKey(ktx.lock().unwrap().clone())
+            })
+            .unwrap();
+        let (mut keys, mut key_peers) = (Vec::new(), Vec::new());
+        let mut on_worker = vec![false; e.workers()];
+        while on_worker.contains(&false) {
+            assert!(
+                keys.len() < 16,
+                "no key lands on some worker: {on_worker:?}"
+            );
+            key_peers.push(Stream::connect(&key_ep).unwrap());
+            let key: uring_vsock::uring::ConnHandle = recv_or_hang(&krx, "a key's on_open");
+            on_worker[key.id().worker()] = true;
+            keys.push(key);
+        }
+        let released = Arc::new(AtomicBool::new(false));
+        let r = Arc::clone(&released);
+        let ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), move |_| JailEcho {
+                echo: Echo::new(),
+                released: Arc::clone(&r),
+            })
+            .unwrap();
+        let threads: Vec<_> = (0..64u64)
+            .map(|i| {
+                let ep = ep.clone();
+                thread::spawn(move || echo_client(&ep, 100 + i, 256 * 1024))
+            })
+            .collect();
+        // Every receive buffer a worker hands out stays in its jail, and each worker's
+        // connections have far more pending (256 KiB each) than its 8 x 4 KiB: its ring runs
+        // dry with receives still armed on sockets holding data, and those fail ENOBUFS. No
+        // buffer comes back until the keys turn, so this cannot be missed: wait for it (no event
+        // says so; bounded, a hang fails the test).
+        wait_until("a receive to find the ring empty", || e.stats().enobufs > 0);
+        released.store(true, Ordering::Release);
+        for key in &keys {
+            key.close();
+            assert!(matches!(key.wait_closed(), CloseReason::Local));
+        }
+        // The buffers are back: every starved receive is re-armed and every echo completes.
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(key_peers);
+        let s = e.stats();
+        assert!(s.enobufs > 0 && s.recv_bytes >= 64 * 256 * 1024, "{s:?}");
+    });
 }
 
 #[test]
 fn engine_enobufs_is_backpressure_not_a_drop() {
-    let dir = TempDir::new();
-    let e = Engine::builder()
-        .workers(1)
-        .recv_buffers(4, 4096)
-        .build()
-        .unwrap();
-    let ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
-        .unwrap();
-    let c = Stream::connect(&ep).unwrap();
-    let mut w = c.try_clone().unwrap();
-    let writer = thread::spawn(move || {
-        let s = write_stream(&mut w, 21, 8 * MIB, 65536).unwrap();
-        w.shutdown(Shutdown::Write).unwrap();
-        s
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = Engine::builder()
+            .workers(1)
+            .recv_buffers(4, 4096)
+            .build()
+            .unwrap();
+        let ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
+            .unwrap();
+        let c = Stream::connect(&ep).unwrap();
+        let mut w = c.try_clone().unwrap();
+        let writer = thread::spawn(move || {
+            let s = write_stream(&mut w, 21, 8 * MIB, 65536).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+            s
+        });
+        // Nobody reads the echo yet: the server's sends stall, its 4 receive buffers stay held,
+        // and the ring runs dry. Wait for that (bounded: a hang here is a failure).
+        let mut waited = 0;
+        while e.stats().enobufs == 0 {
+            thread::sleep(Duration::from_millis(5));
+            waited += 1;
+            assert!(waited < 6000, "ENOBUFS never happened");
+        }
+        let mut r = c;
+        let got = engine_support::read_stream(&mut r, 21, 70_000).unwrap();
+        let sent = writer.join().unwrap();
+        assert_eq!(got, sent);
     });
-    // Nobody reads the echo yet: the server's sends stall, its 4 receive buffers stay held,
-    // and the ring runs dry. Wait for that (bounded: a hang here is a failure).
-    let mut waited = 0;
-    while e.stats().enobufs == 0 {
-        thread::sleep(Duration::from_millis(5));
-        waited += 1;
-        assert!(waited < 6000, "ENOBUFS never happened");
-    }
-    let mut r = c;
-    let got = engine_support::read_stream(&mut r, 21, 70_000).unwrap();
-    let sent = writer.join().unwrap();
-    assert_eq!(got, sent);
 }
 
 #[test]
 fn engine_connect_timeout_tcp_is_typed() {
-    // A listener with backlog 0 takes one connection into its queue (nobody accepts), then
-    // drops SYNs: the next connect hangs until its timeout. Filled with a blocking connect,
-    // so no timeout decides what "full" is.
-    let l = Listener::bind_with_backlog(&"tcp:127.0.0.1:0".parse().unwrap(), 0).unwrap();
-    let ep = l.local_addr().unwrap();
-    let Endpoint::Tcp(addr) = &ep else {
-        unreachable!()
-    };
-    let _held = std::net::TcpStream::connect(addr).unwrap();
-    let e = engine(1);
-    let err = e
-        .connect(&ep, Some(Duration::from_millis(300)), Echo::new)
-        .expect_err("connect to a full backlog must time out");
-    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
-    assert_eq!(err.op(), "connect");
-    assert!(err.to_string().contains("timed out"), "{err}");
+    util::fds_unchanged(|| {
+        // A listener with backlog 0 takes one connection into its queue (nobody accepts), then
+        // drops SYNs: the next connect hangs until its timeout. Filled with a blocking connect,
+        // so no timeout decides what "full" is.
+        let l = Listener::bind_with_backlog(&"tcp:127.0.0.1:0".parse().unwrap(), 0).unwrap();
+        let ep = l.local_addr().unwrap();
+        let Endpoint::Tcp(addr) = &ep else {
+            unreachable!()
+        };
+        let _held = std::net::TcpStream::connect(addr).unwrap();
+        let e = engine(1);
+        let err = e
+            .connect(&ep, Some(Duration::from_millis(300)), Echo::new)
+            .expect_err("connect to a full backlog must time out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert_eq!(err.op(), "connect");
+        assert!(err.to_string().contains("timed out"), "{err}");
+    });
 }
 
 #[test]
 fn engine_connect_refused_has_context() {
-    let dir = TempDir::new();
-    let e = engine(1);
-    let dead = util::dead_endpoint(Transport::Tcp, &dir);
-    let err = e
-        .connect(&dead, Some(Duration::from_secs(5)), Echo::new)
-        .unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
-    assert_eq!(err.endpoint(), Some(&dead));
-    let dead = util::dead_endpoint(Transport::Unix, &dir);
-    let err = e.connect(&dead, None, Echo::new).unwrap_err();
-    assert!(err.to_string().starts_with("connect unix:"), "{err}");
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = engine(1);
+        let dead = util::dead_endpoint(Transport::Tcp, &dir);
+        let err = e
+            .connect(&dead, Some(Duration::from_secs(5)), Echo::new)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+        assert_eq!(err.endpoint(), Some(&dead));
+        let dead = util::dead_endpoint(Transport::Unix, &dir);
+        let err = e.connect(&dead, None, Echo::new).unwrap_err();
+        assert!(err.to_string().starts_with("connect unix:"), "{err}");
+    });
 }
 
 struct Panicky;
@@ -770,52 +804,56 @@ impl Handler for Panicky {
 
 #[test]
 fn engine_handler_panic_closes_only_that_connection() {
-    let dir = TempDir::new();
-    let e = engine(1);
-    let ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
-        .unwrap();
-    let h = e.connect(&ep, None, || Panicky).unwrap();
-    // The echo server sends "boom" back to the client, whose handler panics.
-    h.send(b"boom".to_vec()).unwrap();
-    assert!(matches!(h.wait_closed(), CloseReason::Panicked));
-    assert_eq!(e.stats().handler_panics, 1);
-    echo_client(&ep, 31, MIB); // the worker lives on
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = engine(1);
+        let ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
+            .unwrap();
+        let h = e.connect(&ep, None, || Panicky).unwrap();
+        // The echo server sends "boom" back to the client, whose handler panics.
+        h.send(b"boom".to_vec()).unwrap();
+        assert!(matches!(h.wait_closed(), CloseReason::Panicked));
+        assert_eq!(e.stats().handler_panics, 1);
+        echo_client(&ep, 31, MIB); // the worker lives on
+    });
 }
 
 #[test]
 fn engine_handle_drives_a_connection_from_threads() {
-    let dir = TempDir::new();
-    let l = Listener::bind(&bind_endpoint(Transport::Unix, &dir)).unwrap();
-    let ep = l.local_addr().unwrap();
-    let e = engine(2);
-    struct Quiet;
-    impl Handler for Quiet {
-        fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
-    }
-    let h = e
-        .connect(&ep, Some(Duration::from_secs(5)), || Quiet)
-        .unwrap();
-    let (mut peer, _) = l.accept().unwrap();
-    let reader = thread::spawn(move || {
-        let sum = engine_support::read_stream(&mut peer, 1, 65536).unwrap();
-        (sum, peer) // kept open: the close below is ours
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let l = Listener::bind(&bind_endpoint(Transport::Unix, &dir)).unwrap();
+        let ep = l.local_addr().unwrap();
+        let e = engine(2);
+        struct Quiet;
+        impl Handler for Quiet {
+            fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
+        }
+        let h = e
+            .connect(&ep, Some(Duration::from_secs(5)), || Quiet)
+            .unwrap();
+        let (mut peer, _) = l.accept().unwrap();
+        let reader = thread::spawn(move || {
+            let sum = engine_support::read_stream(&mut peer, 1, 65536).unwrap();
+            (sum, peer) // kept open: the close below is ours
+        });
+        let mut sum = Sum::default();
+        let mut gen = Gen::new(77);
+        for i in 0..2000usize {
+            let mut msg = vec![0u8; 1 + (i * 7919) % 20_000];
+            gen.fill(&mut msg);
+            sum.add(&msg);
+            h.send(msg).unwrap();
+        }
+        h.shutdown_write();
+        let (got, _peer) = reader.join().unwrap();
+        assert_eq!(got, sum.value());
+        h.close();
+        assert!(matches!(h.wait_closed(), CloseReason::Local));
+        let err = h.send(b"late".to_vec()).unwrap_err();
+        assert!(matches!(err, uring_vsock::uring::SendError::Closed(_)));
     });
-    let mut sum = Sum::default();
-    let mut gen = Gen::new(77);
-    for i in 0..2000usize {
-        let mut msg = vec![0u8; 1 + (i * 7919) % 20_000];
-        gen.fill(&mut msg);
-        sum.add(&msg);
-        h.send(msg).unwrap();
-    }
-    h.shutdown_write();
-    let (got, _peer) = reader.join().unwrap();
-    assert_eq!(got, sum.value());
-    h.close();
-    assert!(matches!(h.wait_closed(), CloseReason::Local));
-    let err = h.send(b"late".to_vec()).unwrap_err();
-    assert!(matches!(err, uring_vsock::uring::SendError::Closed(_)));
 }
 
 /// Receive-buffer pressure must not starve a connection: 8 connections stream both ways
@@ -825,64 +863,66 @@ fn engine_handle_drives_a_connection_from_threads() {
 /// would hang here until the watchdog fails the test.)
 #[test]
 fn engine_buffer_pressure_starves_no_connection() {
-    const CONNS: u64 = 8;
-    const CHECKED: usize = 8 << 20;
-    let dir = TempDir::new();
-    let e = Engine::builder().workers(2).build().unwrap();
-    let ep = e
-        .listen(&bind_endpoint(Transport::Tcp, &dir), |_| Echo::new())
-        .unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (done_tx, done_rx) = mpsc::channel();
-    let clients: Vec<_> = (0..CONNS)
-        .map(|i| {
-            let (ep, stop, done) = (ep.clone(), Arc::clone(&stop), done_tx.clone());
-            thread::spawn(move || {
-                let c = Stream::connect(&ep).unwrap();
-                let mut w = c.try_clone().unwrap();
-                let writer = thread::spawn(move || {
-                    let (mut gen, mut sent, mut written) = (Gen::new(i), Sum::default(), 0);
-                    let mut block = vec![0u8; 32 * 1024];
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        gen.fill(&mut block);
-                        if written < CHECKED {
-                            let n = block.len().min(CHECKED - written);
-                            sent.add(&block[..n]);
-                            written += n;
+    util::fds_unchanged(|| {
+        const CONNS: u64 = 8;
+        const CHECKED: usize = 8 << 20;
+        let dir = TempDir::new();
+        let e = Engine::builder().workers(2).build().unwrap();
+        let ep = e
+            .listen(&bind_endpoint(Transport::Tcp, &dir), |_| Echo::new())
+            .unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (done_tx, done_rx) = mpsc::channel();
+        let clients: Vec<_> = (0..CONNS)
+            .map(|i| {
+                let (ep, stop, done) = (ep.clone(), Arc::clone(&stop), done_tx.clone());
+                thread::spawn(move || {
+                    let c = Stream::connect(&ep).unwrap();
+                    let mut w = c.try_clone().unwrap();
+                    let writer = thread::spawn(move || {
+                        let (mut gen, mut sent, mut written) = (Gen::new(i), Sum::default(), 0);
+                        let mut block = vec![0u8; 32 * 1024];
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            gen.fill(&mut block);
+                            if written < CHECKED {
+                                let n = block.len().min(CHECKED - written);
+                                sent.add(&block[..n]);
+                                written += n;
+                            }
+                            if w.write_all(&block).is_err() {
+                                break;
+                            }
                         }
-                        if w.write_all(&block).is_err() {
+                        sent
+                    });
+                    let mut r = c;
+                    let (mut got, mut buf) = (Sum::default(), vec![0u8; 65536]);
+                    while (got.bytes as usize) < CHECKED {
+                        let n = r.read(&mut buf).unwrap();
+                        assert_ne!(n, 0, "connection {i}: EOF before {CHECKED} bytes came back");
+                        got.add(&buf[..n.min(CHECKED - got.bytes as usize)]);
+                    }
+                    done.send(i).unwrap();
+                    // Keep reading so the echo never blocks the others, until we stop.
+                    while let Ok(n) = r.read(&mut buf) {
+                        if n == 0 {
                             break;
                         }
                     }
-                    sent
-                });
-                let mut r = c;
-                let (mut got, mut buf) = (Sum::default(), vec![0u8; 65536]);
-                while (got.bytes as usize) < CHECKED {
-                    let n = r.read(&mut buf).unwrap();
-                    assert_ne!(n, 0, "connection {i}: EOF before {CHECKED} bytes came back");
-                    got.add(&buf[..n.min(CHECKED - got.bytes as usize)]);
-                }
-                done.send(i).unwrap();
-                // Keep reading so the echo never blocks the others, until we stop.
-                while let Ok(n) = r.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                }
-                let sent = writer.join().unwrap();
-                assert_eq!(got.value(), sent.value(), "connection {i}: echo differs");
+                    let sent = writer.join().unwrap();
+                    assert_eq!(got.value(), sent.value(), "connection {i}: echo differs");
+                })
             })
-        })
-        .collect();
-    let mut finished: Vec<u64> = (0..CONNS)
-        .map(|_| recv_or_hang(&done_rx, "every connection's first 8 MiB"))
-        .collect();
-    finished.sort();
-    assert_eq!(finished, (0..CONNS).collect::<Vec<_>>());
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    e.shutdown(); // closes the connections: readers see EOF or a reset, writers an error
-    for c in clients {
-        c.join().unwrap();
-    }
+            .collect();
+        let mut finished: Vec<u64> = (0..CONNS)
+            .map(|_| recv_or_hang(&done_rx, "every connection's first 8 MiB"))
+            .collect();
+        finished.sort();
+        assert_eq!(finished, (0..CONNS).collect::<Vec<_>>());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        e.shutdown(); // closes the connections: readers see EOF or a reset, writers an error
+        for c in clients {
+            c.join().unwrap();
+        }
+    });
 }

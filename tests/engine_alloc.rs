@@ -57,28 +57,30 @@ fn round_trips(c: &mut Stream, n: usize, msg: &[u8], back: &mut [u8]) {
 
 #[test]
 fn engine_steady_state_echo_allocates_nothing_on_workers() {
-    for t in [Transport::Unix, Transport::Tcp] {
-        let dir = TempDir::new();
-        let e = Engine::builder()
-            .workers(1)
-            .on_thread_start(|_| ON_WORKER.with(|w| w.set(true)))
-            .build()
-            .unwrap();
-        let ep = e.listen(&bind_endpoint(t, &dir), |_| Echo::new()).unwrap();
-        let mut c = Stream::connect(&ep).unwrap();
-        let msg: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
-        let mut back = vec![0u8; msg.len()];
-        round_trips(&mut c, 500, &msg, &mut back); // warm-up: slabs and queues at size
-        let a = WORKER_ALLOCS.load(Ordering::Relaxed);
-        round_trips(&mut c, 2_000, &msg, &mut back);
-        let b = WORKER_ALLOCS.load(Ordering::Relaxed);
-        round_trips(&mut c, 20_000, &msg, &mut back);
-        let d = WORKER_ALLOCS.load(Ordering::Relaxed);
-        assert!(
-            a > 0,
-            "{t:?}: the counter must see worker allocations (setup allocates)"
-        );
-        assert_eq!(b - a, 0, "{t:?}: allocations in 2000 round trips");
-        assert_eq!(d - b, 0, "{t:?}: allocations in 20000 round trips");
-    }
+    util::fds_unchanged(|| {
+        for t in [Transport::Unix, Transport::Tcp] {
+            let dir = TempDir::new();
+            let e = Engine::builder()
+                .workers(1)
+                .on_thread_start(|_| ON_WORKER.with(|w| w.set(true)))
+                .build()
+                .unwrap();
+            let ep = e.listen(&bind_endpoint(t, &dir), |_| Echo::new()).unwrap();
+            let mut c = Stream::connect(&ep).unwrap();
+            let msg: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
+            let mut back = vec![0u8; msg.len()];
+            round_trips(&mut c, 500, &msg, &mut back); // warm-up: slabs and queues at size
+            let a = WORKER_ALLOCS.load(Ordering::Relaxed);
+            round_trips(&mut c, 2_000, &msg, &mut back);
+            let b = WORKER_ALLOCS.load(Ordering::Relaxed);
+            round_trips(&mut c, 20_000, &msg, &mut back);
+            let d = WORKER_ALLOCS.load(Ordering::Relaxed);
+            assert!(
+                a > 0,
+                "{t:?}: the counter must see worker allocations (setup allocates)"
+            );
+            assert_eq!(b - a, 0, "{t:?}: allocations in 2000 round trips");
+            assert_eq!(d - b, 0, "{t:?}: allocations in 20000 round trips");
+        }
+    });
 }

@@ -3,6 +3,8 @@
 //! hanging). (Shutdown with a connect pending is tested in `src/uring/fault_tests.rs`: it
 //! needs the engine stopped while another thread is inside `Engine::connect`.)
 
+mod util;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -54,34 +56,36 @@ fn deaf_peer() -> (std::net::TcpListener, Endpoint) {
 
 #[test]
 fn engine_shutdown_after_local_close_with_zero_copy_pending() {
-    let (l, ep) = deaf_peer();
-    // 8 MiB in flight can never fit in the peer's receive and our send buffers.
-    let e = Engine::builder()
-        .workers(1)
-        .send_buffers(8, 1 << 20)
-        .build()
-        .unwrap();
-    assert!(
-        e.features().send_zc,
-        "this test needs SEND_ZC (kernel 6.0+)"
-    );
-    let h = e.connect(&ep, None, || Flood).unwrap();
-    let (_peer, _) = l.accept().unwrap(); // held open, never read
-                                          // Wait (bounded) until on_open has queued the sends. The first is then submitted before
-                                          // the close is processed (a later loop turn), and 8 MiB cannot drain to this peer, so
-                                          // zero-copy notifications are outstanding when the connection closes.
-    let mut waited = 0;
-    while e.stats().zero_copy_sends == 0 {
-        std::thread::sleep(Duration::from_millis(5));
-        waited += 1;
-        assert!(waited < 6000, "no zero-copy send: {:?}", e.stats());
-    }
-    h.close();
-    // A clean local close waits for the data to drain; shutdown must not.
-    assert!(h.closed().is_none() || matches!(h.closed(), Some(CloseReason::Local)));
-    shutdown_returns(e);
-    assert!(matches!(h.wait_closed(), CloseReason::Local));
-    assert!(matches!(h.wait_closed(), CloseReason::Local));
+    util::fds_unchanged(|| {
+        let (l, ep) = deaf_peer();
+        // 8 MiB in flight can never fit in the peer's receive and our send buffers.
+        let e = Engine::builder()
+            .workers(1)
+            .send_buffers(8, 1 << 20)
+            .build()
+            .unwrap();
+        assert!(
+            e.features().send_zc,
+            "this test needs SEND_ZC (kernel 6.0+)"
+        );
+        let h = e.connect(&ep, None, || Flood).unwrap();
+        let (_peer, _) = l.accept().unwrap(); // held open, never read
+                                              // Wait (bounded) until on_open has queued the sends. The first is then submitted before
+                                              // the close is processed (a later loop turn), and 8 MiB cannot drain to this peer, so
+                                              // zero-copy notifications are outstanding when the connection closes.
+        let mut waited = 0;
+        while e.stats().zero_copy_sends == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+            waited += 1;
+            assert!(waited < 6000, "no zero-copy send: {:?}", e.stats());
+        }
+        h.close();
+        // A clean local close waits for the data to drain; shutdown must not.
+        assert!(h.closed().is_none() || matches!(h.closed(), Some(CloseReason::Local)));
+        shutdown_returns(e);
+        assert!(matches!(h.wait_closed(), CloseReason::Local));
+        assert!(matches!(h.wait_closed(), CloseReason::Local));
+    });
 }
 
 /// Holds the last `Engine` and drops it from a handler call on the first bytes.
@@ -100,26 +104,30 @@ impl Handler for DropsEngine {
 
 #[test]
 fn engine_dropped_on_its_worker_stops_without_panicking() {
-    use std::io::{Read, Write};
-    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let e = Engine::builder().workers(2).build().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let (s, tx) = (std::sync::Arc::clone(&slot), std::sync::Mutex::new(tx));
-    let ep = e
-        .listen(&"tcp:127.0.0.1:0".parse().unwrap(), move |_| DropsEngine {
-            engine: std::sync::Arc::clone(&s),
-            done: tx.lock().unwrap().clone(),
-        })
-        .unwrap();
-    *slot.lock().unwrap() = Some(e);
-    let Endpoint::Tcp(addr) = &ep else {
-        unreachable!()
-    };
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    c.write_all(b"stop").unwrap();
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("dropping the engine on its worker returned");
-    // The workers stop after that handler call: our connection is closed.
-    let mut buf = [0u8; 8];
-    assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+    // The workers detach and finish closing after the handler returns: the fds are checked
+    // once they are done.
+    util::fds_unchanged_eventually(|| {
+        use std::io::{Read, Write};
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let e = Engine::builder().workers(2).build().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let (s, tx) = (std::sync::Arc::clone(&slot), std::sync::Mutex::new(tx));
+        let ep = e
+            .listen(&"tcp:127.0.0.1:0".parse().unwrap(), move |_| DropsEngine {
+                engine: std::sync::Arc::clone(&s),
+                done: tx.lock().unwrap().clone(),
+            })
+            .unwrap();
+        *slot.lock().unwrap() = Some(e);
+        let Endpoint::Tcp(addr) = &ep else {
+            unreachable!()
+        };
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"stop").unwrap();
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("dropping the engine on its worker returned");
+        // The workers stop after that handler call: our connection is closed.
+        let mut buf = [0u8; 8];
+        assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+    });
 }

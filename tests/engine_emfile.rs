@@ -33,39 +33,41 @@ fn set_nofile_soft(n: u64) -> u64 {
 
 #[test]
 fn engine_accept_recovers_after_emfile() {
-    let e = Engine::builder().workers(1).build().unwrap();
-    // Take every fd left under a lowered limit, then give back one for the listener and one
-    // for the client. The kernel reads the limit when an accept is submitted, so the listener
-    // is made (and its accept armed) after lowering it; the client's handshake completes in
-    // the kernel, and the engine's accept of it finds no fd.
-    let old = set_nofile_soft(open_fds() as u64 + 8);
-    let mut hogs = Vec::new();
-    while let Ok(f) = std::fs::File::open("/dev/null") {
-        hogs.push(f);
-        assert!(hogs.len() < 64, "the fd limit does not bite");
-    }
-    hogs.pop();
-    let ep = e
-        .listen(&"tcp:127.0.0.1:0".parse().unwrap(), |_| Echo::new())
-        .unwrap();
-    let Endpoint::Tcp(addr) = &ep else {
-        unreachable!()
-    };
-    hogs.pop();
-    let client = TcpStream::connect(addr).unwrap();
-    // Wait (bounded) until accept has failed, backed off and failed again.
-    let mut waited = 0;
-    while e.stats().accept_backoffs < 2 {
-        std::thread::sleep(Duration::from_millis(5));
-        waited += 1;
-        assert!(waited < 6000, "accept never failed: {:?}", e.stats());
-    }
-    assert_eq!(e.stats().accepted, 0);
-    drop(hogs);
-    set_nofile_soft(old);
-    // The backoff ends, accept is re-armed and takes the waiting connection: it echoes.
-    echo_over(Stream::from(std::os::fd::OwnedFd::from(client)), 5, 1 << 20);
-    let s = e.stats();
-    assert_eq!(s.accepted, 1, "{s:?}");
-    assert!(s.accept_errors >= s.accept_backoffs, "{s:?}");
+    util::fds_unchanged(|| {
+        let e = Engine::builder().workers(1).build().unwrap();
+        // Take every fd left under a lowered limit, then give back one for the listener and one
+        // for the client. The kernel reads the limit when an accept is submitted, so the listener
+        // is made (and its accept armed) after lowering it; the client's handshake completes in
+        // the kernel, and the engine's accept of it finds no fd.
+        let old = set_nofile_soft(open_fds() as u64 + 8);
+        let mut hogs = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            hogs.push(f);
+            assert!(hogs.len() < 64, "the fd limit does not bite");
+        }
+        hogs.pop();
+        let ep = e
+            .listen(&"tcp:127.0.0.1:0".parse().unwrap(), |_| Echo::new())
+            .unwrap();
+        let Endpoint::Tcp(addr) = &ep else {
+            unreachable!()
+        };
+        hogs.pop();
+        let client = TcpStream::connect(addr).unwrap();
+        // Wait (bounded) until accept has failed, backed off and failed again.
+        let mut waited = 0;
+        while e.stats().accept_backoffs < 2 {
+            std::thread::sleep(Duration::from_millis(5));
+            waited += 1;
+            assert!(waited < 6000, "accept never failed: {:?}", e.stats());
+        }
+        assert_eq!(e.stats().accepted, 0);
+        drop(hogs);
+        set_nofile_soft(old);
+        // The backoff ends, accept is re-armed and takes the waiting connection: it echoes.
+        echo_over(Stream::from(std::os::fd::OwnedFd::from(client)), 5, 1 << 20);
+        let s = e.stats();
+        assert_eq!(s.accepted, 1, "{s:?}");
+        assert!(s.accept_errors >= s.accept_backoffs, "{s:?}");
+    });
 }

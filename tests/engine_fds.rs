@@ -14,17 +14,7 @@ use std::time::Duration;
 use engine_support::{echo_client, recv_or_hang, Echo, Gen};
 use uring_vsock::blocking::Stream;
 use uring_vsock::uring::{CloseReason, Conn, ConnHandle, Engine, Handler, RecvBuf, SendBuf};
-use util::{bind_endpoint, open_fds, TempDir, Transport};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn fds_unchanged(f: impl FnOnce()) {
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let before = open_fds();
-    f();
-    let after = open_fds();
-    assert_eq!(before, after, "fds leaked (before {before}, after {after})");
-}
+use util::{bind_endpoint, fds_unchanged, TempDir, Transport};
 
 #[test]
 fn engine_fds_echo_then_shutdown() {

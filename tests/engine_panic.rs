@@ -30,48 +30,52 @@ fn shutdown_returns(e: Engine) {
 
 #[test]
 fn engine_panicking_factory_closes_only_that_connection() {
-    let dir = TempDir::new();
-    let e = Engine::builder().workers(1).build().unwrap();
-    let made = AtomicUsize::new(0);
-    let ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), move |_| {
-            if made.fetch_add(1, Ordering::Relaxed) == 0 {
-                panic!("factory panic on purpose (test)");
-            }
-            Echo::new()
-        })
-        .unwrap();
-    let mut first = Stream::connect(&ep).unwrap();
-    let mut buf = [0u8; 16];
-    // Served by nobody: the engine closed it (EOF, or a reset).
-    assert!(matches!(first.read(&mut buf), Ok(0) | Err(_)));
-    assert_eq!(e.stats().handler_panics, 1);
-    echo_client(&ep, 1, MIB); // the next connection is served
-    assert_eq!(e.stats().open, 0);
-    shutdown_returns(e);
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = Engine::builder().workers(1).build().unwrap();
+        let made = AtomicUsize::new(0);
+        let ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), move |_| {
+                if made.fetch_add(1, Ordering::Relaxed) == 0 {
+                    panic!("factory panic on purpose (test)");
+                }
+                Echo::new()
+            })
+            .unwrap();
+        let mut first = Stream::connect(&ep).unwrap();
+        let mut buf = [0u8; 16];
+        // Served by nobody: the engine closed it (EOF, or a reset).
+        assert!(matches!(first.read(&mut buf), Ok(0) | Err(_)));
+        assert_eq!(e.stats().handler_panics, 1);
+        echo_client(&ep, 1, MIB); // the next connection is served
+        assert_eq!(e.stats().open, 0);
+        shutdown_returns(e);
+    });
 }
 
 #[test]
 fn engine_panicking_connect_closure_fails_that_connect() {
-    let dir = TempDir::new();
-    let e = Engine::builder().workers(1).build().unwrap();
-    let ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
-        .unwrap();
-    let err = e
-        .connect(&ep, None, || -> Echo {
-            panic!("connect closure panic on purpose (test)")
-        })
-        .expect_err("a panicking closure fails the connect");
-    assert_eq!(err.op(), "connect");
-    assert!(err.to_string().contains("panicked"), "{err}");
-    assert_eq!(e.stats().handler_panics, 1);
-    // The worker serves on: a connect through it, and an accepted connection.
-    let h = e.connect(&ep, None, Echo::new).unwrap();
-    echo_client(&ep, 2, MIB);
-    h.close();
-    assert!(matches!(h.wait_closed(), CloseReason::Local));
-    shutdown_returns(e);
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = Engine::builder().workers(1).build().unwrap();
+        let ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
+            .unwrap();
+        let err = e
+            .connect(&ep, None, || -> Echo {
+                panic!("connect closure panic on purpose (test)")
+            })
+            .expect_err("a panicking closure fails the connect");
+        assert_eq!(err.op(), "connect");
+        assert!(err.to_string().contains("panicked"), "{err}");
+        assert_eq!(e.stats().handler_panics, 1);
+        // The worker serves on: a connect through it, and an accepted connection.
+        let h = e.connect(&ep, None, Echo::new).unwrap();
+        echo_client(&ep, 2, MIB);
+        h.close();
+        assert!(matches!(h.wait_closed(), CloseReason::Local));
+        shutdown_returns(e);
+    });
 }
 
 /// A handler whose `Drop` panics.
@@ -89,30 +93,32 @@ impl Drop for DropBomb {
 
 #[test]
 fn engine_panicking_handler_drop_is_contained() {
-    let dir = TempDir::new();
-    let e = Engine::builder().workers(1).build().unwrap();
-    let ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
-        .unwrap();
-    let bomb = e.connect(&ep, None, || DropBomb).unwrap();
-    let other = e.connect(&ep, None, Echo::new).unwrap();
-    bomb.close();
-    assert!(matches!(bomb.wait_closed(), CloseReason::Local));
-    // The handler is dropped just after the handle is told: wait (bounded) for its panic.
-    let mut waited = 0;
-    while e.stats().handler_panics == 0 {
-        std::thread::sleep(Duration::from_millis(5));
-        waited += 1;
-        assert!(waited < 6000, "the handler was never dropped");
-    }
-    assert_eq!(e.stats().handler_panics, 1);
-    assert!(
-        other.closed().is_none(),
-        "the other connection is untouched"
-    );
-    echo_client(&ep, 3, MIB);
-    // One more whose handler is dropped at engine shutdown.
-    let _late = e.connect(&ep, None, || DropBomb).unwrap();
-    shutdown_returns(e);
-    assert!(matches!(other.wait_closed(), CloseReason::EngineShutdown));
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = Engine::builder().workers(1).build().unwrap();
+        let ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
+            .unwrap();
+        let bomb = e.connect(&ep, None, || DropBomb).unwrap();
+        let other = e.connect(&ep, None, Echo::new).unwrap();
+        bomb.close();
+        assert!(matches!(bomb.wait_closed(), CloseReason::Local));
+        // The handler is dropped just after the handle is told: wait (bounded) for its panic.
+        let mut waited = 0;
+        while e.stats().handler_panics == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+            waited += 1;
+            assert!(waited < 6000, "the handler was never dropped");
+        }
+        assert_eq!(e.stats().handler_panics, 1);
+        assert!(
+            other.closed().is_none(),
+            "the other connection is untouched"
+        );
+        echo_client(&ep, 3, MIB);
+        // One more whose handler is dropped at engine shutdown.
+        let _late = e.connect(&ep, None, || DropBomb).unwrap();
+        shutdown_returns(e);
+        assert!(matches!(other.wait_closed(), CloseReason::EngineShutdown));
+    });
 }

@@ -136,6 +136,37 @@ pub fn open_fds() -> usize {
     fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// Serializes the tests of one binary that count fds: parallel tests would open and close
+/// fds under each other's counts.
+static FD_COUNTED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` (one test's body) alone among the fd-counting tests of this binary and asserts
+/// that it leaves the process with as many open fds as it found.
+pub fn fds_unchanged(f: impl FnOnce()) {
+    let _serial = FD_COUNTED.lock().unwrap_or_else(|p| p.into_inner());
+    let before = open_fds();
+    f();
+    let after = open_fds();
+    assert_eq!(before, after, "fds leaked (before {before}, after {after})");
+}
+
+/// As [`fds_unchanged`], for a body whose threads finish closing fds after it returns
+/// (detached workers): waits for the count to come back, failing after a watchdog.
+pub fn fds_unchanged_eventually(f: impl FnOnce()) {
+    let _serial = FD_COUNTED.lock().unwrap_or_else(|p| p.into_inner());
+    let before = open_fds();
+    f();
+    let start = std::time::Instant::now();
+    while open_fds() != before {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "fds leaked (before {before}, still {} after 60 s)",
+            open_fds()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Whether `fd` has close-on-exec set.
 pub fn is_cloexec(fd: &impl std::os::fd::AsRawFd) -> bool {
     // SAFETY: F_GETFD reads the fd's flags; no memory is passed.
