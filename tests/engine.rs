@@ -12,7 +12,8 @@ use std::thread;
 use std::time::Duration;
 
 use engine_support::{
-    echo_client, raise_nofile, recv_or_hang, wait_until, write_stream, Echo, Gen, Sum,
+    echo_client, listen_reporting_echo, raise_nofile, recv_or_hang, wait_until, write_stream, Echo,
+    Gen, Sum,
 };
 use uring_vsock::blocking::{Listener, Stream};
 use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf, SendBuf, TaskRunMode};
@@ -222,13 +223,7 @@ fn engine_half_close_client_first_unix_and_tcp() {
         for t in [Transport::Unix, Transport::Tcp] {
             let dir = TempDir::new();
             let e = engine(1);
-            let (tx, rx) = mpsc::channel();
-            let tx = Mutex::new(tx);
-            let ep = e
-                .listen(&bind_endpoint(t, &dir), move |_| {
-                    Echo::reporting(tx.lock().unwrap().clone())
-                })
-                .unwrap();
+            let (ep, rx) = listen_reporting_echo(&e, &bind_endpoint(t, &dir));
             // The client shuts down its write side first; the echo goes on to the end.
             echo_client(&ep, 11, 3 * MIB);
             let reason = rx.recv().unwrap();
@@ -304,13 +299,7 @@ fn engine_peer_reset_mid_stream_tcp() {
     util::fds_unchanged(|| {
         let dir = TempDir::new();
         let e = engine(1);
-        let (tx, rx) = mpsc::channel();
-        let tx = Mutex::new(tx);
-        let ep = e
-            .listen(&bind_endpoint(Transport::Tcp, &dir), move |_| {
-                Echo::reporting(tx.lock().unwrap().clone())
-            })
-            .unwrap();
+        let (ep, rx) = listen_reporting_echo(&e, &bind_endpoint(Transport::Tcp, &dir));
         let mut c = Stream::connect(&ep).unwrap();
         let mut chunk = vec![0u8; 64 * 1024];
         Gen::new(3).fill(&mut chunk);
@@ -335,13 +324,7 @@ fn engine_peer_reset_mid_stream_unix() {
     util::fds_unchanged(|| {
         let dir = TempDir::new();
         let e = engine(1);
-        let (tx, rx) = mpsc::channel();
-        let tx = Mutex::new(tx);
-        let ep = e
-            .listen(&bind_endpoint(Transport::Unix, &dir), move |_| {
-                Echo::reporting(tx.lock().unwrap().clone())
-            })
-            .unwrap();
+        let (ep, rx) = listen_reporting_echo(&e, &bind_endpoint(Transport::Unix, &dir));
         let mut c = Stream::connect(&ep).unwrap();
         let mut chunk = vec![0u8; 64 * 1024];
         Gen::new(3).fill(&mut chunk);

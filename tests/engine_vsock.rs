@@ -10,11 +10,10 @@ mod util;
 use std::io::{self, BufReader};
 use std::net::Shutdown;
 use std::sync::mpsc;
-use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use engine_support::{echo_client, write_stream, Echo, Sum};
+use engine_support::{echo_client, listen_reporting_echo, write_stream, Echo, Sum};
 use uring_vsock::blocking::Stream;
 use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf};
 use uring_vsock::Endpoint;
@@ -46,13 +45,7 @@ fn engine_vsock_half_close() {
     require_vm();
     let dir = TempDir::new();
     let e = Engine::builder().workers(1).build().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let local = e
-        .listen(&bind_endpoint(Transport::Vsock, &dir), move |_| {
-            Echo::reporting(tx.lock().unwrap().clone())
-        })
-        .unwrap();
+    let (local, rx) = listen_reporting_echo(&e, &bind_endpoint(Transport::Vsock, &dir));
     let ep = connect_endpoint(&local);
     let mut c = Stream::connect(&ep).unwrap();
     let sent = write_stream(&mut c, 3, MIB, 20_000).unwrap();

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use uring_vsock::blocking::Stream;
-use uring_vsock::uring::{CloseReason, Conn, Handler, RecvBuf, SendBuf};
+use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf, SendBuf};
 use uring_vsock::Endpoint;
 
 /// Sends received buffers back as they are; a full send queue parks them in a backlog that
@@ -79,6 +79,17 @@ impl Handler for Echo {
             let _ = tx.send(reason.clone());
         }
     }
+}
+
+/// Serves `Echo` on `ep`, each connection reporting its close reason on the returned
+/// channel; returns the bound endpoint too.
+pub fn listen_reporting_echo(e: &Engine, ep: &Endpoint) -> (Endpoint, mpsc::Receiver<CloseReason>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let local = e
+        .listen(ep, move |_| Echo::reporting(tx.lock().unwrap().clone()))
+        .unwrap();
+    (local, rx)
 }
 
 /// A deterministic byte stream (xorshift64, 8 bytes a step) for `seed`.
