@@ -32,8 +32,20 @@ pub(crate) fn sock_addr(op: &'static str, ep: &Endpoint) -> Result<SockAddr> {
 /// Binds and listens on `ep`. TCP listeners get `SO_REUSEADDR`, as std's do. On error the
 /// socket is closed before returning.
 pub(crate) fn listen(ep: &Endpoint, backlog: i32, nonblocking: bool) -> Result<Socket> {
+    listen_with(ep, backlog, nonblocking, |_| Ok(()))
+}
+
+/// As [`listen`], running `configure` on the socket before it binds (for options that must
+/// be set before listening, such as buffer sizes accepted sockets inherit).
+pub(crate) fn listen_with(
+    ep: &Endpoint,
+    backlog: i32,
+    nonblocking: bool,
+    configure: impl FnOnce(&Socket) -> Result<()>,
+) -> Result<Socket> {
     let addr = sock_addr("bind", ep)?;
     let socket = new_stream(ep, nonblocking)?;
+    configure(&socket)?;
     if matches!(ep, Endpoint::Tcp(_)) {
         socket
             .set_reuse_address(true)

@@ -158,7 +158,7 @@ fn engine_to_engine(t: Transport, total: u64) -> Engine {
     assert_eq!(sent.0, total);
     assert_eq!(got, sent, "echo differs");
     assert!(matches!(reason, CloseReason::Eof), "{reason}");
-    assert!(matches!(h.wait_closed(), CloseReason::Eof));
+    assert!(matches!(h.wait_closed().unwrap(), CloseReason::Eof));
     e
 }
 
@@ -495,7 +495,7 @@ fn engine_close_cancels_sends_and_returns_every_buffer() {
         );
         assert_eq!(free, 16, "all pool buffers free after close");
         assert!(matches!(reason, CloseReason::Local), "{reason}");
-        assert!(matches!(h.wait_closed(), CloseReason::Local));
+        assert!(matches!(h.wait_closed().unwrap(), CloseReason::Local));
         drop(c);
     });
 }
@@ -690,7 +690,7 @@ fn engine_fewer_recv_buffers_than_connections() {
         released.store(true, Ordering::Release);
         for key in &keys {
             key.close();
-            assert!(matches!(key.wait_closed(), CloseReason::Local));
+            assert!(matches!(key.wait_closed().unwrap(), CloseReason::Local));
         }
         // The buffers are back: every starved receive is re-armed and every echo completes.
         for t in threads {
@@ -796,7 +796,7 @@ fn engine_handler_panic_closes_only_that_connection() {
         let h = e.connect(&ep, None, || Panicky).unwrap();
         // The echo server sends "boom" back to the client, whose handler panics.
         h.send(b"boom".to_vec()).unwrap();
-        assert!(matches!(h.wait_closed(), CloseReason::Panicked));
+        assert!(matches!(h.wait_closed().unwrap(), CloseReason::Panicked));
         assert_eq!(e.stats().handler_panics, 1);
         echo_client(&ep, 31, MIB); // the worker lives on
     });
@@ -833,7 +833,7 @@ fn engine_handle_drives_a_connection_from_threads() {
         let (got, _peer) = reader.join().unwrap();
         assert_eq!(got, sum.value());
         h.close();
-        assert!(matches!(h.wait_closed(), CloseReason::Local));
+        assert!(matches!(h.wait_closed().unwrap(), CloseReason::Local));
         let err = h.send(b"late".to_vec()).unwrap_err();
         assert!(matches!(err, uring_vsock::uring::SendError::Closed(_)));
     });

@@ -83,8 +83,8 @@ fn engine_shutdown_after_local_close_with_zero_copy_pending() {
         // A clean local close waits for the data to drain; shutdown must not.
         assert!(h.closed().is_none() || matches!(h.closed(), Some(CloseReason::Local)));
         shutdown_returns(e);
-        assert!(matches!(h.wait_closed(), CloseReason::Local));
-        assert!(matches!(h.wait_closed(), CloseReason::Local));
+        assert!(matches!(h.wait_closed().unwrap(), CloseReason::Local));
+        assert!(matches!(h.wait_closed().unwrap(), CloseReason::Local));
     });
 }
 

@@ -73,7 +73,7 @@ fn engine_panicking_connect_closure_fails_that_connect() {
         let h = e.connect(&ep, None, Echo::new).unwrap();
         echo_client(&ep, 2, MIB);
         h.close();
-        assert!(matches!(h.wait_closed(), CloseReason::Local));
+        assert!(matches!(h.wait_closed().unwrap(), CloseReason::Local));
         shutdown_returns(e);
     });
 }
@@ -102,7 +102,7 @@ fn engine_panicking_handler_drop_is_contained() {
         let bomb = e.connect(&ep, None, || DropBomb).unwrap();
         let other = e.connect(&ep, None, Echo::new).unwrap();
         bomb.close();
-        assert!(matches!(bomb.wait_closed(), CloseReason::Local));
+        assert!(matches!(bomb.wait_closed().unwrap(), CloseReason::Local));
         // The handler is dropped just after the handle is told: wait (bounded) for its panic.
         let mut waited = 0;
         while e.stats().handler_panics == 0 {
@@ -119,6 +119,9 @@ fn engine_panicking_handler_drop_is_contained() {
         // One more whose handler is dropped at engine shutdown.
         let _late = e.connect(&ep, None, || DropBomb).unwrap();
         shutdown_returns(e);
-        assert!(matches!(other.wait_closed(), CloseReason::EngineShutdown));
+        assert!(matches!(
+            other.wait_closed().unwrap(),
+            CloseReason::EngineShutdown
+        ));
     });
 }

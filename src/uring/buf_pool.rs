@@ -62,7 +62,14 @@ impl BufferPool {
                 format!("buffer pool of {count} x {size} bytes: count must be 1..=16384 and size 1..=1GiB"),
             ));
         }
-        let mem = Region::new(count * size)?;
+        // In range above, but count * size can still overflow a 32-bit usize.
+        let bytes = count.checked_mul(size).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("buffer pool of {count} x {size} bytes does not fit in memory"),
+            )
+        })?;
+        let mem = Region::new(bytes)?;
         let free = (0..count as u16).rev().collect();
         Ok(BufferPool {
             shared: Rc::new(PoolShared {
@@ -112,7 +119,7 @@ impl BufferPool {
 
     /// Bytes of memory the kernel pins for a pool of this shape.
     pub(crate) fn locked_bytes(count: usize, size: usize) -> usize {
-        page_round(count * size)
+        page_round(count.saturating_mul(size))
     }
 }
 

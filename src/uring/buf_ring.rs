@@ -14,6 +14,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+use super::recv::RecvShare;
 use super::region::{page_round, Region};
 
 /// One entry of the ring as the kernel reads it (`struct io_uring_buf`). The crate keeps its
@@ -56,7 +57,16 @@ impl BufRing {
             ));
         }
         let entries_mem = Region::new(entries as usize * std::mem::size_of::<RingEntry>())?;
-        let bufs = Region::new(entries as usize * buf_size as usize)?;
+        // Up to 2^47 bytes: too much for a 32-bit usize.
+        let bytes = (entries as usize)
+            .checked_mul(buf_size as usize)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("receive ring of {entries} x {buf_size} bytes does not fit in memory"),
+                )
+            })?;
+        let bufs = Region::new(bytes)?;
         Ok(Rc::new(BufRing {
             entries_mem,
             bufs,
@@ -116,19 +126,29 @@ impl BufRing {
 
     /// Bytes of memory the kernel pins for this ring (for the memory-lock budget).
     pub(crate) fn locked_bytes(entries: usize, buf_size: usize) -> usize {
-        page_round(entries * std::mem::size_of::<RingEntry>()) + page_round(entries * buf_size)
+        page_round(entries.saturating_mul(std::mem::size_of::<RingEntry>()))
+            .saturating_add(page_round(entries.saturating_mul(buf_size)))
     }
 
-    /// Takes buffer `bid`, which a completion says holds `len` received bytes.
-    pub(crate) fn take(self: &Rc<Self>, bid: u16, len: u32) -> Option<RecvBuf> {
+    /// Takes buffer `bid`, which a completion says holds `len` received bytes, for the
+    /// connection whose share `share` is.
+    pub(crate) fn take(
+        self: &Rc<Self>,
+        bid: u16,
+        len: u32,
+        share: Option<Rc<RecvShare>>,
+    ) -> Option<RecvBuf> {
         if bid >= self.entries || len > self.buf_size {
             return None;
         }
         self.in_ring.set(self.in_ring.get() - 1);
         Some(RecvBuf {
-            ring: Rc::clone(self),
-            bid,
+            data: Data::Ring {
+                ring: Rc::clone(self),
+                bid,
+            },
             len,
+            share,
         })
     }
 
@@ -174,8 +194,10 @@ impl BufRing {
 /// Owned by the application from `on_recv` until dropped: keep it, read it, or send it back
 /// without a copy ([`Conn::send`](crate::uring::Conn::send) takes it through
 /// [`SendBuf::from`](crate::uring::SendBuf)). Dropping it returns the buffer to the ring for the
-/// next receive. It lives on the worker thread (it is not `Send`): hold few, and not for long,
-/// since every connection of the worker receives into the same ring.
+/// next receive. It lives on the worker thread (it is not `Send`). A connection may hold a
+/// bounded number at once (the builder's `recv_buffers_per_connection`): past it, its
+/// receiving pauses until it gives half of them back, so a connection that keeps what it
+/// receives never holds up the others.
 ///
 /// ```
 /// fn checksum(buf: &uring_vsock::uring::RecvBuf) -> u64 {
@@ -183,19 +205,39 @@ impl BufRing {
 /// }
 /// ```
 pub struct RecvBuf {
-    ring: Rc<BufRing>,
-    bid: u16,
+    data: Data,
     len: u32,
+    /// The receiving connection's share, given back on drop.
+    share: Option<Rc<RecvShare>>,
+}
+
+enum Data {
+    /// A buffer of the worker's ring.
+    Ring { ring: Rc<BufRing>, bid: u16 },
+    /// A buffer of the connection's own, used when the ring was empty.
+    Own(Box<[u8]>),
 }
 
 impl RecvBuf {
+    /// `len` bytes a receive wrote into the connection's own buffer `buf`.
+    pub(crate) fn own(buf: Box<[u8]>, len: usize, share: Option<Rc<RecvShare>>) -> RecvBuf {
+        RecvBuf {
+            len: len.min(buf.len()) as u32,
+            data: Data::Own(buf),
+            share,
+        }
+    }
+
     /// The buffer's address, length, and registered-buffer index (for fixed sends).
     pub(crate) fn fixed(&self) -> (*const u8, usize, Option<u16>) {
-        (
-            self.ring.buf_ptr(self.bid),
-            self.len as usize,
-            self.ring.fixed_index.get(),
-        )
+        match &self.data {
+            Data::Ring { ring, bid } => (
+                ring.buf_ptr(*bid),
+                self.len as usize,
+                ring.fixed_index.get(),
+            ),
+            Data::Own(b) => (b.as_ptr(), self.len as usize, None),
+        }
     }
 }
 
@@ -203,23 +245,37 @@ impl Deref for RecvBuf {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        // SAFETY: the buffer is out of the ring (we own it until drop), `len` bytes were written
-        // by the completed receive, and the memory lives as long as `ring`, which we hold.
-        unsafe { std::slice::from_raw_parts(self.ring.buf_ptr(self.bid), self.len as usize) }
+        match &self.data {
+            // SAFETY: the buffer is out of the ring (we own it until drop), `len` bytes were
+            // written by the completed receive, and the memory lives as long as `ring`, which
+            // we hold.
+            Data::Ring { ring, bid } => unsafe {
+                std::slice::from_raw_parts(ring.buf_ptr(*bid), self.len as usize)
+            },
+            Data::Own(b) => &b[..self.len as usize],
+        }
     }
 }
 
 impl fmt::Debug for RecvBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecvBuf")
-            .field("bid", &self.bid)
-            .field("len", &self.len)
-            .finish()
+        let mut d = f.debug_struct("RecvBuf");
+        if let Data::Ring { bid, .. } = &self.data {
+            d.field("bid", bid);
+        } else {
+            d.field("own", &true);
+        }
+        d.field("len", &self.len).finish()
     }
 }
 
 impl Drop for RecvBuf {
     fn drop(&mut self) {
-        self.ring.push(self.bid);
+        if let Data::Ring { ring, bid } = &self.data {
+            ring.push(*bid);
+        }
+        if let Some(share) = &self.share {
+            share.give_back();
+        }
     }
 }

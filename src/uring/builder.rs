@@ -10,6 +10,8 @@ use std::time::Duration;
 use super::buf_pool::BufferPool;
 use super::buf_ring::BufRing;
 use super::engine::Engine;
+use super::ring::TaskRunMode;
+use super::settings::{Settings, SocketSettings, ThreadHook};
 use crate::{Error, Result};
 
 /// Sends of registered buffers at least this long go zero-copy (`SEND_ZC`) on tcp and vsock.
@@ -22,13 +24,21 @@ use crate::{Error, Result};
 /// delivery anyway, so the gain is for real NICs and vsock transports.
 pub const DEFAULT_ZERO_COPY_THRESHOLD: usize = 64 * 1024;
 
-type ThreadHook = Arc<dyn Fn(usize) + Send + Sync>;
-
 /// `IORING_MAX_REG_BUFFERS`: most buffers one ring registers.
 const MAX_REG_BUFFERS: usize = 1 << 14;
 
 /// Largest buffer the kernel registers.
 const MAX_REG_BUFFER_BYTES: usize = 1 << 30;
+
+/// `IORING_MAX_ENTRIES` and `IORING_MAX_CQ_ENTRIES`.
+const MAX_SQ_ENTRIES: u32 = 1 << 15;
+const MAX_CQ_ENTRIES: u32 = 1 << 16;
+
+/// `CPU_SETSIZE`: CPUs a thread can be pinned to are numbered below it.
+const MAX_CPUS: usize = 1024;
+
+/// Most sends one connection may have queued (a bound, so the queue's memory is too).
+const MAX_SENDS_PER_CONN: usize = 1 << 16;
 
 /// Settings of an [`Engine`]; get one from [`Engine::builder`].
 ///
@@ -62,13 +72,19 @@ pub struct EngineBuilder {
     pub(crate) cq_entries: u32,
     pub(crate) recv_buffers: usize,
     pub(crate) recv_buffer_size: usize,
+    pub(crate) recv_share: Option<usize>,
     pub(crate) send_buffers: usize,
     pub(crate) send_buffer_size: usize,
     pub(crate) buffers_explicit: bool,
     pub(crate) spin: Option<Duration>,
     pub(crate) sends_per_conn: usize,
     pub(crate) zero_copy_threshold: usize,
+    pub(crate) task_run: Option<TaskRunMode>,
     pub(crate) on_thread_start: Option<ThreadHook>,
+    pub(crate) socket: SocketSettings,
+    pub(crate) socket_send_buffer: Option<usize>,
+    pub(crate) socket_recv_buffer: Option<usize>,
+    pub(crate) backlog: u32,
 }
 
 impl Default for EngineBuilder {
@@ -80,13 +96,19 @@ impl Default for EngineBuilder {
             cq_entries: 4096,
             recv_buffers: 128,
             recv_buffer_size: 16 * 1024,
+            recv_share: None,
             send_buffers: 32,
             send_buffer_size: 64 * 1024,
             buffers_explicit: false,
             spin: None,
             sends_per_conn: 16,
             zero_copy_threshold: DEFAULT_ZERO_COPY_THRESHOLD,
+            task_run: None,
             on_thread_start: None,
+            socket: SocketSettings::default(),
+            socket_send_buffer: None,
+            socket_recv_buffer: None,
+            backlog: crate::DEFAULT_BACKLOG as u32,
         }
     }
 }
@@ -144,10 +166,56 @@ impl EngineBuilder {
         self
     }
 
-    /// Sends a connection may have queued or in flight at once (default 16); past it
-    /// [`Conn::send`](crate::uring::Conn::send) hands the buffer back.
+    /// Sends a connection may have queued or in flight at once (default 16, at most 65536);
+    /// past it [`Conn::send`](crate::uring::Conn::send) hands the buffer back. Up to this
+    /// many (and a quarter of the ring's entries) go to the kernel at once as a linked chain.
     pub fn sends_per_connection(mut self, n: usize) -> Self {
-        self.sends_per_conn = n.max(1);
+        self.sends_per_conn = n;
+        self
+    }
+
+    /// Most received buffers one connection may hold at once (default: a quarter of the
+    /// receive ring). A connection that holds this many stops receiving, alone, until it has
+    /// given half of them back, so one that keeps what it receives (an echo whose peer does
+    /// not read) never starves the others. When the shared ring is empty anyway, a receive
+    /// goes into a buffer of the connection's own.
+    pub fn recv_buffers_per_connection(mut self, n: usize) -> Self {
+        self.recv_share = Some(n);
+        self
+    }
+
+    /// `TCP_NODELAY` on tcp connections (default on: the engine sends whole messages).
+    pub fn tcp_nodelay(mut self, on: bool) -> Self {
+        self.socket.nodelay = on;
+        self
+    }
+
+    /// The listen backlog of [`Engine::listen`] (default [`crate::DEFAULT_BACKLOG`]; the
+    /// kernel caps it at `net.core.somaxconn`).
+    pub fn listen_backlog(mut self, n: u32) -> Self {
+        self.backlog = n;
+        self
+    }
+
+    /// `SO_SNDBUF` and `SO_RCVBUF` of engine sockets, in bytes (default: the kernel's).
+    pub fn socket_buffers(mut self, send: Option<usize>, recv: Option<usize>) -> Self {
+        self.socket_send_buffer = send;
+        self.socket_recv_buffer = recv;
+        self
+    }
+
+    /// `SO_VM_SOCKETS_BUFFER_SIZE` of vsock sockets (raising the max when needed). The
+    /// kernel's 256 KiB default caps a vsock stream's window; newer kernels also cap the
+    /// sender's credit to its own buffer, so set it on both ends.
+    pub fn vsock_buffer_size(mut self, bytes: u64) -> Self {
+        self.socket.vsock_buffer = Some(bytes);
+        self
+    }
+
+    /// Forces the rings' task-run mode instead of the best one probing finds (to measure
+    /// one against another); [`build`](Self::build) fails if the kernel refuses it.
+    pub fn task_run(mut self, mode: TaskRunMode) -> Self {
+        self.task_run = Some(mode);
         self
     }
 
@@ -179,12 +247,12 @@ impl EngineBuilder {
     }
 
     /// Checks sizes and the memory-lock budget, sizing defaults down when they do not fit.
-    pub(crate) fn validated(self) -> Result<EngineBuilder> {
+    pub(crate) fn validated(self) -> Result<Settings> {
         self.validated_with(memlock_limit())
     }
 
     /// As [`validated`](Self::validated) with the memory-lock limit given.
-    fn validated_with(self, limit: Option<usize>) -> Result<EngineBuilder> {
+    fn validated_with(self, limit: Option<usize>) -> Result<Settings> {
         let invalid = |msg: String| {
             Error::new(
                 "engine build",
@@ -198,6 +266,33 @@ impl EngineBuilder {
                 self.workers
             )));
         }
+        if let Some(cpu) = self.pin.iter().flatten().find(|&&c| c >= MAX_CPUS) {
+            return Err(invalid(format!(
+                "pin_to_cpus: CPU {cpu} is out of range (CPUs are numbered below {MAX_CPUS})"
+            )));
+        }
+        if self.sq_entries == 0 || self.sq_entries > MAX_SQ_ENTRIES {
+            return Err(invalid(format!(
+                "ring_entries must be 1..={MAX_SQ_ENTRIES}, not {}",
+                self.sq_entries
+            )));
+        }
+        // The kernel rounds both up to powers of two and needs at least as many completion
+        // entries as submission entries.
+        let sq = self.sq_entries.next_power_of_two();
+        if self.cq_entries < sq || self.cq_entries > MAX_CQ_ENTRIES {
+            return Err(invalid(format!(
+                "completion_entries must be {sq}..={MAX_CQ_ENTRIES} (at least ring_entries, \
+                 rounded up to a power of two), not {}",
+                self.cq_entries
+            )));
+        }
+        if self.sends_per_conn == 0 || self.sends_per_conn > MAX_SENDS_PER_CONN {
+            return Err(invalid(format!(
+                "sends_per_connection must be 1..={MAX_SENDS_PER_CONN}, not {}",
+                self.sends_per_conn
+            )));
+        }
         if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32768 {
             return Err(invalid(format!(
                 "recv buffer count must be a power of two up to 32768, not {}",
@@ -209,6 +304,24 @@ impl EngineBuilder {
                 "recv buffer size {} is out of range",
                 self.recv_buffer_size
             )));
+        }
+        let recv_share = self.recv_share.unwrap_or((self.recv_buffers / 4).max(1));
+        if recv_share == 0 || recv_share > MAX_SENDS_PER_CONN {
+            return Err(invalid(format!(
+                "recv_buffers_per_connection must be 1..={MAX_SENDS_PER_CONN}, not {recv_share}"
+            )));
+        }
+        for (name, v) in [
+            ("socket send buffer", self.socket_send_buffer),
+            ("socket receive buffer", self.socket_recv_buffer),
+        ] {
+            if v.is_some_and(|n| n == 0 || n > i32::MAX as usize / 2) {
+                return Err(invalid(format!(
+                    "socket_buffers: {name} must be 1..={} bytes, not {}",
+                    i32::MAX / 2,
+                    v.unwrap_or_default()
+                )));
+            }
         }
         // The ring registers the pool's buffers plus one for the receive ring, and takes at
         // most IORING_MAX_REG_BUFFERS (1 << 14), each at most 1 GiB.
@@ -233,7 +346,28 @@ impl EngineBuilder {
                 self.recv_buffers, self.recv_buffer_size
             )));
         }
-        self.fit_memlock(limit)
+        let fitted = self.fit_memlock(limit)?;
+        let mut socket = fitted.socket.clone();
+        socket.send_buffer = fitted.socket_send_buffer;
+        socket.recv_buffer = fitted.socket_recv_buffer;
+        socket.backlog = fitted.backlog.min(i32::MAX as u32) as i32;
+        Ok(Settings {
+            workers: fitted.workers,
+            pin: fitted.pin,
+            sq_entries: fitted.sq_entries,
+            cq_entries: fitted.cq_entries,
+            recv_buffers: fitted.recv_buffers,
+            recv_buffer_size: fitted.recv_buffer_size,
+            recv_share: recv_share as u32,
+            send_buffers: fitted.send_buffers,
+            send_buffer_size: fitted.send_buffer_size,
+            spin: fitted.spin,
+            sends_per_conn: fitted.sends_per_conn,
+            zero_copy_threshold: fitted.zero_copy_threshold,
+            task_run: fitted.task_run,
+            on_thread_start: fitted.on_thread_start,
+            socket,
+        })
     }
 
     /// Sizes defaults down to fit `limit` (bytes of locked memory; `None`: unlimited), or
@@ -264,9 +398,27 @@ impl EngineBuilder {
 
     /// Registered (pinned) bytes for all workers.
     pub(crate) fn locked_bytes(&self) -> usize {
-        self.workers
-            * (BufRing::locked_bytes(self.recv_buffers, self.recv_buffer_size)
-                + BufferPool::locked_bytes(self.send_buffers, self.send_buffer_size))
+        self.workers.saturating_mul(
+            BufRing::locked_bytes(self.recv_buffers, self.recv_buffer_size).saturating_add(
+                BufferPool::locked_bytes(self.send_buffers, self.send_buffer_size),
+            ),
+        )
+    }
+}
+
+impl Engine {
+    /// A builder with defaults (one worker per core, no spinning).
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// An engine with default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineBuilder::build`].
+    pub fn new() -> Result<Engine> {
+        Engine::builder().build()
     }
 }
 
@@ -367,7 +519,10 @@ mod tests {
     fn memlock_limit_sizes_defaults_down() {
         let b = EngineBuilder::default().workers(2);
         let fitted = b.validated_with(Some(8 << 20)).unwrap();
-        assert!(fitted.locked_bytes() <= 8 << 20, "{fitted:?}");
+        let locked = fitted.workers
+            * (BufRing::locked_bytes(fitted.recv_buffers, fitted.recv_buffer_size)
+                + BufferPool::locked_bytes(fitted.send_buffers, fitted.send_buffer_size));
+        assert!(locked <= 8 << 20, "{fitted:?}");
         assert!(fitted.send_buffers >= 8 && fitted.recv_buffers >= 8);
         let unlimited = EngineBuilder::default().workers(2).validated_with(None);
         assert_eq!(unlimited.unwrap().send_buffers, 32);

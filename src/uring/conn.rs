@@ -38,8 +38,12 @@ pub enum CloseReason {
     /// Both directions finished: the peer sent EOF and our write side was shut down with
     /// everything sent.
     Eof,
-    /// [`Conn::close`] or [`ConnHandle::close`] was called.
+    /// [`Conn::close`] or [`ConnHandle::close`] was called: everything queued was sent, then
+    /// FIN.
     Local,
+    /// [`Conn::abort`] or [`ConnHandle::abort`] was called: what was queued was dropped and
+    /// the peer got a reset.
+    Aborted,
     /// The peer reset the connection (`ECONNRESET`, `EPIPE`).
     Reset,
     /// An operation failed; the error names it and the peer.
@@ -70,6 +74,7 @@ impl fmt::Display for CloseReason {
         match self {
             CloseReason::Eof => f.write_str("closed after EOF both ways"),
             CloseReason::Local => f.write_str("closed locally"),
+            CloseReason::Aborted => f.write_str("aborted locally (reset)"),
             CloseReason::Reset => f.write_str("reset by peer"),
             CloseReason::Error(e) => write!(f, "closed on error: {e}"),
             CloseReason::Panicked => f.write_str("closed: a handler panicked"),
@@ -153,7 +158,8 @@ pub trait Handler: 'static {
     }
 
     /// The connection closed: every operation has completed and the socket is closed. Sends
-    /// still queued were returned through `on_sent` with an error first.
+    /// still queued (after an abort or a failure) were returned through `on_sent` with an
+    /// error first.
     fn on_close(&mut self, conn: &mut Conn<'_>, reason: &CloseReason) {
         let _ = (conn, reason);
     }
@@ -179,8 +185,9 @@ impl Conn<'_> {
         self.core.peer(self.index)
     }
 
-    /// Queues `buf` to be sent after what is queued already. Sends go out in order, one at a
-    /// time on the socket; the buffer comes back in [`Handler::on_sent`].
+    /// Queues `buf` to be sent after what is queued already. Sends go out in order: what is
+    /// queued goes to the kernel as one chain of linked sends, the next chain once it is
+    /// done; the buffer comes back in [`Handler::on_sent`].
     ///
     /// # Errors
     ///
@@ -241,11 +248,25 @@ impl Conn<'_> {
         self.core.shutdown_write(self.index);
     }
 
-    /// Closes the connection: queued sends come back through `on_sent` with an error,
-    /// operations in flight are cancelled and awaited, then the socket is closed and
-    /// `on_close` runs with [`CloseReason::Local`].
+    /// Closes the connection gracefully: receiving stops, the sends already queued go out
+    /// (each comes back through `on_sent` as usual), then FIN, then the socket is closed and
+    /// `on_close` runs with [`CloseReason::Local`]. The peer reads every byte, then EOF.
+    ///
+    /// A peer that never reads holds the close until [`abort`](Self::abort) or the engine's
+    /// shutdown. Bytes the peer sent that were not received yet are discarded (on tcp the
+    /// kernel then answers with a reset, as a `close(2)` with unread data does).
     pub fn close(&mut self) {
-        self.core.begin_close(self.index, CloseReason::Local);
+        self.core.close_gracefully(self.index);
+    }
+
+    /// Closes the connection at once: operations in flight are cancelled and awaited, queued
+    /// sends come back through `on_sent` with an error (its [`PartialSend`] says how much of
+    /// each went out), and the peer gets a reset, not EOF, so it cannot take a cut message
+    /// for a complete one. `on_close` runs with [`CloseReason::Aborted`].
+    ///
+    /// [`PartialSend`]: crate::uring::PartialSend
+    pub fn abort(&mut self) {
+        self.core.abort(self.index);
     }
 
     /// A handle to drive this connection from other threads.

@@ -1,61 +1,60 @@
 //! [`Core`]: a worker's connections and what it does on their completions. The connection
-//! slab is also the in-flight table: a connection has at most one receive, one send and one
-//! connect (plus its linked timeout) in the kernel, plus zero-copy notifications; each op's
-//! `user_data` names the slot, and the slot holds what the op uses.
+//! slab is also the in-flight table: each op's `user_data` names the slot, and the slot holds
+//! what the op uses. Each direction is a state machine of its own ([`RecvSide`],
+//! [`SendQueue`]; connecting in [`super::connect`]) that says what to submit; this file
+//! turns that into SQEs and calls the handler.
 //!
-//! Buffer invariant: a send's buffer sits in `cur` from submission until its last completion
-//! (the send's, and for zero-copy every notification), then in `parked` until it is handed to
-//! the handler; a slot is freed only when its `ops` count (completions still due) is zero. So
-//! nothing the kernel may still read or write is freed or reused early.
+//! Buffer invariant: a send's buffer stays in the connection's [`SendQueue`] from submission
+//! until its last completion (the send's, and for zero-copy every notification); a receive
+//! into a connection's own buffer keeps it in the [`RecvSide`] until its completion; a slot is
+//! freed only when its `ops` count (completions still due) is zero. So nothing the kernel may
+//! still read or write is freed or reused early.
 //!
 //! Handlers are called only from completion processing (never from inside a [`Conn`] call),
 //! with the handler taken out of its slot for the call, so a handler can use its `Conn`
 //! freely and a connection is never freed under a running handler.
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::Sender;
 use io_uring::{cqueue, opcode, squeue, types};
-use socket2::{SockAddr, Socket};
+use socket2::Socket;
 
 use super::buf_pool::BufferPool;
-use super::buf_ring::BufRing;
+use super::buf_ring::{BufRing, RecvBuf};
 use super::completion::{cqe_result, errno_error};
 use super::conn::{CloseReason, Conn, ConnId, Handler};
+use super::connect::Connecting;
 use super::handle::{ConnHandle, Factory, HandleShared, WorkerLink};
 use super::op::{Kind, Op};
+use super::recv::{Arm, RecvShare, RecvSide, ResumeList};
+use super::send::{partial_error, SendEvent, SendQueue, SendSettings};
 use super::send_buf::SendBuf;
+use super::settings::Settings;
 use super::stats::WorkerStats;
-use crate::{Endpoint, Error, Result};
-
-/// Most bytes one send SQE asks for.
-const MAX_SEND: usize = 1 << 30;
+use super::submit::Submission;
+use crate::Endpoint;
 
 pub(crate) struct Core {
     pub(crate) worker: u32,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// SQEs made since the last flush into the ring, and whether each heads a link.
-    pub(crate) staged: Vec<(squeue::Entry, bool)>,
+    pub(crate) sub: Submission,
     pub(crate) pool: BufferPool,
     pub(crate) bufs: Rc<BufRing>,
-    starved: VecDeque<(u32, u32)>,
-    /// Final completions still due from the kernel, over all ops of this worker.
-    pub(crate) inflight: usize,
+    /// Connections whose receive share freed up.
+    resume: ResumeList,
     pub(crate) stats: Arc<WorkerStats>,
     pub(crate) link: WorkerLink,
     pub(crate) load: Arc<AtomicUsize>,
     live: usize,
-    sends_per_conn: usize,
-    zc_threshold: usize,
-    send_zc: bool,
+    pub(crate) cfg: Arc<Settings>,
+    send_settings: SendSettings,
 }
 
 struct Slot {
@@ -63,75 +62,39 @@ struct Slot {
     conn: Option<ConnState>,
 }
 
-struct ConnState {
-    socket: Option<Socket>,
-    fd: RawFd,
-    peer: Endpoint,
+/// The write side: open, a shutdown asked for (after the queued sends), or shut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteSide {
+    Open,
+    ShutdownQueued,
+    /// FIN sent; `notify`: the handler's `on_shutdown` is still due.
+    Shut {
+        notify: bool,
+    },
+}
+
+pub(crate) struct ConnState {
+    pub(crate) socket: Option<Socket>,
+    pub(crate) fd: RawFd,
+    pub(crate) peer: Endpoint,
     handler: Option<Box<dyn Handler>>,
     panicked: bool,
     opened: bool,
-    recv_armed: bool,
-    recv_paused: bool,
-    recv_starved: bool,
-    /// Re-armed from the starved queue and has not received since (see `starve`).
-    recv_rearmed_from_starved: bool,
-    peer_eof: bool,
-    queue: VecDeque<(SendBuf, bool)>,
-    cur: Option<CurSend>,
-    parked: VecDeque<Parked>,
-    send_seq: u32,
+    recv: RecvSide,
+    send: SendQueue,
+    write: WriteSide,
+    /// A graceful close: once the queued sends are out and FIN is sent, the connection closes.
+    close_when_flushed: bool,
     /// Completions still due for this connection's ops.
-    ops: u32,
-    want_wr_shutdown: bool,
-    wr_shut: bool,
-    notify_shutdown: bool,
-    closing: Option<CloseReason>,
-    handle: Option<Arc<HandleShared>>,
-    zc: bool,
-    connecting: Option<Box<Connecting>>,
-    /// Reset rather than drain when closing (engine shutdown).
+    pub(crate) ops: u32,
+    pub(crate) closing: Option<CloseReason>,
+    pub(crate) handle: Option<Arc<HandleShared>>,
+    pub(crate) connecting: Option<Box<Connecting>>,
+    /// Reset rather than drain when closing (abort, engine shutdown).
     abort: bool,
 }
 
-/// The send in the kernel.
-struct CurSend {
-    buf: SendBuf,
-    from_handle: bool,
-    off: usize,
-    seq: u32,
-    /// Zero-copy notifications still due for this buffer.
-    notifs: u32,
-    /// Whether the op in the kernel is a `SEND_ZC` (only its `EOPNOTSUPP` means "copy
-    /// instead"; a plain send's is a real error).
-    zc: bool,
-}
-
-/// A finished send whose buffer waits for notifications or for delivery to the handler.
-struct Parked {
-    buf: SendBuf,
-    from_handle: bool,
-    seq: u32,
-    notifs: u32,
-    res: io::Result<usize>,
-}
-
-/// A connect in flight; boxed so the address and timespec the SQEs point to never move.
-pub(crate) struct Connecting {
-    addr: SockAddr,
-    ts: types::Timespec,
-    timeout: Option<Duration>,
-    /// When the caller's timeout runs out, for the poll that may follow the connect.
-    deadline: Option<Instant>,
-    /// The op in the kernel is a writability poll, not the connect itself (see
-    /// [`Core::on_connect_cqe`]).
-    polling: bool,
-    reply: Sender<Result<ConnHandle>>,
-    res: Option<i32>,
-    timeout_res: Option<i32>,
-}
-
 impl Core {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         worker: u32,
         pool: BufferPool,
@@ -139,27 +102,28 @@ impl Core {
         stats: Arc<WorkerStats>,
         link: WorkerLink,
         load: Arc<AtomicUsize>,
-        sends_per_conn: usize,
-        zc_threshold: usize,
+        cfg: Arc<Settings>,
         send_zc: bool,
-        staged_capacity: usize,
     ) -> Core {
+        let send_settings = SendSettings {
+            zc: send_zc,
+            zc_threshold: cfg.zero_copy_threshold,
+            max_chain: cfg.max_send_chain(),
+        };
         Core {
             worker,
             slots: Vec::with_capacity(1024),
             free: Vec::with_capacity(1024),
-            staged: Vec::with_capacity(staged_capacity),
+            sub: Submission::new(cfg.sq_entries as usize * 2, Arc::clone(&stats)),
             pool,
             bufs,
-            starved: VecDeque::with_capacity(1024),
-            inflight: 0,
+            resume: ResumeList::default(),
             stats,
             link,
             load,
             live: 0,
-            sends_per_conn,
-            zc_threshold,
-            send_zc,
+            cfg,
+            send_settings,
         }
     }
 
@@ -169,8 +133,7 @@ impl Core {
     }
 
     pub(crate) fn stage(&mut self, entry: squeue::Entry, op: Op) {
-        self.staged.push((entry.user_data(op.encode()), false));
-        self.inflight += 1;
+        self.sub.stage(entry, op);
     }
 
     fn conn(&self, index: u32) -> &ConnState {
@@ -180,11 +143,11 @@ impl Core {
             .expect("Conn names a live slot")
     }
 
-    fn conn_mut(&mut self, index: u32) -> Option<&mut ConnState> {
+    pub(crate) fn conn_mut(&mut self, index: u32) -> Option<&mut ConnState> {
         self.slots.get_mut(index as usize)?.conn.as_mut()
     }
 
-    fn gen(&self, index: u32) -> u32 {
+    pub(crate) fn gen(&self, index: u32) -> u32 {
         self.slots[index as usize].gen
     }
 
@@ -206,64 +169,51 @@ impl Core {
         &self.conn(index).peer
     }
 
-    fn insert(&mut self, socket: Socket, peer: Endpoint, handler: Box<dyn Handler>) -> u32 {
-        let fd = socket.as_raw_fd();
-        let cap = 2 * self.sends_per_conn;
-        let state = ConnState {
-            socket: Some(socket),
-            fd,
-            peer,
-            handler: Some(handler),
-            panicked: false,
-            opened: false,
-            recv_armed: false,
-            recv_paused: false,
-            recv_starved: false,
-            recv_rearmed_from_starved: false,
-            peer_eof: false,
-            queue: VecDeque::with_capacity(cap),
-            cur: None,
-            parked: VecDeque::with_capacity(cap),
-            send_seq: 0,
-            ops: 0,
-            want_wr_shutdown: false,
-            wr_shut: false,
-            notify_shutdown: false,
-            closing: None,
-            handle: None,
-            zc: true,
-            connecting: None,
-            abort: false,
-        };
-        self.live += 1;
-        self.load.fetch_add(1, Ordering::Relaxed);
-        WorkerStats::add(&self.stats.open, 1);
+    pub(crate) fn insert(
+        &mut self,
+        socket: Socket,
+        peer: Endpoint,
+        handler: Box<dyn Handler>,
+    ) -> u32 {
         let index = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize].conn = Some(state);
-                i
-            }
+            Some(i) => i,
             None => {
-                self.slots.push(Slot {
-                    gen: 0,
-                    conn: Some(state),
-                });
+                self.slots.push(Slot { gen: 0, conn: None });
                 (self.slots.len() - 1) as u32
             }
         };
+        let gen = self.gen(index);
+        let share = RecvShare::new(self.cfg.recv_share, (index, gen), Rc::clone(&self.resume));
         // Send tags start at `gen << 16`, so a late cancel aimed at a previous connection of
         // this slot rarely names a send of this one. Not a guarantee: the tag keeps 24 bits,
         // so only 8 generation bits survive, and after 65,536 sends the sequence runs into
         // them. Receives and connects are tagged with the generation itself (24 bits).
-        let gen = self.gen(index);
-        if let Some(c) = self.conn_mut(index) {
-            c.send_seq = gen << 16;
-        }
+        let state = ConnState {
+            fd: socket.as_raw_fd(),
+            socket: Some(socket),
+            peer,
+            handler: Some(handler),
+            panicked: false,
+            opened: false,
+            recv: RecvSide::new(share),
+            send: SendQueue::new(gen << 16),
+            write: WriteSide::Open,
+            close_when_flushed: false,
+            ops: 0,
+            closing: None,
+            handle: None,
+            connecting: None,
+            abort: false,
+        };
+        self.slots[index as usize].conn = Some(state);
+        self.live += 1;
+        self.load.fetch_add(1, Ordering::Relaxed);
+        WorkerStats::add(&self.stats.open, 1);
         index
     }
 
     /// Frees a slot whose ops have all completed; dropping the state closes the socket.
-    fn free_slot(&mut self, index: u32) {
+    pub(crate) fn free_slot(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
         if let Some(mut c) = slot.conn.take() {
             debug_assert_eq!(c.ops, 0, "slot freed with ops in flight");
@@ -296,10 +246,7 @@ impl Core {
                 continue;
             };
             if let Some(cs) = c.connecting.as_ref() {
-                let err = io::Error::other(reason.to_string());
-                let _ = cs
-                    .reply
-                    .send(Err(Error::new("connect", Some(c.peer.clone()), err)));
+                cs.fail(&c.peer, io::Error::other(reason.to_string()));
             }
             if let Some(h) = c.handle.take() {
                 h.set_closed(reason.clone());
@@ -353,259 +300,101 @@ impl Core {
         self.open(index);
     }
 
-    fn open(&mut self, index: u32) {
+    pub(crate) fn open(&mut self, index: u32) {
         if let Some(c) = self.conn_mut(index) {
             c.opened = true;
         }
         self.call(index, |h, conn| h.on_open(conn));
         self.arm_recv(index);
+        self.pump_send(index);
         self.maybe_finish(index);
-    }
-
-    /// Starts a connect through the ring, with a linked timeout when `timeout` is given.
-    pub(crate) fn connect(
-        &mut self,
-        ep: Endpoint,
-        timeout: Option<Duration>,
-        handler: Box<dyn Handler>,
-        reply: Sender<Result<ConnHandle>>,
-    ) {
-        if timeout.is_some_and(|t| t.is_zero()) {
-            let err = io::Error::new(io::ErrorKind::InvalidInput, "connect timeout of zero");
-            let _ = reply.send(Err(Error::new("connect", Some(ep), err)));
-            return;
-        }
-        let setup = crate::socket::sock_addr("connect", &ep)
-            .and_then(|addr| Ok((addr, crate::socket::new_stream(&ep, false)?)));
-        let (addr, socket) = match setup {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        let index = self.insert(socket, ep, handler);
-        let c = self.conn_mut(index).expect("just inserted");
-        let cs = c.connecting.insert(Box::new(Connecting {
-            addr,
-            ts: types::Timespec::new(), // set by stage_connect_op
-            timeout,
-            deadline: timeout.map(|t| Instant::now() + t),
-            polling: false,
-            reply,
-            res: None,
-            timeout_res: None,
-        }));
-        let entry =
-            opcode::Connect::new(types::Fd(c.fd), cs.addr.as_ptr().cast(), cs.addr.len()).build();
-        self.stage_connect_op(index, entry);
-    }
-
-    /// Stages `entry` (the connect, or the poll after it) as the connection's `Connect` op,
-    /// linked to a timeout for what is left of the caller's deadline.
-    fn stage_connect_op(&mut self, index: u32, entry: squeue::Entry) {
-        let gen = self.gen(index);
-        let Some(c) = self.conn_mut(index) else {
-            return;
-        };
-        let Some(cs) = c.connecting.as_mut() else {
-            return;
-        };
-        let entry = entry.user_data(Op::new(Kind::Connect, gen, index).encode());
-        let timeout_entry = cs.deadline.map(|deadline| {
-            // No op of this connection is in the kernel now, so the timespec may change.
-            let left = deadline.saturating_duration_since(Instant::now());
-            cs.ts = types::Timespec::new()
-                .sec(left.as_secs())
-                .nsec(left.subsec_nanos());
-            opcode::LinkTimeout::new(&cs.ts)
-                .build()
-                .user_data(Op::new(Kind::ConnectTimeout, gen, index).encode())
-        });
-        match timeout_entry {
-            Some(t) => {
-                c.ops += 2;
-                self.staged
-                    .push((entry.flags(squeue::Flags::IO_LINK), true));
-                self.staged.push((t, false));
-                self.inflight += 2;
-            }
-            None => {
-                c.ops += 1;
-                self.staged.push((entry, false));
-                self.inflight += 1;
-            }
-        }
-    }
-
-    fn on_connect_cqe(&mut self, index: u32, kind: Kind, res: i32) {
-        let Some(c) = self.conn_mut(index) else {
-            return;
-        };
-        c.ops -= 1;
-        if let Some(cs) = c.connecting.as_mut() {
-            match kind {
-                Kind::Connect => cs.res = Some(res),
-                _ => cs.timeout_res = Some(res),
-            }
-        }
-        if c.ops > 0 {
-            return;
-        }
-        let Some(cs) = c.connecting.as_mut() else {
-            return;
-        };
-        let mut res = cs.res.unwrap_or(-libc::ECANCELED);
-        if cs.polling && res >= 0 {
-            // The poll saw the socket writable or in error: SO_ERROR says which.
-            res = connect_outcome(c.socket.as_ref());
-        }
-        // vsock can wake the connect's internal poll before the handshake is done; the retried
-        // connect then fails with EALREADY (and a poll may fire early too). The connect is
-        // still under way: wait for writability, within the same deadline.
-        let under_way = res == -libc::EALREADY || res == -libc::EINPROGRESS;
-        if under_way && c.closing.is_none() && cs.timeout_res != Some(-libc::ETIME) {
-            cs.polling = true;
-            cs.res = None;
-            cs.timeout_res = None;
-            let events = (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) as u32;
-            let poll = opcode::PollAdd::new(types::Fd(c.fd), events).build();
-            WorkerStats::add(&self.stats.connect_polls, 1);
-            self.stage_connect_op(index, poll);
-            return;
-        }
-        let Some(c) = self.conn_mut(index) else {
-            return;
-        };
-        let Some(cs) = c.connecting.take() else {
-            return;
-        };
-        let ep = c.peer.clone();
-        if res == 0 && c.closing.is_none() {
-            let handle = self.handle(index);
-            if cs.reply.send(Ok(handle)).is_ok() {
-                WorkerStats::add(&self.stats.connected, 1);
-                self.open(index);
-                return;
-            }
-            // The caller gave up waiting: nobody can drive this connection; close it (the
-            // handler is dropped, never opened).
-            self.free_slot(index);
-            return;
-        }
-        let timed_out = cs.timeout_res == Some(-libc::ETIME)
-            && (res == -libc::ECANCELED || res == -libc::EALREADY || res == -libc::EINPROGRESS);
-        let err = if timed_out {
-            let after = cs.timeout.unwrap_or_default();
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connect timed out after {after:?}"),
-            )
-        } else if res == 0 || res == -libc::ECANCELED {
-            io::Error::new(
-                io::ErrorKind::Interrupted,
-                "connect cancelled: engine shutting down",
-            )
-        } else {
-            errno_error("connect", -res)
-        };
-        let _ = cs.reply.send(Err(Error::new("connect", Some(ep), err)));
-        if let Some(h) = self.conn_mut(index).and_then(|c| c.handle.take()) {
-            h.set_closed(CloseReason::EngineShutdown);
-        }
-        self.free_slot(index);
     }
 
     // ---- receiving -----------------------------------------------------------------------
 
     fn arm_recv(&mut self, index: u32) {
-        let available = self.bufs.available();
-        let gen = self.gen(index);
-        let bgid = self.bufs.bgid();
-        let Some(c) = self.conn_mut(index) else {
+        let (free, own_size) = (self.bufs.available(), self.cfg.recv_buffer_size);
+        let (gen, bgid) = (self.gen(index), self.bufs.bgid());
+        let Some(c) = self
+            .slots
+            .get_mut(index as usize)
+            .and_then(|s| s.conn.as_mut())
+        else {
             return;
         };
-        if c.recv_armed
-            || c.recv_paused
-            || c.peer_eof
-            || c.closing.is_some()
-            || c.connecting.is_some()
-            || !c.opened
-        {
+        if !c.opened || c.connecting.is_some() || c.closing.is_some() {
             return;
         }
-        if available == 0 {
-            // Armed now it would fail with ENOBUFS at once: wait for a buffer to come back.
-            self.starve(index, false);
-            return;
-        }
-        c.recv_armed = true;
+        let entry = match c.recv.arm(free, own_size) {
+            None => return,
+            Some(Arm::Ring) => opcode::RecvMulti::new(types::Fd(c.fd), bgid).build(),
+            Some(Arm::Own { ptr, len }) => {
+                WorkerStats::add(&self.stats.own_buffer_recvs, 1);
+                opcode::Recv::new(types::Fd(c.fd), ptr, len as u32).build()
+            }
+        };
         c.ops += 1;
-        let entry = opcode::RecvMulti::new(types::Fd(c.fd), bgid).build();
-        self.stage(entry, Op::new(Kind::Recv, gen, index));
+        self.sub.stage(entry, Op::new(Kind::Recv, gen, index));
     }
 
-    /// Queues the connection's receive until a buffer comes back. `first` puts it at the
-    /// front: a receive that was re-armed from this queue and lost its buffer to a
-    /// connection whose receive stayed armed keeps its turn, so busy connections cannot
-    /// starve it.
-    fn starve(&mut self, index: u32, first: bool) {
-        let gen = self.gen(index);
-        let Some(c) = self.conn_mut(index) else {
-            return;
-        };
-        if c.recv_starved {
+    /// Re-arms the receives of connections whose buffer share freed up.
+    pub(crate) fn rearm_resumed(&mut self) {
+        if self.resume.borrow().is_empty() {
             return;
         }
-        c.recv_starved = true;
-        if first {
-            self.starved.push_front((index, gen));
-        } else {
-            self.starved.push_back((index, gen));
-        }
-    }
-
-    /// Re-arms receives that found the ring empty, in the order they ran dry, at most one
-    /// per free buffer.
-    pub(crate) fn rearm_starved(&mut self) {
-        let mut budget = self.bufs.available().min(self.starved.len() as u32);
-        while budget > 0 {
-            let Some((index, gen)) = self.starved.pop_front() else {
-                break;
-            };
-            budget -= 1;
+        let list = std::mem::take(&mut *self.resume.borrow_mut());
+        for (index, gen) in list {
             if self.slots.get(index as usize).is_some_and(|s| s.gen == gen) {
-                if let Some(c) = self.conn_mut(index) {
-                    c.recv_starved = false;
-                    c.recv_rearmed_from_starved = true;
-                    self.arm_recv(index);
-                }
+                self.arm_recv(index);
             }
         }
     }
 
     fn on_recv_cqe(&mut self, index: u32, res: i32, flags: u32) {
-        // Take the buffer first: whatever happens next, it goes back to the ring on drop.
-        let buf =
-            cqueue::buffer_select(flags).and_then(|bid| self.bufs.take(bid, res.max(0) as u32));
         let more = cqueue::more(flags);
-        let Some(c) = self.conn_mut(index) else {
+        let Some(c) = self
+            .slots
+            .get_mut(index as usize)
+            .and_then(|s| s.conn.as_mut())
+        else {
             return;
         };
-        if !more {
-            c.recv_armed = false;
+        // A receive into the connection's own buffer gives it back with its completion.
+        let own = if more {
+            None
+        } else {
             c.ops -= 1;
+            c.recv.ended()
+        };
+        // Take the buffer first: whatever happens next, it goes back on drop.
+        let share = Some(Rc::clone(&c.recv.share));
+        let buf = match cqueue::buffer_select(flags) {
+            Some(bid) => self.bufs.take(bid, res.max(0) as u32, share),
+            None => own
+                .filter(|_| res > 0)
+                .map(|b| RecvBuf::own(b, res as usize, share)),
+        };
+        let mut cancel = false;
+        if buf.is_some() && c.recv.share.take() {
+            // The connection holds its whole share: it stops receiving (alone) until it
+            // gives half back; the rest waits in its socket.
+            WorkerStats::add(&self.stats.recv_share_pauses, 1);
+            cancel = c.recv.cancel_armed();
         }
+        if cancel {
+            let gen = self.gen(index);
+            self.cancel(Op::new(Kind::Recv, gen, index), index);
+        }
+        let c = self.conn_mut(index).expect("live");
         let closing = c.closing.is_some();
         match cqe_result("recv", res) {
             Ok(0) if buf.is_none() => {
-                if !closing && !c.peer_eof {
-                    c.peer_eof = true;
+                if !closing && !c.recv.eof() {
+                    c.recv.set_eof();
                     self.call(index, |h, conn| h.on_peer_shutdown(conn));
                 }
             }
             Ok(n) => {
-                c.recv_rearmed_from_starved = false;
                 WorkerStats::add(&self.stats.recv_bytes, n as u64);
                 if let (false, Some(buf)) = (closing, buf) {
                     self.call(index, |h, conn| h.on_recv(conn, buf));
@@ -619,19 +408,7 @@ impl Core {
             }
         }
         if !more {
-            // Fairness under buffer pressure: a receive ended by ENOBUFS, or any while others
-            // wait for buffers, queues behind those waiting instead of re-arming at once and
-            // taking the next free buffer from them.
-            let ran_dry = res == -libc::ENOBUFS;
-            let kept_turn = ran_dry
-                && self
-                    .conn_mut(index)
-                    .is_some_and(|c| std::mem::take(&mut c.recv_rearmed_from_starved));
-            if ran_dry || !self.starved.is_empty() {
-                self.starve(index, kept_turn);
-            } else {
-                self.arm_recv(index);
-            }
+            self.arm_recv(index);
         }
         self.maybe_finish(index);
     }
@@ -641,15 +418,14 @@ impl Core {
         let Some(c) = self.conn_mut(index) else {
             return;
         };
-        c.recv_paused = true;
-        if c.recv_armed {
+        if c.recv.pause() {
             self.cancel(Op::new(Kind::Recv, gen, index), index);
         }
     }
 
     pub(crate) fn resume_recv(&mut self, index: u32) {
         if let Some(c) = self.conn_mut(index) {
-            c.recv_paused = false;
+            c.recv.resume();
         }
         self.arm_recv(index);
     }
@@ -657,13 +433,12 @@ impl Core {
     // ---- sending -------------------------------------------------------------------------
 
     pub(crate) fn sends_queued(&self, index: u32) -> usize {
-        let c = self.conn(index);
-        c.queue.len() + c.cur.is_some() as usize + c.parked.len()
+        self.conn(index).send.len()
     }
 
     pub(crate) fn can_send(&self, index: u32) -> bool {
         let c = self.conn(index);
-        c.closing.is_none() && !c.want_wr_shutdown && self.sends_queued(index) < self.sends_per_conn
+        c.closing.is_none() && c.write == WriteSide::Open && c.send.len() < self.cfg.sends_per_conn
     }
 
     pub(crate) fn send(
@@ -678,88 +453,70 @@ impl Core {
         let Some(c) = self.conn_mut(index) else {
             return Err(buf);
         };
-        if c.closing.is_some() || c.want_wr_shutdown {
+        if c.closing.is_some() || c.write != WriteSide::Open {
             return Err(buf);
         }
-        c.queue.push_back((buf, from_handle));
+        c.send.push(buf, from_handle);
         self.pump_send(index);
         Ok(())
     }
 
-    /// Starts the next queued send if none is in the kernel.
+    /// Starts the next chain of queued sends if none is in the kernel; shuts the write side
+    /// once everything is out and a shutdown was asked for.
     fn pump_send(&mut self, index: u32) {
+        let settings = self.send_settings;
         let Some(c) = self.conn_mut(index) else {
             return;
         };
-        if c.cur.is_some() || c.closing.is_some() || c.connecting.is_some() {
+        if c.closing.is_some() || c.connecting.is_some() || !c.opened {
             return;
         }
-        match c.queue.pop_front() {
-            Some((buf, from_handle)) => {
-                c.send_seq = c.send_seq.wrapping_add(1);
-                c.cur = Some(CurSend {
-                    buf,
-                    from_handle,
-                    off: 0,
-                    seq: c.send_seq,
-                    notifs: 0,
-                    zc: false,
-                });
-                self.submit_cur(index);
-            }
-            None if c.want_wr_shutdown && !c.wr_shut => {
-                c.wr_shut = true;
-                c.notify_shutdown = true;
+        let chain = c.send.start(&settings);
+        if chain.is_empty() {
+            if c.write == WriteSide::ShutdownQueued && c.send.unfinished() == 0 {
+                c.write = WriteSide::Shut { notify: true };
                 if let Some(s) = &c.socket {
                     // ENOTCONN when the peer is already gone: nothing left to shut.
                     let _ = s.shutdown(std::net::Shutdown::Write);
                 }
             }
-            None => {}
-        }
-    }
-
-    /// Submits (the rest of) the current send: zero-copy for large registered buffers on
-    /// families that support it, else a copying send. `MSG_NOSIGNAL`: a dead peer is an
-    /// `EPIPE` completion, never a `SIGPIPE` (which `WRITE_FIXED` on a socket would raise).
-    fn submit_cur(&mut self, index: u32) {
-        let (zc_ok, threshold) = (self.send_zc, self.zc_threshold);
-        let Some(c) = self.conn_mut(index) else {
             return;
-        };
-        let Some(cur) = c.cur.as_mut() else { return };
-        let (ptr, len, fixed) = cur.buf.raw();
-        let rest = (len - cur.off).min(MAX_SEND);
-        // SAFETY (of the pointer arithmetic): off <= len, inside the buffer.
-        let at = ptr.wrapping_add(cur.off);
+        }
+        let fd = types::Fd(c.fd);
+        c.ops += chain.len() as u32;
+        // MSG_WAITALL: the kernel retries a partial send itself, so a short completion means
+        // an error or a signal. MSG_NOSIGNAL: a dead peer is an `EPIPE` completion, never a
+        // `SIGPIPE` (which `WRITE_FIXED` on a socket would raise).
         let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
-        let zc = zc_ok && c.zc && rest >= threshold && fixed.is_some();
-        cur.zc = zc;
-        let entry = if zc {
-            opcode::SendZc::new(types::Fd(c.fd), at, rest as u32)
-                .buf_index(fixed)
-                .flags(flags)
-                .build()
-        } else {
-            opcode::Send::new(types::Fd(c.fd), at, rest as u32)
-                .flags(flags)
-                .build()
-        };
-        let op = Op::new(Kind::Send, cur.seq, index);
-        c.ops += 1;
-        WorkerStats::add(
-            if zc {
-                &self.stats.zc_sends
-            } else {
-                &self.stats.copy_sends
-            },
-            1,
-        );
-        self.stage(entry, op);
+        let (mut zc, mut copy) = (0, 0);
+        let entries: Vec<squeue::Entry> = chain
+            .iter()
+            .map(|s| {
+                let entry = if s.zc {
+                    zc += 1;
+                    opcode::SendZc::new(fd, s.ptr, s.len)
+                        .buf_index(s.fixed)
+                        .flags(flags)
+                        .build()
+                } else {
+                    copy += 1;
+                    opcode::Send::new(fd, s.ptr, s.len).flags(flags).build()
+                };
+                let entry = entry.user_data(Op::new(Kind::Send, s.seq, index).encode());
+                if s.link {
+                    entry.flags(squeue::Flags::IO_LINK)
+                } else {
+                    entry
+                }
+            })
+            .collect();
+        WorkerStats::add(&self.stats.zc_sends, zc);
+        WorkerStats::add(&self.stats.copy_sends, copy);
+        WorkerStats::add(&self.stats.send_chains, 1);
+        self.sub.stage_group(entries);
     }
 
     fn on_send_cqe(&mut self, index: u32, op: Op, res: i32, flags: u32) {
-        // Borrow the slot field by field, so the stats stay reachable.
         let Some(c) = self
             .slots
             .get_mut(index as usize)
@@ -767,92 +524,82 @@ impl Core {
         else {
             return;
         };
+        c.ops -= 1;
         if cqueue::notif(flags) {
-            // The kernel is done reading the buffer of send `op.tag`.
-            c.ops -= 1;
-            if let Some(cur) = c.cur.as_mut().filter(|cur| op.tag_matches(cur.seq)) {
-                cur.notifs -= 1;
-            } else if let Some(p) = c.parked.iter_mut().find(|p| op.tag_matches(p.seq)) {
-                p.notifs -= 1;
-            }
+            // The kernel is done reading the buffer of the send `op.tag` names.
+            c.send.on_notif(|s| op.tag_matches(s));
             self.maybe_finish(index);
             return;
         }
-        let more = cqueue::more(flags);
-        if !more {
-            c.ops -= 1;
+        if cqueue::more(flags) {
+            c.ops += 1; // its notification is still due
         }
-        let closing = c.closing.is_some();
-        let Some(cur) = c.cur.as_mut().filter(|cur| op.tag_matches(cur.seq)) else {
+        // Tags keep 24 bits: find the full sequence number of the send this names.
+        let Some(seq) = c.send.owns(|s| op.tag_matches(s)) else {
             return;
         };
-        if more {
-            cur.notifs += 1;
+        if res > 0 {
+            WorkerStats::add(&self.stats.sent_bytes, res as u64);
         }
-        let (len, was_zc) = (cur.buf.len(), cur.zc);
-        let outcome = match cqe_result("send", res) {
-            Ok(n) => {
-                cur.off += n as usize;
-                WorkerStats::add(&self.stats.sent_bytes, n as u64);
-                if cur.off >= len {
-                    Ok(len)
-                } else if closing {
-                    Err(errno_error("send", libc::ECANCELED))
-                } else if n > 0 {
-                    self.submit_cur(index);
-                    return;
-                } else {
-                    Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "send: wrote 0 bytes",
-                    ))
-                }
+        if res == -libc::EOPNOTSUPP {
+            WorkerStats::add(&self.stats.zero_copy_fallbacks, 1);
+        }
+        match c.send.on_complete(seq, res, cqueue::more(flags)) {
+            // Restart: the chain was cut short; the rest goes in a new one. Nothing: sends
+            // the handler queued meanwhile may be waiting for the chain to end.
+            SendEvent::Nothing | SendEvent::Restart => self.pump_send(index),
+            SendEvent::Failed(e) => {
+                let peer = c.peer.clone();
+                self.begin_close(index, CloseReason::from_io("send", &peer, e));
             }
-            Err(_) if res == -libc::EOPNOTSUPP && was_zc && !closing => {
-                // SEND_ZC is not supported on this family (AF_UNIX): copy from now on.
-                c.zc = false;
-                WorkerStats::add(&self.stats.zero_copy_fallbacks, 1);
-                self.submit_cur(index);
-                return;
-            }
-            Err(e) => Err(e),
-        };
-        let c = self.conn_mut(index).expect("live");
-        let cur = c.cur.take().expect("matched above");
-        let failed = match &outcome {
-            Err(e) if res != -libc::ECANCELED && !closing => {
-                Some(io::Error::new(e.kind(), e.to_string()))
-            }
-            _ => None,
-        };
-        c.parked.push_back(Parked {
-            buf: cur.buf,
-            from_handle: cur.from_handle,
-            seq: cur.seq,
-            notifs: cur.notifs,
-            res: outcome,
-        });
-        if let Some(e) = failed {
-            let peer = c.peer.clone();
-            self.begin_close(index, CloseReason::from_io("send", &peer, e));
-        } else {
-            self.pump_send(index);
         }
         self.maybe_finish(index);
     }
 
     pub(crate) fn shutdown_write(&mut self, index: u32) {
         if let Some(c) = self.conn_mut(index) {
-            c.want_wr_shutdown = true;
+            if c.write == WriteSide::Open {
+                c.write = WriteSide::ShutdownQueued;
+            }
         }
         self.pump_send(index);
     }
 
     // ---- closing -------------------------------------------------------------------------
 
-    fn cancel(&mut self, target: Op, index: u32) {
+    pub(crate) fn cancel(&mut self, target: Op, index: u32) {
         let entry = opcode::AsyncCancel::new(target.encode()).build();
-        self.stage(entry, Op::new(Kind::Cancel, 0, index));
+        self.sub.stage(entry, Op::new(Kind::Cancel, 0, index));
+    }
+
+    /// A graceful close: receiving stops, queued sends go out, then FIN, then the connection
+    /// closes with [`CloseReason::Local`].
+    pub(crate) fn close_gracefully(&mut self, index: u32) {
+        let gen = self.gen(index);
+        let Some(c) = self.conn_mut(index) else {
+            return;
+        };
+        if c.closing.is_some() {
+            return;
+        }
+        c.close_when_flushed = true;
+        let already_shut = matches!(c.write, WriteSide::Shut { notify: false });
+        if c.recv.close() {
+            self.cancel(Op::new(Kind::Recv, gen, index), index);
+        }
+        if already_shut {
+            self.begin_close(index, CloseReason::Local);
+        } else {
+            self.shutdown_write(index);
+        }
+    }
+
+    /// An abortive close: everything in flight is cancelled and the peer gets a reset.
+    pub(crate) fn abort(&mut self, index: u32) {
+        if let Some(c) = self.conn_mut(index) {
+            c.abort = true;
+        }
+        self.begin_close(index, CloseReason::Aborted);
     }
 
     /// Starts closing: cancels the ops in flight; [`maybe_finish`](Self::maybe_finish) ends
@@ -866,15 +613,14 @@ impl Core {
             return;
         }
         c.closing = Some(reason);
-        let (recv, send, connecting) = (
-            c.recv_armed,
-            c.cur.as_ref().map(|s| s.seq),
-            c.connecting.is_some(),
-        );
+        c.send.set_closing();
+        let recv = c.recv.close();
+        let sends: Vec<u32> = c.send.in_kernel_seqs().collect();
+        let connecting = c.connecting.is_some();
         if recv {
             self.cancel(Op::new(Kind::Recv, gen, index), index);
         }
-        if let Some(seq) = send {
+        for seq in sends {
             self.cancel(Op::new(Kind::Send, seq, index), index);
         }
         if connecting {
@@ -896,7 +642,7 @@ impl Core {
 
     /// Delivers what is due (finished sends, the shutdown notice, EOF both ways) and ends a
     /// closing connection whose completions are all in.
-    fn maybe_finish(&mut self, index: u32) {
+    pub(crate) fn maybe_finish(&mut self, index: u32) {
         loop {
             let Some(c) = self.conn_mut(index) else {
                 return;
@@ -907,48 +653,46 @@ impl Core {
             if c.connecting.is_some() {
                 return; // the connect completion finishes it
             }
-            if c.notify_shutdown {
-                c.notify_shutdown = false;
+            if c.write == (WriteSide::Shut { notify: true }) {
+                c.write = WriteSide::Shut { notify: false };
+                if c.close_when_flushed && c.closing.is_none() {
+                    c.closing = Some(CloseReason::Local);
+                    continue;
+                }
                 self.call(index, |h, conn| h.on_shutdown(conn));
                 continue;
             }
-            if let Some(i) = c.parked.iter().position(|p| p.notifs == 0) {
-                let p = c.parked.remove(i).expect("position is in range");
-                if p.from_handle {
+            if let Some(d) = c.send.pop_done() {
+                if d.from_handle {
                     if let Some(h) = &c.handle {
                         h.send_done();
                     }
                     continue;
                 }
-                self.call(index, |h, conn| h.on_sent(conn, p.buf, p.res));
+                self.call(index, |h, conn| h.on_sent(conn, d.buf, d.res));
                 continue;
             }
             if c.closing.is_none() {
-                if c.peer_eof
-                    && c.wr_shut
-                    && c.cur.is_none()
-                    && c.queue.is_empty()
-                    && c.parked.is_empty()
-                {
+                if c.recv.eof() && matches!(c.write, WriteSide::Shut { .. }) && c.send.is_idle() {
                     c.closing = Some(CloseReason::Eof);
                     continue;
                 }
                 return;
             }
             if c.ops > 0 {
-                if c.cur.is_none() && !c.recv_armed {
+                if !c.send.in_kernel() && !c.recv.is_armed() {
                     // Only zero-copy notifications are due: they come when the kernel frees
-                    // the data (the buffers stay in `parked` until then). A clean close lets
-                    // it drain: FIN after the data, the socket kept, so engine shutdown can
-                    // still abort it (a peer that never reads would hold it for minutes). A
-                    // failed close, or shutdown, resets it: the data is freed at once.
+                    // the data (the buffers stay in the send queue until then). A clean close
+                    // lets it drain: FIN after the data, the socket kept, so engine shutdown
+                    // can still abort it (a peer that never reads would hold it for minutes).
+                    // A failed close, or shutdown, resets it: the data is freed at once.
                     let abort = c.abort || !c.closing.as_ref().is_some_and(|r| r.is_clean());
                     if abort {
                         if let Some(s) = c.socket.take() {
                             let _ = s.set_linger(Some(Duration::ZERO));
                         }
-                    } else if !c.wr_shut {
-                        c.wr_shut = true;
+                    } else if !matches!(c.write, WriteSide::Shut { .. }) {
+                        c.write = WriteSide::Shut { notify: false };
                         if let Some(s) = &c.socket {
                             // ENOTCONN when the peer is already gone: nothing left to shut.
                             let _ = s.shutdown(std::net::Shutdown::Write);
@@ -957,15 +701,21 @@ impl Core {
                 }
                 return;
             }
-            if let Some((buf, from_handle)) = c.queue.pop_front() {
+            if let Some((buf, from_handle, sent)) = c.send.take_queued() {
                 if !from_handle {
                     let err = errno_error("send", libc::ECANCELED);
+                    let err = partial_error(err, sent, buf.len());
                     self.call(index, |h, conn| h.on_sent(conn, buf, Err(err)));
                 }
                 continue;
             }
-            // Everything is in: close the socket, tell the handler and the handles.
-            c.socket = None;
+            // Everything is in: close the socket (a reset when aborting), tell the handler
+            // and the handles.
+            if let Some(s) = c.socket.take() {
+                if c.abort {
+                    let _ = s.set_linger(Some(Duration::ZERO));
+                }
+            }
             let reason = c.closing.clone().expect("closing");
             if c.opened {
                 self.call(index, |h, conn| h.on_close(conn, &reason));
@@ -982,7 +732,7 @@ impl Core {
 
     pub(crate) fn handle(&mut self, index: u32) -> ConnHandle {
         let id = self.conn_id(index);
-        let (link, max) = (self.link.clone(), self.sends_per_conn);
+        let (link, max) = (self.link.clone(), self.cfg.sends_per_conn);
         let c = self.conn_mut(index).expect("live");
         let shared = c
             .handle
@@ -1010,7 +760,8 @@ impl Core {
         };
         match what {
             HandleOp::ShutdownWrite => self.shutdown_write(index),
-            HandleOp::Close => self.begin_close(index, CloseReason::Local),
+            HandleOp::Close => self.close_gracefully(index),
+            HandleOp::Abort => self.abort(index),
             HandleOp::ResumeRecv => self.resume_recv(index),
         }
         self.maybe_finish(index);
@@ -1050,22 +801,6 @@ impl Core {
 pub(crate) enum HandleOp {
     ShutdownWrite,
     Close,
+    Abort,
     ResumeRecv,
-}
-
-/// The outcome of a connect whose socket polled writable or in error: 0 when connected,
-/// `-errno` when it failed, `-EINPROGRESS` while still under way.
-fn connect_outcome(socket: Option<&Socket>) -> i32 {
-    let Some(socket) = socket else {
-        return -libc::EBADF;
-    };
-    match socket.take_error() {
-        Ok(Some(e)) | Err(e) => return -e.raw_os_error().unwrap_or(libc::EIO),
-        Ok(None) => {}
-    }
-    match socket.peer_addr() {
-        Ok(_) => 0,
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => -libc::EINPROGRESS,
-        Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
-    }
 }

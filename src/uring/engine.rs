@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::builder::EngineBuilder;
 use super::conn::Handler;
 use super::handle::{Command, ConnHandle, Factory, Waker, WorkerLink};
 use super::ring::{self, RingFeatures};
+use super::settings::Settings;
 use super::stats::{EngineStats, WorkerStats};
 use super::worker::{self, WorkerInit, ON_WORKER};
 use crate::{Endpoint, Error, Result};
@@ -63,6 +63,7 @@ pub struct Engine {
     links: Arc<Vec<WorkerLink>>,
     loads: Arc<Vec<Arc<AtomicUsize>>>,
     features: RingFeatures,
+    cfg: Arc<Settings>,
     stopped: AtomicBool,
 }
 
@@ -72,22 +73,8 @@ struct WorkerRef {
 }
 
 impl Engine {
-    /// A builder with defaults (one worker per core, no spinning).
-    pub fn builder() -> EngineBuilder {
-        EngineBuilder::default()
-    }
-
-    /// An engine with default settings.
-    ///
-    /// # Errors
-    ///
-    /// As [`EngineBuilder::build`].
-    pub fn new() -> Result<Engine> {
-        Engine::builder().build()
-    }
-
-    pub(crate) fn start(cfg: EngineBuilder) -> Result<Engine> {
-        let features = ring::probe(cfg.sq_entries, cfg.cq_entries)
+    pub(crate) fn start(cfg: Settings) -> Result<Engine> {
+        let features = ring::probe(cfg.sq_entries, cfg.cq_entries, cfg.task_run)
             .map_err(|e| Error::new("io_uring setup", None, e))?;
         let cfg = Arc::new(cfg);
         let n = cfg.workers;
@@ -115,6 +102,7 @@ impl Engine {
             links: Arc::clone(&links),
             loads: Arc::clone(&loads),
             features: features.clone(),
+            cfg: Arc::clone(&cfg),
             stopped: AtomicBool::new(false),
         };
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(n);
@@ -166,7 +154,10 @@ impl Engine {
         F: Fn(&Endpoint) -> H + Send + Sync + 'static,
         H: Handler,
     {
-        let socket = crate::socket::listen(ep, crate::DEFAULT_BACKLOG, false)?;
+        let socket = crate::socket::listen_with(ep, self.cfg.socket.backlog, false, |s| {
+            // Accepted sockets inherit these from the listener.
+            self.cfg.socket.apply(s, ep, "listen")
+        })?;
         let local = crate::socket::local_endpoint(&socket)?;
         let factory: Factory =
             Arc::new(move |peer: &Endpoint| Box::new(factory(peer)) as Box<dyn Handler>);
@@ -216,7 +207,7 @@ impl Engine {
             return Err(Error::new(
                 "connect",
                 Some(ep.clone()),
-                io::Error::other("every engine worker has failed (see stderr for why)"),
+                io::Error::other("every engine worker has failed (the log says why)"),
             ));
         }
         let (reply, rx) = crossbeam_channel::bounded(1);

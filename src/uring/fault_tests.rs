@@ -42,7 +42,7 @@ fn worker_failure_is_contained(fault: Fault) {
     assert_eq!((on0.id().worker(), on1.id().worker()), (0, 1));
 
     e.inject(1, fault);
-    match on1.wait_closed() {
+    match on1.wait_closed().unwrap() {
         CloseReason::Error(err) => assert!(err.to_string().contains("worker 1"), "{err}"),
         other => panic!("{fault:?}: closed with {other}"),
     }
@@ -63,7 +63,10 @@ fn worker_failure_is_contained(fault: Fault) {
     });
     rx.recv_timeout(Duration::from_secs(60))
         .expect("shutdown hung");
-    assert!(matches!(on0.wait_closed(), CloseReason::EngineShutdown));
+    assert!(matches!(
+        on0.wait_closed().unwrap(),
+        CloseReason::EngineShutdown
+    ));
 }
 
 #[test]

@@ -38,6 +38,7 @@ pub(crate) enum Command {
     Send(ConnId, Vec<u8>),
     ShutdownWrite(ConnId),
     Close(ConnId),
+    Abort(ConnId),
     ResumeRecv(ConnId),
     /// Stop accepting, close everything, exit.
     Shutdown,
@@ -204,7 +205,7 @@ impl std::error::Error for SendError {}
 /// let conn = engine.connect(&ep, None, || Print)?;
 /// conn.send(b"hello".to_vec())?;
 /// conn.close();
-/// conn.wait_closed();
+/// conn.wait_closed()?;
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok(()) }
 /// ```
@@ -220,12 +221,18 @@ impl ConnHandle {
     }
 
     /// Queues `data`, waiting while the connection already has the most handle sends queued
-    /// (the engine's sends-per-connection setting).
+    /// (the engine's sends-per-connection setting). On an engine worker thread (in a
+    /// handler) it never waits, since the wait could be for that very worker: it is
+    /// [`try_send`](Self::try_send) there.
     ///
     /// # Errors
     ///
-    /// [`SendError::Closed`] with the bytes when the connection is closed.
+    /// [`SendError::Closed`] with the bytes when the connection is closed;
+    /// [`SendError::Full`] only when called on a worker thread.
     pub fn send(&self, data: Vec<u8>) -> std::result::Result<(), SendError> {
+        if super::worker::on_worker() {
+            return self.try_send(data);
+        }
         let mut st = self.shared.lock();
         while st.closed.is_none() && st.queued >= self.shared.max_queued {
             st = self
@@ -279,10 +286,17 @@ impl ConnHandle {
             .send(Command::ShutdownWrite(self.shared.id));
     }
 
-    /// Closes the connection: cancels its operations, waits for their completions, closes the
-    /// socket; the handler's `on_close` gets [`CloseReason::Local`].
+    /// Closes the connection gracefully once everything queued before is sent (FIN after the
+    /// data), as [`Conn::close`](crate::uring::Conn::close); the handler's `on_close` gets
+    /// [`CloseReason::Local`].
     pub fn close(&self) {
         let _ = self.shared.link.send(Command::Close(self.shared.id));
+    }
+
+    /// Closes the connection at once with a reset, as [`Conn::abort`](crate::uring::Conn::abort);
+    /// the handler's `on_close` gets [`CloseReason::Aborted`].
+    pub fn abort(&self) {
+        let _ = self.shared.link.send(Command::Abort(self.shared.id));
     }
 
     /// Re-arms receiving after [`Conn::pause_recv`](crate::uring::Conn::pause_recv).
@@ -295,12 +309,32 @@ impl ConnHandle {
         self.shared.lock().closed.clone()
     }
 
-    /// Blocks until the connection has closed (every operation completed, socket closed).
-    pub fn wait_closed(&self) -> CloseReason {
+    /// Blocks until the connection has closed (every operation completed, socket closed)
+    /// and says why.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when called on an engine worker thread (in a handler), where waiting
+    /// could be for that very worker; use [`closed`](Self::closed) there.
+    pub fn wait_closed(&self) -> Result<CloseReason> {
+        if super::worker::on_worker() {
+            return Err(crate::Error::new(
+                "wait_closed",
+                None,
+                std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    format!(
+                        "ConnHandle::wait_closed blocks: not callable on an engine worker \
+                         (connection {})",
+                        self.shared.id
+                    ),
+                ),
+            ));
+        }
         let mut st = self.shared.lock();
         loop {
             if let Some(r) = &st.closed {
-                return r.clone();
+                return Ok(r.clone());
             }
             st = self
                 .shared

@@ -60,5 +60,5 @@ impl Drop for Region {
 /// The bytes of `size` rounded up to the page size.
 pub(crate) fn page_round(size: usize) -> usize {
     const PAGE: usize = 4096;
-    size.div_ceil(PAGE) * PAGE
+    size.div_ceil(PAGE).saturating_mul(PAGE)
 }

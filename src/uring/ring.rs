@@ -36,7 +36,7 @@ pub struct RingFeatures {
     pub task_run: TaskRunMode,
     /// Whether the kernel registers ring fds (`IORING_REGISTER_RING_FDS`, tried at probing),
     /// so each worker does, saving an fd lookup per `io_uring_enter`. A worker whose own
-    /// registration fails anyway runs on without it and says so on stderr.
+    /// registration fails anyway runs on without it and logs a warning.
     pub registered_ring_fd: bool,
     /// Whether `SEND_ZC` is supported (used above the zero-copy threshold on tcp and vsock).
     pub send_zc: bool,
@@ -73,14 +73,19 @@ pub(crate) fn build(mode: TaskRunMode, sq: u32, cq: u32) -> io::Result<IoUring> 
     b.build(sq)
 }
 
-/// Finds the best mode this kernel accepts and what it supports, with a throwaway ring.
-pub(crate) fn probe(sq: u32, cq: u32) -> io::Result<RingFeatures> {
+/// Finds the best mode this kernel accepts (or tries only `forced`) and what it supports,
+/// with a throwaway ring.
+pub(crate) fn probe(sq: u32, cq: u32, forced: Option<TaskRunMode>) -> io::Result<RingFeatures> {
     let mut last_err = None;
-    for mode in [
-        TaskRunMode::DeferTaskrun,
-        TaskRunMode::CoopTaskrun,
-        TaskRunMode::Default,
-    ] {
+    let modes = match forced {
+        Some(m) => vec![m],
+        None => vec![
+            TaskRunMode::DeferTaskrun,
+            TaskRunMode::CoopTaskrun,
+            TaskRunMode::Default,
+        ],
+    };
+    for mode in modes {
         match build(mode, sq, cq) {
             Ok(ring) => {
                 let mut probe = Probe::new();
@@ -125,7 +130,7 @@ mod tests {
 
     #[test]
     fn probes_a_mode_and_builds_it() {
-        let f = probe(64, 256).unwrap();
+        let f = probe(64, 256, None).unwrap();
         // The chosen mode builds, with the flags it stands for.
         let ring = build(f.task_run, 64, 256).unwrap();
         assert_eq!(
@@ -140,7 +145,7 @@ mod tests {
         // A better mode than the one chosen must be refused by this kernel.
         if f.task_run != TaskRunMode::DeferTaskrun {
             assert!(build(TaskRunMode::DeferTaskrun, 64, 256).is_err());
-            eprintln!(
+            println!(
                 "note: this kernel has no DEFER_TASKRUN; probed {:?}",
                 f.task_run
             );

@@ -26,6 +26,10 @@ pub(crate) struct WorkerStats {
     pub zero_copy_fallbacks: AtomicU64,
     pub accept_backoffs: AtomicU64,
     pub recvs_cancelled: AtomicU64,
+    pub enters: AtomicU64,
+    pub send_chains: AtomicU64,
+    pub recv_share_pauses: AtomicU64,
+    pub own_buffer_recvs: AtomicU64,
 }
 
 impl WorkerStats {
@@ -55,6 +59,10 @@ impl WorkerStats {
             zero_copy_fallbacks: g(&self.zero_copy_fallbacks),
             accept_backoffs: g(&self.accept_backoffs),
             recvs_cancelled: g(&self.recvs_cancelled),
+            enters: g(&self.enters),
+            send_chains: g(&self.send_chains),
+            recv_share_pauses: g(&self.recv_share_pauses),
+            own_buffer_recvs: g(&self.own_buffer_recvs),
         }
     }
 }
@@ -93,7 +101,8 @@ pub struct EngineStats {
     pub recv_bytes: u64,
     /// Bytes sent.
     pub sent_bytes: u64,
-    /// Receives that found the provided-buffer ring empty (`ENOBUFS`) and were re-armed later.
+    /// Multishot receives ended by an empty provided-buffer ring (`ENOBUFS`); each is re-armed
+    /// at once, into a buffer of the connection's own if the ring is still empty.
     pub enobufs: u64,
     /// Sends done zero-copy (`SEND_ZC` from a registered buffer).
     pub zero_copy_sends: u64,
@@ -113,6 +122,14 @@ pub struct EngineStats {
     ///
     /// [`Conn::pause_recv`]: crate::uring::Conn::pause_recv
     pub recvs_cancelled: u64,
+    /// io_uring_enter calls the worker made (submitting, waiting, or both at once).
+    pub enters: u64,
+    /// Chains of linked sends submitted (each carries one or more of a connection's queued sends, in order).
+    pub send_chains: u64,
+    /// Times a connection stopped receiving because it held its whole share of receive buffers ([`EngineBuilder::recv_buffers_per_connection`](crate::uring::EngineBuilder::recv_buffers_per_connection)); it resumes once it gives half back.
+    pub recv_share_pauses: u64,
+    /// Receives made into a buffer of the connection's own because the shared ring was empty (so no connection waits on buffers others hold).
+    pub own_buffer_recvs: u64,
 }
 
 impl std::iter::Sum for EngineStats {
@@ -137,6 +154,10 @@ impl std::iter::Sum for EngineStats {
             zero_copy_fallbacks: a.zero_copy_fallbacks + b.zero_copy_fallbacks,
             accept_backoffs: a.accept_backoffs + b.accept_backoffs,
             recvs_cancelled: a.recvs_cancelled + b.recvs_cancelled,
+            enters: a.enters + b.enters,
+            send_chains: a.send_chains + b.send_chains,
+            recv_share_pauses: a.recv_share_pauses + b.recv_share_pauses,
+            own_buffer_recvs: a.own_buffer_recvs + b.own_buffer_recvs,
         })
     }
 }

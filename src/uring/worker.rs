@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{cqueue, opcode, types, IoUring};
@@ -17,12 +17,13 @@ use socket2::Socket;
 
 use super::buf_pool::BufferPool;
 use super::buf_ring::BufRing;
-use super::builder::EngineBuilder;
 use super::conn::CloseReason;
 use super::core::{Core, HandleOp};
 use super::handle::{Command, Factory, WorkerLink};
 use super::op::{Kind, Op};
 use super::ring::{self, RingFeatures};
+use super::settings::Settings;
+use super::spin::Spin;
 use super::stats::WorkerStats;
 use crate::{Endpoint, Error};
 
@@ -32,10 +33,15 @@ thread_local! {
     pub(crate) static ON_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Whether the calling thread is an engine worker.
+pub(crate) fn on_worker() -> bool {
+    ON_WORKER.with(|w| w.get())
+}
+
 /// What a worker thread starts with.
 pub(crate) struct WorkerInit {
     pub(crate) index: usize,
-    pub(crate) cfg: Arc<EngineBuilder>,
+    pub(crate) cfg: Arc<Settings>,
     pub(crate) features: RingFeatures,
     pub(crate) rx: Receiver<Command>,
     pub(crate) wake_reader: std::os::unix::net::UnixStream,
@@ -84,10 +90,21 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
     ON_WORKER.with(|w| w.set(true));
     let cfg = Arc::clone(&init.cfg);
     if let Some(cpus) = cfg.pin.as_ref().filter(|c| !c.is_empty()) {
-        pin_to(cpus[init.index % cpus.len()]);
+        let cpu = cpus[init.index % cpus.len()];
+        if let Err(e) = pin_to(cpu) {
+            log::warn!(
+                "uring-vsock worker {}: pinning to CPU {cpu} failed: {e}",
+                init.index
+            );
+        }
     }
     if let Some(hook) = &cfg.on_thread_start {
-        hook(init.index);
+        // User code: a panic fails the build, it must not leave it waiting for this worker.
+        if catch_unwind(AssertUnwindSafe(|| hook(init.index))).is_err() {
+            let msg = format!("worker {}: the on_thread_start hook panicked", init.index);
+            let _ = ready.send(Err(io::Error::other(msg)));
+            return;
+        }
     }
     // Buffers first, ring second: locals drop in reverse order, so the ring (and with it the
     // kernel's use of the registered memory) goes before the memory does.
@@ -136,10 +153,8 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         Arc::clone(&init.stats),
         link,
         Arc::clone(&init.loads[index]),
-        cfg.sends_per_conn,
-        cfg.zero_copy_threshold,
+        Arc::clone(&cfg),
         init.features.send_zc,
-        cfg.sq_entries as usize * 2,
     );
     let worker = Worker {
         index,
@@ -171,7 +186,7 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
     let _ = ready.send(Ok(()));
     let Some(p) = exit.parts.as_mut() else { return };
     if let Err(e) = p.worker.run_loop(&mut p.ring, &cfg) {
-        eprintln!("uring-vsock worker {index}: ring failed: {e}");
+        log::error!("uring-vsock worker {index}: ring failed: {e}");
         exit.failure = Some(e);
     }
 }
@@ -203,7 +218,7 @@ impl Drop for Exit {
             return;
         };
         let panicking = std::thread::panicking();
-        if !panicking && self.failure.is_none() && p.worker.core.inflight == 0 {
+        if !panicking && self.failure.is_none() && p.worker.core.sub.inflight() == 0 {
             p.worker.drain_commands_after_exit();
             let Parts {
                 worker,
@@ -222,7 +237,8 @@ impl Drop for Exit {
             None if panicking => format!("engine worker {} stopped: it panicked", p.worker.index),
             None => format!(
                 "engine worker {} stopped with {} operations in flight",
-                p.worker.index, p.worker.core.inflight
+                p.worker.index,
+                p.worker.core.sub.inflight()
             ),
         };
         p.worker.abandon(&why);
@@ -230,31 +246,39 @@ impl Drop for Exit {
     }
 }
 
-/// Pins the calling thread to `cpu` (best effort: an invalid CPU leaves it unpinned).
-fn pin_to(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks; sched_setaffinity reads the set
-    // through a valid pointer of the size passed.
-    unsafe {
+/// Pins the calling thread to `cpu` (checked below `CPU_SETSIZE` by the builder).
+fn pin_to(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: cpu_set_t is plain data; cpu < CPU_SETSIZE, so CPU_SET stays inside the set;
+    // sched_setaffinity reads the set through a valid pointer of the size passed.
+    let rc = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
 impl Worker {
-    fn run_loop(&mut self, ring: &mut IoUring, cfg: &EngineBuilder) -> io::Result<()> {
+    fn run_loop(&mut self, ring: &mut IoUring, cfg: &Settings) -> io::Result<()> {
         let (mut submitter, mut sq, mut cq) = ring.split();
         // Saves the fd lookup on every enter; fine to run without it.
         if self.register_ring_fd {
             if let Err(e) = submitter.register_ring_fd() {
-                eprintln!(
+                log::warn!(
                     "uring-vsock worker {}: register_ring_fd failed ({e}); running without",
                     self.index
                 );
             }
         }
         self.arm_wake();
-        let mut idle_since: Option<Instant> = None;
+        let mut spin = cfg.spin.map(Spin::new);
         loop {
             let mut work = false;
             while let Ok(cmd) = self.rx.try_recv() {
@@ -274,79 +298,57 @@ impl Worker {
                 work = true;
                 self.dispatch(cqe.user_data(), cqe.result(), cqe.flags());
             }
-            self.core.rearm_starved();
+            self.core.rearm_resumed();
             if self.stopping {
                 self.stop_step();
-                if self.core.inflight == 0 && self.core.staged.is_empty() {
+                if self.core.sub.inflight() == 0 && self.core.sub.is_flushed() {
                     return Ok(());
                 }
             }
-            // Flush staged SQEs; a link head needs room for its linked timeout too, so a
-            // chain never spans two submissions. When the kernel takes none (EBUSY/EAGAIN:
-            // completions must be reaped first) the rest waits for the next turn, which
-            // reaps first: looping on enter here could livelock.
-            let mut pushed = 0;
-            for &(ref entry, link_head) in &self.core.staged {
-                let need = if link_head { 2 } else { 1 };
-                if sq.capacity() - sq.len() < need {
-                    sq.sync();
-                    enter(&submitter, 0)?;
-                    sq.sync();
-                    if sq.capacity() - sq.len() < need {
-                        break;
-                    }
-                }
-                // SAFETY: every pointer in the entry refers to memory held until the op's
-                // final completion: send buffers in the connection's `cur`, connect address
-                // and timespec boxed in the connection, an accept backoff's timespec boxed in
-                // its listener (kept while the backoff is in the kernel), the wake buffer boxed
-                // in the worker; receives use the provided-buffer ring.
-                unsafe { sq.push(entry).expect("room checked above") };
-                pushed += 1;
-            }
-            self.core.staged.drain(..pushed);
-            work |= !self.core.staged.is_empty();
-            sq.sync();
+            self.core.sub.flush(&mut sq, &submitter)?;
+            work |= !self.core.sub.is_flushed();
             if work {
-                if let Some(start) = idle_since.take() {
-                    WorkerStats::add(
-                        &self.core.stats.spin_nanos,
-                        start.elapsed().as_nanos() as u64,
-                    );
+                if let Some(s) = spin.as_mut() {
+                    s.hit(&self.core.stats);
                 }
                 if !sq.is_empty() || sq.taskrun() {
-                    enter(&submitter, 0)?;
+                    // Submit, and when nothing is visibly left to do, wait in the same enter
+                    // (one syscall instead of two); a spinning worker polls instead.
+                    cq.sync();
+                    let idle = spin.is_none()
+                        && self.core.sub.is_flushed()
+                        && cq.is_empty()
+                        && self.rx.is_empty();
+                    if idle {
+                        WorkerStats::add(&self.core.stats.sleeps, 1);
+                    }
+                    self.core.sub.enter(&submitter, idle as usize)?;
                 }
                 continue;
             }
-            if let Some(budget) = cfg.spin {
-                let start = *idle_since.get_or_insert_with(Instant::now);
-                if start.elapsed() < budget {
+            if let Some(s) = spin.as_mut() {
+                if s.keep_spinning() {
                     WorkerStats::add(&self.core.stats.spins, 1);
                     // With TASKRUN_FLAG the kernel flags pending completion work in the SQ
                     // flags: enter only then, otherwise just poll memory.
                     if !sq.is_empty() || sq.taskrun() {
-                        enter(&submitter, 0)?;
+                        self.core.sub.enter(&submitter, 0)?;
                     } else {
                         std::hint::spin_loop();
                     }
                     continue;
                 }
-                WorkerStats::add(
-                    &self.core.stats.spin_nanos,
-                    start.elapsed().as_nanos() as u64,
-                );
-                idle_since = None;
+                s.miss(&self.core.stats);
             }
             WorkerStats::add(&self.core.stats.sleeps, 1);
-            enter(&submitter, 1)?;
+            self.core.sub.enter(&submitter, 1)?;
         }
     }
 
     fn dispatch(&mut self, user_data: u64, res: i32, flags: u32) {
         WorkerStats::add(&self.core.stats.completions, 1);
         if !cqueue::more(flags) {
-            self.core.inflight -= 1;
+            self.core.sub.completed();
         }
         let Some(op) = Op::decode(user_data) else {
             return;
@@ -438,6 +440,7 @@ impl Worker {
             Command::Send(id, data) => self.core.handle_send(id, data),
             Command::ShutdownWrite(id) => self.core.handle_command(id, HandleOp::ShutdownWrite),
             Command::Close(id) => self.core.handle_command(id, HandleOp::Close),
+            Command::Abort(id) => self.core.handle_command(id, HandleOp::Abort),
             Command::ResumeRecv(id) => self.core.handle_command(id, HandleOp::ResumeRecv),
             #[cfg(test)]
             Command::Fault(f) => self.fault = Some(f),
@@ -629,23 +632,6 @@ impl Worker {
                 self.core.adopt(fd, &local, &factory);
             }
         }
-    }
-}
-
-/// `io_uring_enter`: submit, and wait for `want` completions; `EINTR` and `EBUSY` (completion
-/// backlog, the loop reaps first) are not errors.
-fn enter(submitter: &io_uring::Submitter<'_>, want: usize) -> io::Result<()> {
-    match submitter.submit_and_wait(want) {
-        Ok(_) => Ok(()),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
-            ) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e),
     }
 }
 

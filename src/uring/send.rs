@@ -1,0 +1,392 @@
+//! A connection's send direction as a state machine: buffers queued in order, a chain of
+//! linked sends in the kernel, and finished sends waiting for their zero-copy notifications
+//! or for delivery to the handler. It does no I/O: [`SendQueue::start`] says what to submit,
+//! [`SendQueue::on_complete`] and [`SendQueue::on_notif`] take the completions, and
+//! [`SendQueue::pop_done`] hands back what is finished.
+//!
+//! Order: the kernel orders linked SQEs, but not two chains in flight on one socket (a send
+//! that waits for room could be overtaken by a later one that finds it). So a chain is started
+//! only when the previous one has fully completed, and a chain cut short (a short send, an
+//! `EOPNOTSUPP` zero-copy refusal, a link cancelled behind them) puts its unfinished sends
+//! back at the front of the queue, each with the bytes already written skipped.
+//!
+//! Buffers: a buffer is in exactly one of `queued`, `chain` or `done`; it leaves `done` only
+//! when no notification is owed for any send of it, so the kernel never reads memory the
+//! application has back.
+
+use std::collections::VecDeque;
+use std::io;
+
+use super::completion::errno_error;
+use super::send_buf::SendBuf;
+
+/// Most bytes one send SQE asks for.
+const MAX_SEND: usize = 1 << 30;
+
+/// How sends are built on this connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SendSettings {
+    /// Zero-copy sends are supported by the kernel and wanted.
+    pub zc: bool,
+    /// Registered buffers at least this long go zero-copy.
+    pub zc_threshold: usize,
+    /// Most sends in one chain.
+    pub max_chain: usize,
+}
+
+/// One send to submit: the bytes, and whether it is zero-copy from registered buffer `fixed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SubmitSend {
+    /// The tag its completions carry.
+    pub seq: u32,
+    pub ptr: *const u8,
+    pub len: u32,
+    pub fixed: Option<u16>,
+    pub zc: bool,
+    /// Linked to the next send of the chain.
+    pub link: bool,
+}
+
+/// What a final send completion means for the connection.
+#[derive(Debug)]
+pub(crate) enum SendEvent {
+    /// Nothing more to do now.
+    Nothing,
+    /// The chain is over and sends are queued: call [`SendQueue::start`].
+    Restart,
+    /// A send failed: the connection closes with this error.
+    Failed(io::Error),
+}
+
+/// A buffer waiting to be sent, with the bytes already written.
+struct Pending {
+    buf: SendBuf,
+    from_handle: bool,
+    off: usize,
+    /// Sends of this buffer whose zero-copy notification is still due.
+    notifs: Vec<u32>,
+}
+
+/// A buffer in the current chain.
+struct InChain {
+    p: Pending,
+    seq: u32,
+    zc: bool,
+    /// Its final completion is in.
+    completed: bool,
+    /// Set when it finished: all written, or failed.
+    outcome: Option<io::Result<usize>>,
+}
+
+/// A finished send.
+pub(crate) struct Done {
+    pub buf: SendBuf,
+    pub from_handle: bool,
+    pub res: io::Result<usize>,
+    notifs: Vec<u32>,
+}
+
+/// The send direction of one connection.
+pub(crate) struct SendQueue {
+    queued: VecDeque<Pending>,
+    chain: VecDeque<InChain>,
+    done: VecDeque<Done>,
+    /// Final completions due for the chain in the kernel.
+    chain_due: usize,
+    seq: u32,
+    /// Zero-copy is still allowed on this socket (`EOPNOTSUPP` turns it off).
+    zc_ok: bool,
+    /// The connection is closing: cancelled sends are finished, not retried.
+    closing: bool,
+}
+
+impl SendQueue {
+    /// An empty queue whose send tags start at `first_seq`.
+    pub(crate) fn new(first_seq: u32) -> SendQueue {
+        SendQueue {
+            queued: VecDeque::new(),
+            chain: VecDeque::new(),
+            done: VecDeque::new(),
+            chain_due: 0,
+            seq: first_seq,
+            zc_ok: true,
+            closing: false,
+        }
+    }
+
+    /// Sends queued, in the kernel, or finished and not yet handed back.
+    pub(crate) fn len(&self) -> usize {
+        self.queued.len() + self.chain.len() + self.done.len()
+    }
+
+    /// Sends queued or in the kernel (not yet finished).
+    pub(crate) fn unfinished(&self) -> usize {
+        self.queued.len() + self.chain.len()
+    }
+
+    /// Whether a chain is in the kernel.
+    pub(crate) fn in_kernel(&self) -> bool {
+        !self.chain.is_empty()
+    }
+
+    /// Nothing queued, in the kernel, or waiting: the write side is idle.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Queues `buf` after what is queued.
+    pub(crate) fn push(&mut self, buf: SendBuf, from_handle: bool) {
+        self.queued.push_back(Pending {
+            buf,
+            from_handle,
+            off: 0,
+            notifs: Vec::new(),
+        });
+    }
+
+    /// The next chain to submit, if none is in the kernel: up to `max_chain` queued sends,
+    /// each linked to the next. Empty buffers finish at once (nothing to write).
+    pub(crate) fn start(&mut self, s: &SendSettings) -> Vec<SubmitSend> {
+        let mut out = Vec::new();
+        if self.in_kernel() || self.closing {
+            return out;
+        }
+        while out.len() < s.max_chain.max(1) {
+            let Some(p) = self.queued.pop_front() else {
+                break;
+            };
+            let (ptr, len, fixed) = p.buf.raw();
+            if p.off >= len {
+                self.done.push_back(Done {
+                    buf: p.buf,
+                    from_handle: p.from_handle,
+                    res: Ok(len),
+                    notifs: p.notifs,
+                });
+                continue;
+            }
+            let rest = (len - p.off).min(MAX_SEND);
+            let zc = s.zc && self.zc_ok && rest >= s.zc_threshold && fixed.is_some();
+            self.seq = self.seq.wrapping_add(1);
+            out.push(SubmitSend {
+                seq: self.seq,
+                // In bounds: off < len.
+                ptr: ptr.wrapping_add(p.off),
+                len: rest as u32,
+                fixed,
+                zc,
+                link: true,
+            });
+            self.chain.push_back(InChain {
+                p,
+                seq: self.seq,
+                zc,
+                completed: false,
+                outcome: None,
+            });
+        }
+        if let Some(last) = out.last_mut() {
+            last.link = false;
+        }
+        self.chain_due = out.len();
+        out
+    }
+
+    /// The tags of the sends in the kernel, for cancelling them.
+    pub(crate) fn in_kernel_seqs(&self) -> impl Iterator<Item = u32> + '_ {
+        self.chain.iter().filter(|c| !c.completed).map(|c| c.seq)
+    }
+
+    /// Whether `tag_matches(seq)` names a send of this queue in the kernel.
+    pub(crate) fn owns(&self, tag_matches: impl Fn(u32) -> bool) -> Option<u32> {
+        self.chain
+            .iter()
+            .find(|c| !c.completed && tag_matches(c.seq))
+            .map(|c| c.seq)
+    }
+
+    /// From now on cancelled or cut sends finish with an error instead of being retried.
+    pub(crate) fn set_closing(&mut self) {
+        self.closing = true;
+    }
+
+    /// Takes the final completion of send `seq` (`more`: a zero-copy notification follows).
+    pub(crate) fn on_complete(&mut self, seq: u32, res: i32, more: bool) -> SendEvent {
+        let Some(c) = self.chain.iter_mut().find(|c| c.seq == seq && !c.completed) else {
+            return SendEvent::Nothing;
+        };
+        c.completed = true;
+        self.chain_due = self.chain_due.saturating_sub(1);
+        if more {
+            c.p.notifs.push(seq);
+        }
+        let len = c.p.buf.len();
+        let mut failed = None;
+        if res >= 0 {
+            c.p.off += res as usize;
+            if c.p.off >= len {
+                c.outcome = Some(Ok(len));
+            } else if res == 0 {
+                let e = io::Error::new(io::ErrorKind::WriteZero, "send: wrote 0 bytes");
+                failed = Some(io::Error::new(e.kind(), e.to_string()));
+                c.outcome = Some(Err(e));
+            }
+            // Else short: retried from `off` in the next chain.
+        } else if res == -libc::ECANCELED {
+            // Cancelled by a close, or cut from a chain whose earlier send fell short.
+            if self.closing {
+                c.outcome = Some(Err(partial(errno_error("send", libc::ECANCELED), c)));
+            }
+        } else if res == -libc::EOPNOTSUPP && c.zc && !self.closing {
+            // SEND_ZC is not supported on this family (AF_UNIX): copy from now on.
+            self.zc_ok = false;
+        } else {
+            let e = errno_error("send", -res);
+            failed = Some(io::Error::new(e.kind(), e.to_string()));
+            c.outcome = Some(Err(partial(e, c)));
+        }
+        self.retire_finished();
+        if let Some(e) = failed {
+            return SendEvent::Failed(e);
+        }
+        if self.chain_due > 0 {
+            return SendEvent::Nothing;
+        }
+        // The chain is over: what did not finish goes back to the front, in order.
+        let rest: Vec<InChain> = self.chain.drain(..).collect();
+        let mut retry = Vec::new();
+        for c in rest {
+            match c.outcome {
+                Some(res) => self.done.push_back(done_of(c.p, res)),
+                None if self.closing => {
+                    let e = partial(errno_error("send", libc::ECANCELED), &c);
+                    self.done.push_back(done_of(c.p, Err(e)));
+                }
+                None => retry.push(c.p),
+            }
+        }
+        for p in retry.into_iter().rev() {
+            self.queued.push_front(p);
+        }
+        if self.queued.is_empty() || self.closing {
+            SendEvent::Nothing
+        } else {
+            SendEvent::Restart
+        }
+    }
+
+    /// Takes the zero-copy notification of the send whose tag matches: the kernel is done
+    /// with its buffer.
+    pub(crate) fn on_notif(&mut self, tag_matches: impl Fn(u32) -> bool) {
+        let lists = self
+            .queued
+            .iter_mut()
+            .map(|p| &mut p.notifs)
+            .chain(self.chain.iter_mut().map(|c| &mut c.p.notifs))
+            .chain(self.done.iter_mut().map(|d| &mut d.notifs));
+        for notifs in lists {
+            if let Some(i) = notifs.iter().position(|&s| tag_matches(s)) {
+                notifs.swap_remove(i);
+                return;
+            }
+        }
+    }
+
+    /// The oldest finished send whose buffer the kernel no longer reads.
+    pub(crate) fn pop_done(&mut self) -> Option<Done> {
+        let i = self.done.iter().position(|d| d.notifs.is_empty())?;
+        self.done.remove(i)
+    }
+
+    /// Queued sends never submitted (on close), oldest first; the caller fails them.
+    pub(crate) fn take_queued(&mut self) -> Option<(SendBuf, bool, usize)> {
+        if self.queued.front().is_some_and(|p| !p.notifs.is_empty()) {
+            // A cut zero-copy send back in the queue: its notification is still due.
+            return None;
+        }
+        self.queued
+            .pop_front()
+            .map(|p| (p.buf, p.from_handle, p.off))
+    }
+
+    /// Moves the chain's finished head into `done`, in order.
+    fn retire_finished(&mut self) {
+        while self.chain.front().is_some_and(|c| c.outcome.is_some()) {
+            let c = self.chain.pop_front().expect("front checked");
+            let res = c.outcome.expect("checked");
+            self.done.push_back(done_of(c.p, res));
+        }
+    }
+}
+
+fn done_of(p: Pending, res: io::Result<usize>) -> Done {
+    Done {
+        buf: p.buf,
+        from_handle: p.from_handle,
+        res,
+        notifs: p.notifs,
+    }
+}
+
+/// `e`, saying how much of the buffer went out before it, as a [`PartialSend`] source.
+fn partial(e: io::Error, c: &InChain) -> io::Error {
+    partial_error(e, c.p.off, c.p.buf.len())
+}
+
+/// Wraps `e` in a [`PartialSend`] that says `sent` of `len` bytes were written.
+pub(crate) fn partial_error(e: io::Error, sent: usize, len: usize) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        PartialSend {
+            sent,
+            len,
+            source: e,
+        },
+    )
+}
+
+/// The error of a send that did not finish, with how many of its bytes went out before it
+/// stopped: the payload of the `io::Error` that [`Handler::on_sent`] gets.
+///
+/// ```
+/// # use uring_vsock::uring::PartialSend;
+/// fn bytes_written(res: &std::io::Result<usize>) -> usize {
+///     match res {
+///         Ok(n) => *n,
+///         Err(e) => PartialSend::of(e).map_or(0, |p| p.sent),
+///     }
+/// }
+/// ```
+///
+/// [`Handler::on_sent`]: crate::uring::Handler::on_sent
+#[derive(Debug)]
+pub struct PartialSend {
+    /// Bytes of the buffer written before the send stopped.
+    pub sent: usize,
+    /// The buffer's length.
+    pub len: usize,
+    source: io::Error,
+}
+
+impl PartialSend {
+    /// The partial-send details of an `on_sent` error, if it carries them.
+    pub fn of(e: &io::Error) -> Option<&PartialSend> {
+        e.get_ref()?.downcast_ref::<PartialSend>()
+    }
+}
+
+impl std::fmt::Display for PartialSend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} after {} of {} bytes",
+            self.source, self.sent, self.len
+        )
+    }
+}
+
+impl std::error::Error for PartialSend {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
