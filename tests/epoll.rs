@@ -56,22 +56,28 @@ fn sockets_are_nonblocking_and_close_on_exec_from_birth() {
 
 #[test]
 fn connect_result_reports_progress_then_success_or_the_error() {
+    let dir = TempDir::new();
     let mut poll = Poll::new().unwrap();
-    let l = Listener::bind(&"tcp:127.0.0.1:0".parse().unwrap()).unwrap();
-    let mut c = Stream::connect(&l.local_addr().unwrap()).unwrap();
+    // tcp drops a SYN to a full backlog: the connect stays in progress until there is room.
+    let full = util::FullBacklog::new(Transport::Tcp, &dir);
+    let mut c = Stream::connect(&full.ep).unwrap();
     poll.registry()
         .register(&mut c, Token(1), Interest::WRITABLE)
         .unwrap();
+    let err = c.connect_result().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    // Room in the backlog: the retransmitted SYN (after about a second) gets through.
+    let (_first, _) = full.listener.accept().unwrap();
     wait_for(&mut poll, Token(1));
     c.connect_result().unwrap();
     (&c).write_all(b"x").unwrap();
+    let (mut s, _) = full.listener.accept().unwrap();
+    let mut got = [0];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"x");
 
-    // Nothing listens on a port we just freed: the refusal arrives asynchronously.
-    let dead = {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        free.local_addr().unwrap()
-    };
-    let ep = uring_vsock::Endpoint::Tcp(dead);
+    // Nothing listens on a port held bound: the refusal arrives asynchronously.
+    let ep = util::dead_endpoint(Transport::Tcp, &dir);
     let mut d = Stream::connect(&ep).unwrap();
     poll.registry()
         .register(&mut d, Token(2), Interest::WRITABLE)
