@@ -143,3 +143,19 @@ fn from_fd_refuses_what_is_not_a_listening_stream_socket() {
         assert_refused(what, &err, want);
     }
 }
+
+#[test]
+fn connect_timeout_rejects_zero_and_takes_the_longest_deadline() {
+    let dir = TempDir::new();
+    for t in [Transport::Unix, Transport::Tcp] {
+        let l = Listener::bind(&bind_endpoint(t, &dir)).unwrap();
+        let ep = l.local_addr().unwrap();
+        let err = Stream::connect_timeout(&ep, std::time::Duration::ZERO).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert_eq!((err.op(), err.endpoint()), ("connect", Some(&ep)));
+        // No deadline arithmetic overflows: it connects.
+        let c = Stream::connect_timeout(&ep, std::time::Duration::MAX).unwrap();
+        assert!(is_nonblocking(&c) && is_cloexec(&c), "{t:?}");
+        c.connect_result().unwrap();
+    }
+}
