@@ -59,9 +59,20 @@ pub(crate) fn listen_with(
 /// Connects a new blocking socket to `ep`, giving up after `timeout` when one is given
 /// (the error is then `TimedOut`).
 pub(crate) fn connect(ep: &Endpoint, timeout: Option<Duration>) -> Result<Socket> {
+    connect_then(ep, timeout, false)
+}
+
+/// As [`connect`]; the socket is then made nonblocking when asked (the epoll path: nobody
+/// sees it before it is connected, so nonblocking from birth buys nothing here).
+pub(crate) fn connect_then(
+    ep: &Endpoint,
+    timeout: Option<Duration>,
+    nonblocking: bool,
+) -> Result<Socket> {
     let addr = sock_addr("connect", ep)?;
     let socket = new_stream(ep, false)?;
     match timeout {
+        None => socket.connect(&addr),
         Some(t) if t.is_zero() => {
             return Err(Error::new(
                 "connect",
@@ -69,22 +80,51 @@ pub(crate) fn connect(ep: &Endpoint, timeout: Option<Duration>) -> Result<Socket
                 io::Error::new(io::ErrorKind::InvalidInput, "connect timeout of zero"),
             ))
         }
-        Some(t) if ep.domain() == socket2::Domain::UNIX => connect_unix_timeout(&socket, &addr, t),
-        Some(t) => socket.connect_timeout(&addr, t),
-        None => socket.connect(&addr),
+        Some(t) => match ep {
+            Endpoint::Unix(_) | Endpoint::UnixAbstract(_) => {
+                connect_unix_timeout(&socket, &addr, t)
+            }
+            Endpoint::Vsock(_) => {
+                raise_vsock_connect_timeout(&socket, t)
+                    .map_err(Error::with("setsockopt SO_VM_SOCKETS_CONNECT_TIMEOUT", ep))?;
+                socket.connect_timeout(&addr, t)
+            }
+            Endpoint::Tcp(_) => socket.connect_timeout(&addr, t),
+        },
     }
     .map_err(Error::with("connect", ep))?;
+    if nonblocking {
+        socket
+            .set_nonblocking(true)
+            .map_err(Error::with("fcntl O_NONBLOCK", ep))?;
+    }
     Ok(socket)
+}
+
+/// The longest `SO_VM_SOCKETS_CONNECT_TIMEOUT` we set: the kernel refuses (`ERANGE`) one of
+/// `MAX_SCHEDULE_TIMEOUT / HZ - 1` seconds or more, about 24 days with a 32-bit `long`.
+const MAX_VSOCK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2_000_000);
+
+/// vsock bounds every connect, nonblocking ones too, by `SO_VM_SOCKETS_CONNECT_TIMEOUT`
+/// (2 s by default): raise it to `timeout` when that is longer, so the caller's deadline is
+/// what decides.
+fn raise_vsock_connect_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
+    let want = timeout.min(MAX_VSOCK_CONNECT_TIMEOUT);
+    if crate::sys::get_vsock_connect_timeout(socket)? < want {
+        crate::sys::set_vsock_connect_timeout(socket, want)?;
+    }
+    Ok(())
 }
 
 /// An `AF_UNIX` connect that waits at most `timeout` for room in the listener's backlog.
 ///
 /// unix connects never return `EINPROGRESS`: a nonblocking one fails with `EAGAIN` at once
-/// when the backlog is full (which socket2's `connect_timeout` takes for "in progress"). A
-/// blocking one waits for room for at most `SO_SNDTIMEO`, then fails with `EAGAIN`: that is
-/// our timeout.
+/// when the backlog is full (which socket2's `connect_timeout` takes for "in progress"), and
+/// no readiness event says when there is room. A blocking one waits for room for at most
+/// `SO_SNDTIMEO`, then fails with `EAGAIN`: that is our timeout.
 fn connect_unix_timeout(socket: &Socket, addr: &SockAddr, timeout: Duration) -> io::Result<()> {
-    socket.set_write_timeout(Some(timeout))?;
+    // A timeval of zero means "forever": round a sub-microsecond timeout up.
+    socket.set_write_timeout(Some(timeout.max(Duration::from_micros(1))))?;
     let res = socket.connect(addr).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock => {
             io::Error::new(io::ErrorKind::TimedOut, "connection timed out")

@@ -10,6 +10,7 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 use uring_vsock::blocking::{Listener, Stream};
 use uring_vsock::{Endpoint, VsockAddr, VsockOptions};
+use util::activation::{assert_refused, inherited_listener, not_listeners};
 use util::{bind_endpoint, connect_endpoint, is_cloexec, pattern, TempDir, Transport};
 
 fn unix_pair(dir: &TempDir) -> (Listener, Stream, Stream) {
@@ -32,36 +33,46 @@ fn every_fd_is_close_on_exec() {
     assert!(is_cloexec(&timed), "connected with a timeout");
 }
 
-#[test]
-fn from_fd_adopts_a_listener_and_rejects_everything_else() {
-    let dir = TempDir::new();
-    let original = Listener::bind(&bind_endpoint(Transport::Unix, &dir)).unwrap();
-    let ep = original.local_addr().unwrap();
-    let adopted = Listener::from_fd(OwnedFd::from(original)).unwrap();
-    assert_eq!(adopted.local_addr().unwrap(), ep);
-    let mut c = Stream::connect(&ep).unwrap();
-    let (mut s, _) = adopted.accept().unwrap();
+/// Connects to the adopted listener `l` (at `ep`) and checks that the accepted stream gets
+/// the client's bytes.
+fn accepts_on(l: &Listener, ep: &Endpoint) {
+    let mut c = Stream::connect(&connect_endpoint(ep)).unwrap();
+    let (mut s, _) = l.accept().unwrap();
     c.write_all(b"activated").unwrap();
     let mut buf = [0; 9];
     s.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"activated");
+    assert_eq!(&buf, b"activated", "{ep}");
+}
 
-    let udp = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
-    let err = Listener::from_fd(udp.into()).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-    assert!(err.to_string().contains("not a stream socket"), "{err}");
+#[test]
+fn from_fd_adopts_unix_tcp_and_vsock_listeners() {
+    let dir = TempDir::new();
+    for t in [Transport::Unix, Transport::Tcp, Transport::Vsock] {
+        let (fd, ep) = inherited_listener(t, &dir);
+        let l = Listener::from_fd(fd).unwrap();
+        assert_eq!(l.local_addr().unwrap(), ep, "{t:?}");
+        // vsock accepts only in the VM: see vsock_adopted_listener_accepts.
+        if t != Transport::Vsock {
+            accepts_on(&l, &ep);
+        }
+    }
+}
 
-    let unlistened = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
-    let err = Listener::from_fd(unlistened.into()).unwrap_err();
-    assert!(err.to_string().contains("not listening"), "{err}");
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn vsock_adopted_listener_accepts() {
+    let dir = TempDir::new();
+    let (fd, ep) = inherited_listener(Transport::Vsock, &dir);
+    accepts_on(&Listener::from_fd(fd).unwrap(), &ep);
+}
 
-    let netlink = Socket::new(Domain::from(libc::AF_NETLINK), Type::DGRAM, None).unwrap();
-    let err = Listener::from_fd(netlink.into()).unwrap_err();
-    assert!(err.to_string().contains("not vsock, unix or tcp"), "{err}");
-
-    let file = std::fs::File::open("/proc/self/cmdline").unwrap();
-    let err = Listener::from_fd(file.into()).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::ENOTSOCK), "{err}");
+#[test]
+fn from_fd_refuses_what_is_not_a_listening_stream_socket() {
+    let dir = TempDir::new();
+    for (what, fd, want) in not_listeners(&dir) {
+        let err = Listener::from_fd(fd).map(drop).unwrap_err();
+        assert_refused(what, &err, want);
+    }
 }
 
 #[test]
@@ -212,23 +223,72 @@ fn vsock_options_round_trip_on_an_unconnected_socket() {
     );
 }
 
+/// Binds a vsock stream socket to `cid` on any port: binding sends nothing, and the kernel
+/// lets a socket bind only to a CID of this machine (or `CID_ANY`).
+fn bind_vsock(cid: u32) -> io::Result<()> {
+    let socket = Socket::new(Domain::VSOCK, Type::STREAM, None)?;
+    let addr = VsockAddr::new(cid, VsockAddr::PORT_ANY);
+    socket.bind(&Endpoint::Vsock(addr).to_sock_addr()?)
+}
+
+/// Whether a transport that gives this machine a CID of its own is loaded: a guest's
+/// (virtio, VMCI, Hyper-V) or a host's (vhost). Without one the kernel reports `CID_ANY`.
+fn has_cid_transport() -> bool {
+    [
+        "vmw_vsock_virtio_transport",
+        "vmw_vsock_vmci_transport",
+        "hv_sock",
+        "vhost_vsock",
+    ]
+    .iter()
+    .any(|m| std::path::Path::new("/sys/module").join(m).exists())
+}
+
 #[test]
-fn local_cid_reports_a_cid_or_an_error_with_context() {
-    match uring_vsock::local_cid() {
-        Ok(cid) => assert_ne!(cid, VsockAddr::CID_ANY),
-        Err(e) => {
-            assert!(!std::path::Path::new("/dev/vsock").exists() || e.raw_os_error().is_some());
-            assert!(e.to_string().starts_with("local_cid /dev/vsock: "), "{e}");
+fn local_cid_is_a_cid_this_machine_binds_or_the_error_opening_dev_vsock() {
+    check_local_cid();
+}
+
+/// Checks `local_cid` against what the environment says, found without the library.
+fn check_local_cid() {
+    let result = uring_vsock::local_cid();
+    match std::fs::File::open("/dev/vsock") {
+        Err(open) => {
+            let e = result.expect_err("local_cid succeeded though /dev/vsock cannot be opened");
+            assert_eq!(e.raw_os_error(), open.raw_os_error(), "{e}");
+            assert_eq!(e.to_string(), format!("local_cid /dev/vsock: {open}"));
+        }
+        Ok(_) => {
+            let cid = result.expect("/dev/vsock opens: local_cid must succeed");
+            if has_cid_transport() {
+                assert!(
+                    cid > VsockAddr::CID_LOCAL && cid != VsockAddr::CID_ANY,
+                    "{cid}"
+                );
+                bind_vsock(cid).expect("the local CID is bindable");
+                // The bind is a real test: a CID of another machine is refused.
+                let other = if cid == u32::MAX - 1 { 3 } else { cid + 1 };
+                let err = bind_vsock(other).expect_err("bound another machine's CID");
+                assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{err}");
+            } else {
+                assert_eq!(
+                    cid,
+                    VsockAddr::CID_ANY,
+                    "a CID with no transport to have it"
+                );
+            }
         }
     }
 }
 
 #[test]
 #[ignore = "needs vsock loopback; run tools/vm-test"]
-fn vsock_vm_has_loopback_and_a_local_cid() {
+fn vsock_vm_has_loopback_and_local_cid_agrees_with_its_transports() {
     util::require_vm();
     assert!(uring_vsock::loopback_available());
-    uring_vsock::local_cid().expect("local CID in the VM");
+    bind_vsock(VsockAddr::CID_LOCAL).expect("loopback makes CID 1 local");
+    // The VM has only the loopback transport, which gives it no CID: CID_ANY.
+    check_local_cid();
 }
 
 #[test]
@@ -270,5 +330,26 @@ fn vsock_sequential_connections_each_get_their_own_data() {
             util::checksum(&data),
             "connection {i}"
         );
+    }
+}
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn vsock_connect_timeout_raises_the_kernel_connect_timeout_to_a_longer_deadline() {
+    let dir = TempDir::new();
+    let l = Listener::bind(&bind_endpoint(Transport::Vsock, &dir)).unwrap();
+    let ep = connect_endpoint(&l.local_addr().unwrap());
+    let kernel_default = Duration::from_secs(2);
+    // Both paths: a deadline past the kernel's 2 s is what the kernel now waits; a shorter
+    // one leaves the kernel's (our poll ends the wait first).
+    for (deadline, want) in [
+        (Duration::from_secs(30), Duration::from_secs(30)),
+        (Duration::from_secs(1), kernel_default),
+    ] {
+        let c = Stream::connect_timeout(&ep, deadline).unwrap();
+        assert_eq!(c.vsock_connect_timeout().unwrap(), want, "blocking");
+        let e = uring_vsock::epoll::Stream::connect_timeout(&ep, deadline).unwrap();
+        assert_eq!(e.vsock_connect_timeout().unwrap(), want, "epoll");
+        let _ = (l.accept().unwrap(), l.accept().unwrap());
     }
 }

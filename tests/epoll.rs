@@ -4,10 +4,12 @@
 mod util;
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use mio::{Events, Interest, Poll, Token};
 use uring_vsock::epoll::{Listener, Stream};
+use uring_vsock::Endpoint;
+use util::activation::{assert_refused, inherited_listener, not_listeners};
 use util::{bind_endpoint, is_cloexec, TempDir, Transport};
 
 fn is_nonblocking(fd: &impl AsRawFd) -> bool {
@@ -56,22 +58,28 @@ fn sockets_are_nonblocking_and_close_on_exec_from_birth() {
 
 #[test]
 fn connect_result_reports_progress_then_success_or_the_error() {
+    let dir = TempDir::new();
     let mut poll = Poll::new().unwrap();
-    let l = Listener::bind(&"tcp:127.0.0.1:0".parse().unwrap()).unwrap();
-    let mut c = Stream::connect(&l.local_addr().unwrap()).unwrap();
+    // tcp drops a SYN to a full backlog: the connect stays in progress until there is room.
+    let full = util::FullBacklog::new(Transport::Tcp, &dir);
+    let mut c = Stream::connect(&full.ep).unwrap();
     poll.registry()
         .register(&mut c, Token(1), Interest::WRITABLE)
         .unwrap();
+    let err = c.connect_result().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    // Room in the backlog: the retransmitted SYN (after about a second) gets through.
+    let (_first, _) = full.listener.accept().unwrap();
     wait_for(&mut poll, Token(1));
     c.connect_result().unwrap();
     (&c).write_all(b"x").unwrap();
+    let (mut s, _) = full.listener.accept().unwrap();
+    let mut got = [0];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"x");
 
-    // Nothing listens on a port we just freed: the refusal arrives asynchronously.
-    let dead = {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        free.local_addr().unwrap()
-    };
-    let ep = uring_vsock::Endpoint::Tcp(dead);
+    // Nothing listens on a port held bound: the refusal arrives asynchronously.
+    let ep = util::dead_endpoint(Transport::Tcp, &dir);
     let mut d = Stream::connect(&ep).unwrap();
     poll.registry()
         .register(&mut d, Token(2), Interest::WRITABLE)
@@ -85,14 +93,69 @@ fn connect_result_reports_progress_then_success_or_the_error() {
     );
 }
 
+/// Connects to the adopted listener `l` (at `ep`): a readiness event, then an accepted
+/// nonblocking stream that gets the client's bytes.
+fn accepts_on(mut l: Listener, ep: &Endpoint) {
+    assert!(is_nonblocking(&l), "{ep}");
+    let mut poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&mut l, Token(0), Interest::READABLE)
+        .unwrap();
+    let mut c = uring_vsock::blocking::Stream::connect(&util::connect_endpoint(ep)).unwrap();
+    wait_for(&mut poll, Token(0));
+    let (s, _) = l.accept().unwrap();
+    assert!(is_nonblocking(&s), "{ep}");
+    c.write_all(b"activated").unwrap();
+    util::wait_readable(&s, "the client's bytes never arrived");
+    let mut buf = [0; 16];
+    let n = (&s).read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"activated", "{ep}");
+}
+
 #[test]
-fn from_fd_makes_an_inherited_listener_nonblocking() {
+fn from_fd_adopts_unix_tcp_and_vsock_listeners_nonblocking() {
     let dir = TempDir::new();
-    let blocking =
-        uring_vsock::blocking::Listener::bind(&bind_endpoint(Transport::Unix, &dir)).unwrap();
-    let l = Listener::from_fd(OwnedFd::from(blocking)).unwrap();
-    assert!(is_nonblocking(&l));
-    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    let err = Listener::from_fd(a.into()).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    for t in [Transport::Unix, Transport::Tcp, Transport::Vsock] {
+        let (fd, ep) = inherited_listener(t, &dir);
+        let l = Listener::from_fd(fd).unwrap();
+        assert_eq!(l.local_addr().unwrap(), ep, "{t:?}");
+        assert!(is_nonblocking(&l), "{t:?}");
+        // vsock accepts only in the VM: see vsock_adopted_listener_accepts.
+        if t != Transport::Vsock {
+            accepts_on(l, &ep);
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn vsock_adopted_listener_accepts() {
+    let dir = TempDir::new();
+    let (fd, ep) = inherited_listener(Transport::Vsock, &dir);
+    accepts_on(Listener::from_fd(fd).unwrap(), &ep);
+}
+
+#[test]
+fn from_fd_refuses_what_is_not_a_listening_stream_socket() {
+    let dir = TempDir::new();
+    for (what, fd, want) in not_listeners(&dir) {
+        let err = Listener::from_fd(fd).map(drop).unwrap_err();
+        assert_refused(what, &err, want);
+    }
+}
+
+#[test]
+fn connect_timeout_rejects_zero_and_takes_the_longest_deadline() {
+    let dir = TempDir::new();
+    for t in [Transport::Unix, Transport::Tcp] {
+        let l = Listener::bind(&bind_endpoint(t, &dir)).unwrap();
+        let ep = l.local_addr().unwrap();
+        let err = Stream::connect_timeout(&ep, std::time::Duration::ZERO).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert_eq!((err.op(), err.endpoint()), ("connect", Some(&ep)));
+        // No deadline arithmetic overflows: it connects.
+        let c = Stream::connect_timeout(&ep, std::time::Duration::MAX).unwrap();
+        assert!(is_nonblocking(&c) && is_cloexec(&c), "{t:?}");
+        c.connect_result().unwrap();
+    }
 }

@@ -53,7 +53,9 @@ impl Stream {
         socket::connect(ep, None).map(Stream::from_socket)
     }
 
-    /// Connects to `ep`, giving up after `timeout`.
+    /// Connects to `ep`, giving up after `timeout`. On vsock, `SO_VM_SOCKETS_CONNECT_TIMEOUT`
+    /// is raised to `timeout` when that is longer, so the kernel's 2 s default does not cut
+    /// the wait short.
     ///
     /// # Errors
     ///

@@ -1,10 +1,11 @@
 //! The epoll path: readiness-based, nonblocking [`Listener`] and [`Stream`] that register
 //! with a [`mio::Poll`] (epoll underneath), over vsock, unix or tcp.
 //!
-//! Every socket is nonblocking from `socket(2)`/`accept4(2)` on. Calls that cannot proceed
-//! return [`std::io::ErrorKind::WouldBlock`]; register the socket with a `mio::Poll` and retry
-//! after a readiness event. mio is edge-triggered: after an event, keep calling until
-//! `WouldBlock`.
+//! Every socket is nonblocking from `socket(2)`/`accept4(2)` on, but for
+//! [`Stream::connect_timeout`]'s, which waits for its connect and is nonblocking from then
+//! on. Calls that cannot proceed return [`std::io::ErrorKind::WouldBlock`]; register the
+//! socket with a `mio::Poll` and retry after a readiness event. mio is edge-triggered: after
+//! an event, keep calling until `WouldBlock`.
 //!
 //! # Examples
 //!

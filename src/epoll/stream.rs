@@ -3,6 +3,7 @@
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 
 use socket2::Socket;
 
@@ -52,6 +53,34 @@ impl Stream {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(Error::new("connect", Some(ep.clone()), e)),
         }
+        Ok(Stream::from_socket(socket, Some(ep.clone())))
+    }
+
+    /// Connects to `ep`, waiting at most `timeout`: for a client that has nothing to do
+    /// before it is connected. A nonblocking connect polled until the deadline (unix, which
+    /// has no connect in progress, waits for backlog room with `SO_SNDTIMEO`); on vsock,
+    /// `SO_VM_SOCKETS_CONNECT_TIMEOUT` is raised to `timeout` when that is longer, as it
+    /// bounds nonblocking connects too. The stream is nonblocking once connected.
+    ///
+    /// # Errors
+    ///
+    /// `connect <endpoint>: ...` with the OS error (`ECONNREFUSED`, vsock `ECONNRESET`, ...);
+    /// [`io::ErrorKind::TimedOut`] when the peer does not answer in time; `InvalidInput`
+    /// for a zero timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uring_vsock::epoll::{Listener, Stream};
+    ///
+    /// let listener = Listener::bind(&"tcp:127.0.0.1:0".parse()?)?;
+    /// let stream = Stream::connect_timeout(&listener.local_addr()?, Duration::from_secs(5))?;
+    /// stream.connect_result()?; // already connected
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connect_timeout(ep: &Endpoint, timeout: Duration) -> Result<Stream> {
+        let socket = socket::connect_then(ep, Some(timeout), true)?;
         Ok(Stream::from_socket(socket, Some(ep.clone())))
     }
 

@@ -5,7 +5,11 @@
 use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
+pub mod activation;
+pub mod engine_path;
 pub mod path;
 
 use uring_vsock::{Endpoint, VsockAddr};
@@ -45,8 +49,9 @@ pub fn unique() -> u32 {
 }
 
 /// A fresh directory under the system temp dir, removed by the OS eventually; tests delete
-/// their sockets through [`TempDir`]'s drop.
-pub struct TempDir(pub PathBuf);
+/// their sockets through [`TempDir`]'s drop. It also holds the socket that keeps
+/// [`dead_endpoint`]'s tcp port dead for as long as the test holds the directory.
+pub struct TempDir(pub PathBuf, OnceLock<socket2::Socket>);
 
 impl TempDir {
     pub fn new() -> TempDir {
@@ -56,7 +61,7 @@ impl TempDir {
             unique()
         ));
         fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        TempDir(dir, OnceLock::new())
     }
 }
 
@@ -92,19 +97,76 @@ pub fn connect_endpoint(local: &Endpoint) -> Endpoint {
     }
 }
 
-/// An endpoint of family `t` where nothing listens.
+/// An endpoint of family `t` where nothing listens, for as long as `dir` lives. The tcp port
+/// is bound (without `SO_REUSEADDR`, never listening) by a socket `dir` holds: nothing else
+/// can take the port, so a connect to it is refused; a port merely freed could be reused.
 pub fn dead_endpoint(t: Transport, dir: &TempDir) -> Endpoint {
     match t {
         Transport::Unix => Endpoint::Unix(dir.0.join("nobody.sock")),
         Transport::Tcp => {
-            // Bind then drop: the port is free, and nothing listens on it.
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            Endpoint::Tcp(l.local_addr().unwrap())
+            let bound = dir.1.get_or_init(|| {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .unwrap();
+                let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+                s.bind(&any.into()).unwrap();
+                s
+            });
+            Endpoint::Tcp(bound.local_addr().unwrap().as_socket().unwrap())
         }
         Transport::Vsock => {
             require_vm();
             Endpoint::Vsock(VsockAddr::new(VsockAddr::CID_LOCAL, 30_000 + unique()))
         }
+    }
+}
+
+/// How long a test waits for something the kernel does at once (a queued connection, a
+/// readiness) before failing instead of hanging. A watchdog, not a speed assertion.
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// A listener whose backlog is full: bound with backlog 0, which queues one connection, and
+/// `held`, that connection, never accepted. A further connect gets no answer (tcp drops its
+/// SYN, unix waits for room) or, on vsock, a reset. Deterministic: no timeout decides when
+/// the backlog is full.
+pub struct FullBacklog {
+    pub listener: uring_vsock::blocking::Listener,
+    pub held: uring_vsock::blocking::Stream,
+    /// Where clients connect.
+    pub ep: Endpoint,
+}
+
+impl FullBacklog {
+    pub fn new(t: Transport, dir: &TempDir) -> FullBacklog {
+        use uring_vsock::blocking::{Listener, Stream};
+        let listener = Listener::bind_with_backlog(&bind_endpoint(t, dir), 0).unwrap();
+        let ep = connect_endpoint(&listener.local_addr().unwrap());
+        let held = Stream::connect(&ep).unwrap();
+        // tcp queues the connection when the client's ACK is processed, which may be just
+        // after connect returns: wait until the listener has it.
+        wait_readable(
+            &listener,
+            "the held connection never reached the accept queue",
+        );
+        FullBacklog { listener, held, ep }
+    }
+}
+
+/// Waits until `fd` is readable (for a listener: a connection is queued), failing with
+/// `what` after [`WATCHDOG`].
+pub fn wait_readable(fd: &impl std::os::fd::AsRawFd, what: &str) {
+    let start = Instant::now();
+    loop {
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let n = unsafe { libc::poll(&mut p, 1, 100) };
+        if n > 0 {
+            return;
+        }
+        assert!(start.elapsed() < WATCHDOG, "{what} (waited {WATCHDOG:?})");
     }
 }
 
