@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use engine_support::Echo;
+use engine_support::{connect, Echo};
 use uring_vsock::blocking::Stream;
 use uring_vsock::uring::Engine;
 use util::{bind_endpoint, TempDir, Transport};
@@ -66,7 +66,7 @@ fn engine_steady_state_echo_allocates_nothing_on_workers() {
                 .build()
                 .unwrap();
             let ep = e.listen(&bind_endpoint(t, &dir), |_| Echo::new()).unwrap();
-            let mut c = Stream::connect(&ep).unwrap();
+            let mut c = connect(&ep); // with watchdog timeouts
             let msg: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
             let mut back = vec![0u8; msg.len()];
             round_trips(&mut c, 500, &msg, &mut back); // warm-up: slabs and queues at size

@@ -1,26 +1,17 @@
 //! Shutdown while the kernel still holds zero-copy sends of a connection closed locally, to a
 //! peer that never reads: `Engine::shutdown` must return (a watchdog fails the test instead of
-//! hanging). (Shutdown with a connect pending is tested in `src/uring/fault_tests.rs`: it
+//! hanging). And an engine dropped from one of its own handlers stops and closes cleanly. (Shutdown with a connect pending is tested in `src/uring/fault_tests.rs`: it
 //! needs the engine stopped while another thread is inside `Engine::connect`.)
 
+mod engine_support;
 mod util;
 
 use std::sync::mpsc;
-use std::time::Duration;
 
+use engine_support::{assert_eof, recv_or_hang, shutdown_returns, wait_closed, wait_until};
+use uring_vsock::blocking::Stream;
 use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf};
 use uring_vsock::Endpoint;
-
-/// Shuts `e` down on another thread; fails (instead of hanging) if that never returns.
-fn shutdown_returns(e: Engine) {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        e.shutdown();
-        let _ = tx.send(());
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("Engine::shutdown hung");
-}
 
 /// Sends every pool buffer, full, on open (each far above the zero-copy threshold).
 struct Flood;
@@ -34,6 +25,13 @@ impl Handler for Flood {
             }
         }
     }
+    fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
+}
+
+/// Sends nothing, ignores what it receives.
+struct Idle;
+
+impl Handler for Idle {
     fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
 }
 
@@ -69,22 +67,28 @@ fn engine_shutdown_after_local_close_with_zero_copy_pending() {
             "this test needs SEND_ZC (kernel 6.0+)"
         );
         let h = e.connect(&ep, None, || Flood).unwrap();
-        let (_peer, _) = l.accept().unwrap(); // held open, never read
-                                              // Wait (bounded) until on_open has queued the sends. The first is then submitted before
-                                              // the close is processed (a later loop turn), and 8 MiB cannot drain to this peer, so
-                                              // zero-copy notifications are outstanding when the connection closes.
-        let mut waited = 0;
-        while e.stats().zero_copy_sends == 0 {
-            std::thread::sleep(Duration::from_millis(5));
-            waited += 1;
-            assert!(waited < 6000, "no zero-copy send: {:?}", e.stats());
-        }
+        // The peer is held open and never read.
+        let (_peer, _) = l.accept().unwrap();
+        // Wait until on_open has queued the sends. The first is then submitted before the
+        // close is processed (a later loop turn), and 8 MiB cannot drain to this peer, so
+        // zero-copy notifications are outstanding when the connection closes.
+        wait_until("a zero-copy send", || e.stats().zero_copy_sends > 0);
         h.close();
-        // A clean local close waits for the data to drain; shutdown must not.
-        assert!(h.closed().is_none() || matches!(h.closed(), Some(CloseReason::Local)));
+        // A connect through the same (only) worker: its commands run in order, so once it
+        // has connected, the close has been processed. A clean local close waits for the
+        // data to drain, which this peer never lets happen: the connection is still open.
+        let (other, other_ep) = deaf_peer();
+        e.connect(&other_ep, None, || Idle).unwrap();
+        assert!(
+            h.closed().is_none(),
+            "closed before its data drained: {:?}",
+            h.closed()
+        );
+        // Shutdown must not wait for that drain; the close keeps its own reason.
         shutdown_returns(e);
-        assert!(matches!(h.wait_closed().unwrap(), CloseReason::Local));
-        assert!(matches!(h.wait_closed().unwrap(), CloseReason::Local));
+        let reason = wait_closed(&h, "the closing connection to end at shutdown");
+        assert!(matches!(reason, CloseReason::Local), "{reason}");
+        drop(other);
     });
 }
 
@@ -107,7 +111,7 @@ fn engine_dropped_on_its_worker_stops_without_panicking() {
     // The workers detach and finish closing after the handler returns: the fds are checked
     // once they are done.
     util::fds_unchanged_eventually(|| {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
         let e = Engine::builder().workers(2).build().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -122,12 +126,13 @@ fn engine_dropped_on_its_worker_stops_without_panicking() {
         let Endpoint::Tcp(addr) = &ep else {
             unreachable!()
         };
-        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        let mut c = Stream::from(std::os::fd::OwnedFd::from(
+            std::net::TcpStream::connect(addr).unwrap(),
+        ));
         c.write_all(b"stop").unwrap();
-        rx.recv_timeout(Duration::from_secs(60))
-            .expect("dropping the engine on its worker returned");
-        // The workers stop after that handler call: our connection is closed.
-        let mut buf = [0u8; 8];
-        assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+        recv_or_hang(&rx, "dropping the engine on its worker to return");
+        // The workers stop after that handler call and close our connection; it had read
+        // everything we sent, so the close is clean: EOF.
+        assert_eof(&mut c, "the connection of a stopped engine");
     });
 }

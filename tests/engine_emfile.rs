@@ -8,9 +8,8 @@ mod engine_support;
 mod util;
 
 use std::net::TcpStream;
-use std::time::Duration;
 
-use engine_support::{echo_over, Echo};
+use engine_support::{echo_over, wait_until, Echo};
 use uring_vsock::blocking::Stream;
 use uring_vsock::uring::Engine;
 use uring_vsock::Endpoint;
@@ -54,13 +53,10 @@ fn engine_accept_recovers_after_emfile() {
         };
         hogs.pop();
         let client = TcpStream::connect(addr).unwrap();
-        // Wait (bounded) until accept has failed, backed off and failed again.
-        let mut waited = 0;
-        while e.stats().accept_backoffs < 2 {
-            std::thread::sleep(Duration::from_millis(5));
-            waited += 1;
-            assert!(waited < 6000, "accept never failed: {:?}", e.stats());
-        }
+        // Wait until accept has failed, backed off and failed again.
+        wait_until("accept to fail and back off twice", || {
+            e.stats().accept_backoffs >= 2
+        });
         assert_eq!(e.stats().accepted, 0);
         drop(hogs);
         set_nofile_soft(old);

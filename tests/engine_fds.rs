@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use engine_support::{echo_client, recv_or_hang, Echo, Gen};
+use engine_support::{assert_eof, connect, echo_client, recv_or_hang, wait_until, Echo, Gen};
 use uring_vsock::blocking::Stream;
 use uring_vsock::uring::{CloseReason, Conn, ConnHandle, Engine, Handler, RecvBuf, SendBuf};
 use util::{bind_endpoint, fds_unchanged, TempDir, Transport};
@@ -39,18 +39,24 @@ fn engine_fds_drop_with_connections_open() {
         let ep = e
             .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
             .unwrap();
-        let clients: Vec<Stream> = (0..16).map(|_| Stream::connect(&ep).unwrap()).collect();
+        let clients: Vec<Stream> = (0..16).map(|_| connect(&ep)).collect();
         let out = e
             .connect(&ep, Some(Duration::from_secs(5)), Echo::new)
             .unwrap();
+        // Two echoes facing each other: these bytes go back and forth until the end.
         out.send(vec![1; 100_000]).unwrap();
+        // Every client is accepted (one not yet accepted would see its listener's close as a
+        // reset, not the engine's close).
+        wait_until("17 connections accepted", || e.stats().accepted == 17);
         drop(e); // closes everything, in flight or not
-        for mut c in clients {
-            let mut buf = [0; 16];
-            // The engine closed its side: EOF (or a reset).
-            assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+        for (i, mut c) in clients.into_iter().enumerate() {
+            // The engine closed its side, which had nothing unread: EOF.
+            assert_eof(&mut c, &format!("client {i}"));
         }
-        assert!(out.closed().is_some());
+        let reason = out
+            .closed()
+            .expect("the drop closed the outgoing connection");
+        assert!(matches!(reason, CloseReason::EngineShutdown), "{reason}");
     });
 }
 
@@ -61,11 +67,15 @@ fn engine_fds_failed_connects() {
         let e = Engine::builder().workers(1).build().unwrap();
         for _ in 0..10 {
             let dead = util::dead_endpoint(Transport::Tcp, &dir);
-            assert!(e
+            let err = e
                 .connect(&dead, Some(Duration::from_secs(5)), Echo::new)
-                .is_err());
+                .expect_err("nothing listens");
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
             let dead = util::dead_endpoint(Transport::Unix, &dir);
-            assert!(e.connect(&dead, None, Echo::new).is_err());
+            let err = e
+                .connect(&dead, None, Echo::new)
+                .expect_err("no such socket");
+            assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
         }
         drop(e);
     });
@@ -108,16 +118,21 @@ impl Drop for Watched {
     }
 }
 
-/// Shutdown while 8 tcp connections stream both ways (receives and sends in the kernel,
-/// receives waiting for buffers): every handler closes with `EngineShutdown` and is dropped,
-/// every handle reports the close, and no fd is left behind. A worker that exited with
-/// operations still in flight would report a different reason (and leak its ring's fd).
+/// Shutdown while 8 tcp connections stream both ways (receives and sends in the kernel) through
+/// receive rings so small that receives run out of buffers (`enobufs`, checked) and wait for
+/// them: every handler closes with `EngineShutdown` and is dropped, every handle reports the
+/// close, and no fd is left behind. A worker that exited with operations still in flight would
+/// report a different reason (and leak its ring's fd).
 #[test]
 fn engine_fds_shutdown_with_operations_in_flight() {
     fds_unchanged(|| {
         const CONNS: usize = 8;
         let dir = TempDir::new();
-        let e = Engine::builder().workers(2).build().unwrap();
+        let e = Engine::builder()
+            .workers(2)
+            .recv_buffers(4, 4096)
+            .build()
+            .unwrap();
         let (otx, orx) = mpsc::channel();
         let (ftx, frx) = mpsc::channel();
         let closed = Arc::new(Mutex::new(Vec::new()));
@@ -142,7 +157,7 @@ fn engine_fds_shutdown_with_operations_in_flight() {
             .map(|i| {
                 let (ep, stop) = (ep.clone(), Arc::clone(&stop));
                 thread::spawn(move || {
-                    let c = Stream::connect(&ep).unwrap();
+                    let c = connect(&ep);
                     let mut w = c.try_clone().unwrap();
                     let writer = thread::spawn(move || {
                         let mut block = vec![0u8; 32 * 1024];
@@ -172,6 +187,9 @@ fn engine_fds_shutdown_with_operations_in_flight() {
         // starved connection can wait seconds for its first receive while the others stream;
         // shutdown must close it all the same).
         recv_or_hang(&frx, "the first data");
+        // Four 4 KiB buffers per worker, each held until its echo is sent, against connections
+        // that always have more pending: receives find the ring empty.
+        wait_until("a receive to run out of buffers", || e.stats().enobufs > 0);
         assert_eq!(e.stats().open, CONNS as u64, "{:?}", e.stats());
         assert_eq!(alive.load(Ordering::Relaxed), CONNS);
         // Shut down with receives, sends and starved receives all in play.

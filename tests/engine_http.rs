@@ -1,6 +1,7 @@
 //! The HTTP example served by the engine, checked by curl (over a unix socket) and by our
 //! client (keep-alive, many requests on one connection).
 
+mod engine_support;
 #[path = "../examples/http.rs"]
 mod http;
 mod util;
@@ -8,7 +9,8 @@ mod util;
 use std::io::BufReader;
 use std::process::Command;
 
-use uring_vsock::blocking::Stream;
+use engine_support::connect;
+
 use uring_vsock::uring::Engine;
 use util::{bind_endpoint, TempDir, Transport};
 
@@ -35,7 +37,8 @@ fn engine_http_curl_over_unix_socket_keep_alive() {
         };
         // Two URLs in one curl run: the second reuses the connection (keep-alive).
         let out = Command::new("curl")
-            .args(["-sS", "-v", "--unix-socket"])
+            // Bounded: a hung server fails curl (and the test) instead of hanging it.
+            .args(["-sS", "-v", "--max-time", "120", "--unix-socket"])
             .arg(path)
             .args(["http://localhost/", "http://localhost/bytes/100000"])
             .output()
@@ -65,7 +68,7 @@ fn engine_http_our_client_many_requests_one_connection_tcp() {
                 http::Http::default()
             })
             .unwrap();
-        let mut s = BufReader::new(Stream::connect(&ep).unwrap());
+        let mut s = BufReader::new(connect(&ep));
         for i in 0..200usize {
             let (code, body) = http::get(&mut s, &format!("/bytes/{}", i * 97)).unwrap();
             assert_eq!(code, 200);

@@ -1,31 +1,67 @@
-//! Panics in user code that runs on a worker outside handler calls: the listener's factory,
-//! the closure `Engine::connect` runs, a handler's `Drop`. Each fails or closes just its
-//! connection; the worker serves on and the engine shuts down cleanly.
+//! Panics in user code that runs on a worker: a handler call, the listener's factory, the
+//! closure `Engine::connect` runs, a handler's `Drop`. Each fails or closes just its
+//! connection; the worker serves on (other connections on it included) and the engine shuts
+//! down cleanly.
 
 mod engine_support;
 mod util;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
 
-use engine_support::{echo_client, Echo};
-use uring_vsock::blocking::Stream;
+use engine_support::{
+    assert_eof, connect, echo_client, echo_over, listen_reporting_echo, recv_or_hang,
+    shutdown_returns, wait_closed, wait_until, Echo, Gen, MIB,
+};
 use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf};
 use util::{bind_endpoint, TempDir, Transport};
 
-const MIB: u64 = 1 << 20;
+/// Panics on receiving `boom`.
+struct Panicky;
 
-/// Shuts `e` down on another thread; fails (instead of hanging) if that never returns.
-fn shutdown_returns(e: Engine) {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        e.shutdown();
-        let _ = tx.send(());
+impl Handler for Panicky {
+    fn on_recv(&mut self, _conn: &mut Conn<'_>, buf: RecvBuf) {
+        if buf.starts_with(b"boom") {
+            panic!("handler panic on purpose (test)");
+        }
+    }
+}
+
+#[test]
+fn engine_handler_panic_closes_only_that_connection() {
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        // One worker: the panicking connection and the live one share it.
+        let e = Engine::builder().workers(1).build().unwrap();
+        let (live_ep, live_closed) =
+            listen_reporting_echo(&e, &bind_endpoint(Transport::Unix, &dir));
+        let ep = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
+            .unwrap();
+        // The live connection is mid-stream when the panic comes: a first message echoed.
+        let mut live = connect(&live_ep);
+        let mut first = vec![0u8; 256 * 1024];
+        Gen::new(30).fill(&mut first);
+        live.write_all(&first).unwrap();
+        let mut back = vec![0u8; first.len()];
+        live.read_exact(&mut back).expect("the first echo");
+        assert!(back == first, "the first echo differs");
+        // The echo server sends "boom" back to the client, whose handler panics.
+        let h = e.connect(&ep, None, || Panicky).unwrap();
+        h.send(b"boom".to_vec()).unwrap();
+        let reason = wait_closed(&h, "the panicking connection to close");
+        assert!(matches!(reason, CloseReason::Panicked), "{reason}");
+        assert_eq!(e.stats().handler_panics, 1);
+        assert!(
+            live_closed.try_recv().is_err(),
+            "the live connection is still open"
+        );
+        // It is still served: 1 MiB more, echoed to its end, then its clean close.
+        echo_over(live, 31, MIB);
+        let reason = recv_or_hang(&live_closed, "the live connection's close");
+        assert!(matches!(reason, CloseReason::Eof), "{reason}");
+        echo_client(&ep, 32, MIB); // and new connections are served
     });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("Engine::shutdown hung");
 }
 
 #[test]
@@ -42,13 +78,16 @@ fn engine_panicking_factory_closes_only_that_connection() {
                 Echo::new()
             })
             .unwrap();
-        let mut first = Stream::connect(&ep).unwrap();
-        let mut buf = [0u8; 16];
-        // Served by nobody: the engine closed it (EOF, or a reset).
-        assert!(matches!(first.read(&mut buf), Ok(0) | Err(_)));
+        let mut first = connect(&ep);
+        // Served by nobody: the engine dropped the accepted socket, with nothing unread in
+        // it (we never wrote), so the close is clean.
+        assert_eof(&mut first, "the connection whose factory panicked");
         assert_eq!(e.stats().handler_panics, 1);
         echo_client(&ep, 1, MIB); // the next connection is served
-        assert_eq!(e.stats().open, 0);
+                                  // Our EOF can come before the worker frees the connection's slot.
+        wait_until("the served connection's slot to be freed", || {
+            e.stats().open == 0
+        });
         shutdown_returns(e);
     });
 }
@@ -73,7 +112,8 @@ fn engine_panicking_connect_closure_fails_that_connect() {
         let h = e.connect(&ep, None, Echo::new).unwrap();
         echo_client(&ep, 2, MIB);
         h.close();
-        assert!(matches!(h.wait_closed().unwrap(), CloseReason::Local));
+        let reason = wait_closed(&h, "the connect's close");
+        assert!(matches!(reason, CloseReason::Local), "{reason}");
         shutdown_returns(e);
     });
 }
@@ -102,14 +142,12 @@ fn engine_panicking_handler_drop_is_contained() {
         let bomb = e.connect(&ep, None, || DropBomb).unwrap();
         let other = e.connect(&ep, None, Echo::new).unwrap();
         bomb.close();
-        assert!(matches!(bomb.wait_closed().unwrap(), CloseReason::Local));
-        // The handler is dropped just after the handle is told: wait (bounded) for its panic.
-        let mut waited = 0;
-        while e.stats().handler_panics == 0 {
-            std::thread::sleep(Duration::from_millis(5));
-            waited += 1;
-            assert!(waited < 6000, "the handler was never dropped");
-        }
+        let reason = wait_closed(&bomb, "the bomb's close");
+        assert!(matches!(reason, CloseReason::Local), "{reason}");
+        // The handler is dropped just after the handle is told: wait for its panic.
+        wait_until("the bomb's handler to be dropped", || {
+            e.stats().handler_panics > 0
+        });
         assert_eq!(e.stats().handler_panics, 1);
         assert!(
             other.closed().is_none(),
@@ -119,9 +157,7 @@ fn engine_panicking_handler_drop_is_contained() {
         // One more whose handler is dropped at engine shutdown.
         let _late = e.connect(&ep, None, || DropBomb).unwrap();
         shutdown_returns(e);
-        assert!(matches!(
-            other.wait_closed().unwrap(),
-            CloseReason::EngineShutdown
-        ));
+        let reason = wait_closed(&other, "the other connection's close");
+        assert!(matches!(reason, CloseReason::EngineShutdown), "{reason}");
     });
 }

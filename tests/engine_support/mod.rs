@@ -1,5 +1,6 @@
 //! Engine test helpers: an echo handler, a streaming byte generator with a checksum that is
-//! fast in debug builds, and blocking echo clients that check every byte.
+//! fast in debug builds, blocking echo clients that check every byte, and bounded waits (every
+//! wait in a test fails with a message instead of hanging).
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::VecDeque;
@@ -9,8 +10,11 @@ use std::sync::mpsc;
 use std::thread;
 
 use uring_vsock::blocking::Stream;
-use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf, SendBuf};
+use uring_vsock::uring::{CloseReason, Conn, ConnHandle, Engine, Handler, RecvBuf, SendBuf};
 use uring_vsock::Endpoint;
+
+/// One mebibyte.
+pub const MIB: u64 = 1 << 20;
 
 /// Sends received buffers back as they are; a full send queue parks them in a backlog that
 /// `on_sent` drains (bounded by the worker's receive buffers). After the peer's EOF it shuts
@@ -202,12 +206,12 @@ pub fn read_stream(r: &mut impl Read, seed: u64, max_chunk: usize) -> io::Result
 /// Connects a blocking client to `ep`, writes `total` bytes (then shuts down its write side)
 /// from one thread and reads the echo to EOF in this one; asserts the echo matches.
 pub fn echo_client(ep: &Endpoint, seed: u64, total: u64) {
-    let stream = Stream::connect(ep).unwrap_or_else(|e| panic!("connect {ep}: {e}"));
-    echo_over(stream, seed, total);
+    echo_over(connect(ep), seed, total);
 }
 
-/// As [`echo_client`] over a connected stream.
+/// As [`echo_client`] over a connected stream (given [`WATCHDOG`] timeouts here).
 pub fn echo_over(stream: Stream, seed: u64, total: u64) {
+    watchdog(&stream);
     let mut writer = stream.try_clone().expect("clone stream");
     let w = thread::spawn(move || {
         let sum = write_stream(&mut writer, seed, total, 70_000).expect("write");
@@ -260,5 +264,53 @@ pub fn raise_nofile(n: u64) {
             lim.rlim_cur = n.min(lim.rlim_max);
             assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
         }
+    }
+}
+
+/// Gives `s` read and write timeouts of [`WATCHDOG`]: a blocking read or write that would hang
+/// fails with `WouldBlock` instead.
+pub fn watchdog(s: &Stream) {
+    s.set_read_timeout(Some(WATCHDOG))
+        .expect("set a read timeout");
+    s.set_write_timeout(Some(WATCHDOG))
+        .expect("set a write timeout");
+}
+
+/// A blocking client connected to `ep`, with [`WATCHDOG`] timeouts.
+pub fn connect(ep: &Endpoint) -> Stream {
+    let s = Stream::connect(ep).unwrap_or_else(|e| panic!("connect {ep}: {e}"));
+    watchdog(&s);
+    s
+}
+
+/// Waits (bounded by [`WATCHDOG`]) for the connection of `h` to close; returns why.
+pub fn wait_closed(h: &ConnHandle, what: &str) -> CloseReason {
+    let mut reason = None;
+    wait_until(what, || {
+        reason = h.closed();
+        reason.is_some()
+    });
+    reason.expect("wait_until returned: closed")
+}
+
+/// Shuts `e` down on another thread; fails (instead of hanging) if that never returns.
+pub fn shutdown_returns(e: Engine) {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        e.shutdown();
+        let _ = tx.send(());
+    });
+    recv_or_hang(&rx, "Engine::shutdown to return");
+}
+
+/// Reads once from `s` (which the peer never writes to) and asserts the peer's side closed
+/// cleanly: EOF, not a reset, not a timeout.
+pub fn assert_eof(s: &mut Stream, what: &str) {
+    watchdog(s);
+    let mut buf = [0u8; 16];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("{what}: {n} unexpected bytes instead of EOF"),
+        Err(e) => panic!("{what}: expected EOF, got {e} ({:?})", e.kind()),
     }
 }
