@@ -15,6 +15,7 @@ pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod latency;
+pub mod limits;
 pub mod machine;
 pub mod parse;
 pub mod pattern;
