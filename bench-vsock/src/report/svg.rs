@@ -19,6 +19,31 @@ const COLORS: [&str; 6] = [
 /// The curve's right end: 99.999%, five nines.
 const MAX_NINES: f64 = 5.0;
 
+/// A plot: what it shows, its file name, and how it is drawn from the summaries.
+#[derive(Clone, Copy)]
+pub struct Plot {
+    /// What it shows, e.g. `latency by percentile`.
+    pub title: &'static str,
+    /// Its file name in a results folder.
+    pub file: &'static str,
+    /// Draws it.
+    pub draw: fn(&mut dyn Write, &[Summary]) -> io::Result<()>,
+}
+
+/// Every plot of a results folder, the HTML page and RESULTS.md.
+pub const PLOTS: [Plot; 2] = [
+    Plot {
+        title: "latency by percentile",
+        file: "latency.svg",
+        draw: write_latency,
+    },
+    Plot {
+        title: "throughput",
+        file: "throughput.svg",
+        draw: write_throughput,
+    },
+];
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
