@@ -243,8 +243,9 @@ impl Session for ClientSession {
                 }
                 if let Some(at) = pattern::mismatch(self.recv_at, data) {
                     return Err(Error::new(format!(
-                        "echo corrupted: byte at stream offset {} differs from what was sent",
-                        at - self.recv_at + self.echo_got as u64
+                        "echo corrupted at stream offset {at} (byte {} of the {}-byte echo)",
+                        at - self.recv_at + self.echo_got as u64,
+                        self.size
                     )));
                 }
                 self.recv_at += data.len() as u64;
