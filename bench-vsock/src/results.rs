@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::latency::{CurvePoint, LatencySummary};
 use crate::machine::Machine;
+use crate::session::ServerCounts;
 use crate::workload::{config_label, Workload};
 
 /// The result of one measured run.
@@ -58,6 +59,10 @@ pub struct RunResult {
     pub latency_curve: Vec<CurvePoint>,
     /// The same latencies measured from the actual send time (differs in open loop).
     pub uncorrected: LatencySummary,
+    /// What the local server counted over the measured phase (`null` against a remote
+    /// server): its own view, to check the client's counts against.
+    #[serde(default)]
+    pub server: Option<ServerCounts>,
     /// The `.hgrm` file of this run, relative to the report's folder, once written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hgrm: Option<String>,

@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use uring_vsock::Endpoint;
 
-use crate::backend::{self, Backend};
-use crate::error::{Context, Result};
+use crate::backend::{self, Backend, IO_TIMEOUT};
+use crate::error::{Context, Error, Result};
 use crate::latency::LatencySummary;
 use crate::results::RunResult;
 use crate::rusage::process_cpu;
-use crate::session::{Outcome, SessionSource};
+use crate::session::{Outcome, ServerCounts, ServerStats, SessionSource};
 use crate::transport::{connect_to, Transport};
 use crate::workload::{Length, RunSpec};
 
@@ -29,6 +29,8 @@ struct Phase {
     outcome: Outcome,
     seconds: f64,
     cpu_seconds: f64,
+    /// What the local server counted in this phase.
+    server: Option<ServerCounts>,
 }
 
 fn run_phase(
@@ -47,14 +49,32 @@ fn run_phase(
         outcome: source.finish()?,
         seconds,
         cpu_seconds,
+        server: None,
     })
 }
 
-fn run_phases(backend: &dyn Backend, ep: &Endpoint, spec: &RunSpec) -> Result<Phase> {
+/// The warmup, then the measured phase. With a local server's `stats`, the measured phase
+/// starts once the server has ended the warmup's connections, and the server's counts over
+/// the measured phase alone are returned with it, as counts since then.
+fn run_phases(
+    backend: &dyn Backend,
+    ep: &Endpoint,
+    spec: &RunSpec,
+    stats: Option<&ServerStats>,
+) -> Result<(Phase, ServerCounts)> {
     if !spec.warmup.is_zero() {
-        run_phase(backend, ep, spec, Length::Time(spec.warmup)).context("warmup")?;
+        let warm = run_phase(backend, ep, spec, Length::Time(spec.warmup)).context("warmup")?;
+        let n = warm.outcome.sessions;
+        if let Some(stats) = stats {
+            if !stats.wait_ended(n, IO_TIMEOUT) {
+                return Err(Error::new(format!(
+                    "warmup: the server had not ended the warmup's {n} connections after {IO_TIMEOUT:?}"
+                )));
+            }
+        }
     }
-    run_phase(backend, ep, spec, spec.length)
+    let before = stats.map(ServerStats::counts).unwrap_or_default();
+    Ok((run_phase(backend, ep, spec, spec.length)?, before))
 }
 
 /// Runs `spec` against `target`.
@@ -67,17 +87,27 @@ pub fn run(spec: &RunSpec, target: &Target) -> Result<RunResult> {
     let backend = backend::open(spec.backend)?;
     let what = format!("{} {} on {}", spec.backend, spec.label(), target_ep(target));
     let (phase, transport) = match target {
-        Target::Remote(ep) => (run_phases(&*backend, ep, spec), Transport::of(ep)),
+        Target::Remote(ep) => (
+            run_phases(&*backend, ep, spec, None).map(|(p, _)| p),
+            Transport::of(ep),
+        ),
         Target::Local(listen) => {
             let server = backend
                 .serve(listen, spec.workers)
                 .context(format!("starting the {} server on {listen}", spec.backend))?;
             let ep = connect_to(server.endpoint());
-            let phase = run_phases(&*backend, &ep, spec);
+            let stats = server.stats().clone();
+            let phase = run_phases(&*backend, &ep, spec, Some(&stats));
             // Stop the server whatever happened, but report its errors only if the client
-            // side had none: a client error usually explains the server's.
+            // side had none: a client error usually explains the server's. Once stopped,
+            // it has counted every connection.
             let stopped = server.stop();
-            let phase = phase.and_then(|p| stopped.map(|()| p));
+            let phase = phase.and_then(|(mut p, before)| {
+                stopped.map(|()| {
+                    p.server = Some(stats.counts().since(before));
+                    p
+                })
+            });
             (phase, Transport::of(&ep))
         }
     };
@@ -129,6 +159,7 @@ fn result_of(spec: &RunSpec, transport: Transport, local: bool, p: Phase) -> Run
         },
         latency_curve: lat.curve,
         uncorrected: LatencySummary::of(&o.uncorrected),
+        server: p.server,
         hgrm: None,
         histogram: Some(o.corrected),
     }

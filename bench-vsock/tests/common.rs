@@ -67,9 +67,30 @@ pub fn runs_of(test: &str, backend: &str, args: &[&str]) -> Vec<serde_json::Valu
         assert!(r["p50_us"].as_f64().unwrap() > 0.0);
         assert!(r["p99_us"].as_f64().unwrap() >= r["p50_us"].as_f64().unwrap());
         assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0);
+        // The server's own count of the bytes it checked matches the client's.
+        assert_eq!(r["server"]["bytes_verified"], r["bytes_verified"], "{r}");
+        assert!(r["server"]["connections"].as_u64().unwrap() >= 1, "{r}");
         let hgrm = dir.join(r["hgrm"].as_str().unwrap());
         let text = std::fs::read_to_string(hgrm).unwrap();
         assert!(text.contains("Percentile") && text.contains("#[Max"));
     }
     runs
+}
+
+/// Asserts that an open-loop run was paced: a connection's n-th message is not sent before
+/// n - 1 intervals (connections / rate) have passed since the run started, so a run of N
+/// messages per connection lasts at least (N - 1) intervals. A run that ignored the rate
+/// (closed loop) finishes far sooner.
+pub fn assert_paced(r: &serde_json::Value) {
+    let conns = r["conns"].as_u64().unwrap();
+    let rate = r["rate"].as_u64().expect("an open-loop run");
+    let per_conn = r["messages"].as_u64().unwrap().div_ceil(conns);
+    let interval = conns as f64 / rate as f64;
+    let least = (per_conn - 1) as f64 * interval;
+    let took = r["duration_s"].as_f64().unwrap();
+    assert!(
+        took >= least,
+        "{per_conn} messages per connection at {rate}/s over {conns} connections take at \
+         least {least} s when paced; the run took {took} s: {r}"
+    );
 }

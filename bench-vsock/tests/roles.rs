@@ -63,6 +63,7 @@ fn client_runs_against_serve_and_report_writes_results() {
     let report = common::read_json(&json);
     assert_eq!(report["runs"][0]["bytes_verified"], 50 * 4096);
     assert_eq!(report["runs"][0]["local_server"], false);
+    assert!(report["runs"][0]["server"].is_null());
     // The server saw one clean connection and exits by itself.
     assert!(server.wait().unwrap().success());
 

@@ -98,11 +98,13 @@ fn uring_rr_64_connections_on_2_workers() {
         assert_eq!(runs[0]["bytes_verified"], 640 * 64);
         assert!(runs[0]["rate"].is_null());
         assert_eq!(runs[0]["uncorrected"]["count"], 640);
+        assert_eq!(runs[0]["server"]["connections"], 64, "{b}");
     }
 }
 
 #[test]
 fn uring_rr_open_loop_is_paced() {
+    // 10 messages per connection, one every 8 / 400 s = 20 ms: at least 180 ms.
     let args = [
         "rr",
         "--transport",
@@ -114,14 +116,16 @@ fn uring_rr_open_loop_is_paced() {
         "--count",
         "80",
         "--rate",
-        "4000",
+        "400",
     ];
     for (b, runs) in like_epoll("uring-rr-open", &args) {
-        assert_eq!(runs[0]["rate"], 4000, "{b}");
+        assert_eq!(runs[0]["rate"], 400, "{b}");
         assert_eq!(runs[0]["messages"], 80);
         assert_eq!(runs[0]["bytes_verified"], 80 * 64);
         // Both histograms are kept; the corrected one counts from the intended send time.
         assert_eq!(runs[0]["uncorrected"]["count"], 80);
+        assert_eq!(runs[0]["server"]["connections"], 8, "{b}");
+        common::assert_paced(&runs[0]);
     }
 }
 
@@ -140,6 +144,8 @@ fn uring_connect_opens_one_connection_per_message() {
         assert_eq!(runs[0]["workload"], "connect", "{b}");
         assert_eq!(runs[0]["messages"], 40);
         assert_eq!(runs[0]["bytes_verified"], 40 * 64);
+        // The server saw each of them as its own connection, ended cleanly.
+        assert_eq!(runs[0]["server"]["connections"], 40, "{b}");
     }
 }
 

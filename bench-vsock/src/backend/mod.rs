@@ -6,6 +6,7 @@
 
 mod blocking;
 mod epoll;
+mod threads;
 mod tokio;
 mod uring;
 

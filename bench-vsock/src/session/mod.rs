@@ -11,7 +11,7 @@ mod server;
 mod source;
 
 pub use client::ClientSession;
-pub use server::{ServerSession, ServerStats};
+pub use server::{ServerCounts, ServerSession, ServerStats};
 pub use source::{Outcome, SessionPlan, SessionSource};
 
 use std::time::Instant;

@@ -3,7 +3,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use super::{Session, Want};
 use crate::error::{Error, Result};
@@ -15,10 +17,32 @@ use crate::wire::{Ack, Header, Mode, FRAME_PREFIX_LEN, HEADER_LEN, MAX_MESSAGE};
 pub struct ServerStats {
     /// Connections that ended cleanly.
     pub connections: AtomicU64,
+    /// Connections that ended, cleanly or not.
+    pub ended: AtomicU64,
     /// Payload bytes checked against the pattern.
     pub bytes_verified: AtomicU64,
     /// Connection errors (protocol or verification), for the server's report.
     pub errors: Mutex<Vec<String>>,
+}
+
+/// What a server saw, at one moment or over a run: its own view of the connections and
+/// bytes, to check the clients' against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerCounts {
+    /// Connections that ended cleanly.
+    pub connections: u64,
+    /// Payload bytes the server checked against the pattern.
+    pub bytes_verified: u64,
+}
+
+impl ServerCounts {
+    /// What was counted since `earlier`.
+    pub fn since(self, earlier: ServerCounts) -> ServerCounts {
+        ServerCounts {
+            connections: self.connections.saturating_sub(earlier.connections),
+            bytes_verified: self.bytes_verified.saturating_sub(earlier.bytes_verified),
+        }
+    }
 }
 
 impl ServerStats {
@@ -30,13 +54,63 @@ impl ServerStats {
             Ok(()) => {
                 self.connections.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => self.errors.lock().expect("errors lock").push(e.to_string()),
+            Err(e) => self.fail(e),
         }
+        // Last, so whoever sees the count sees the bytes and the outcome too.
+        self.ended.fetch_add(1, Ordering::Release);
+    }
+
+    /// Records an error of the server outside a connection's session (accept, spawn).
+    pub fn fail(&self, e: impl std::fmt::Display) {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(e.to_string());
     }
 
     /// The errors so far.
     pub fn errors(&self) -> Vec<String> {
-        self.errors.lock().expect("errors lock").clone()
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The counts now.
+    pub fn counts(&self) -> ServerCounts {
+        ServerCounts {
+            connections: self.connections.load(Ordering::Relaxed),
+            bytes_verified: self.bytes_verified.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until at least `n` connections have ended, up to `timeout`; whether they
+    /// did. (A client's connection ends on the server a little after the client closes.)
+    pub fn wait_ended(&self, n: u64, timeout: Duration) -> bool {
+        let give_up = Instant::now() + timeout;
+        while self.ended.load(Ordering::Acquire) < n {
+            if Instant::now() >= give_up {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// The server's errors as one error, or `Ok` if it saw none.
+    ///
+    /// # Errors
+    ///
+    /// The server saw a failed connection: the count and the first error.
+    pub fn result(&self) -> Result<()> {
+        let errors = self.errors();
+        match errors.first() {
+            None => Ok(()),
+            Some(first) => Err(Error::new(format!(
+                "server saw {} failed connection(s), first: {first}",
+                errors.len()
+            ))),
+        }
     }
 }
 

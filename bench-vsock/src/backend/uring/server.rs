@@ -9,7 +9,6 @@ use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf, SendBuf};
 use uring_vsock::Endpoint;
 
 use super::drive::{self, Step};
-use crate::backend::blocking::server_result;
 use crate::backend::{Server, IO_TIMEOUT};
 use crate::error::{Context, Error, Result};
 use crate::session::{ServerSession, ServerStats, Session};
@@ -67,7 +66,7 @@ impl Server for UringServer {
             .expect("open lock");
         drop(open);
         self.engine.shutdown();
-        server_result(&self.served.stats)
+        self.served.stats.result()
     }
 }
 
