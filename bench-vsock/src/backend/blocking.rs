@@ -32,8 +32,8 @@ fn drive(mut stream: &Stream, session: &mut dyn Session, buf: &mut [u8]) -> Resu
     loop {
         let now = Instant::now();
         match session.next(now) {
-            Want::Send(bytes) => {
-                let n = stream.write(bytes).context("write")?;
+            Want::Send(out) => {
+                let n = stream.write(out.as_slice()).context("write")?;
                 session.on_sent(n, Instant::now());
             }
             Want::Recv => match stream.read(buf) {

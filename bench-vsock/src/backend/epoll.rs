@@ -69,7 +69,7 @@ impl<S: Session> Conn<S> {
         loop {
             let now = Instant::now();
             match self.session.next(now) {
-                Want::Send(bytes) => match (&self.stream).write(bytes) {
+                Want::Send(out) => match (&self.stream).write(out.as_slice()) {
                     Ok(n) => self.session.on_sent(n, Instant::now()),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Step::Blocked),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -62,8 +62,8 @@ where
     loop {
         let now = Instant::now();
         match session.next(now) {
-            Want::Send(bytes) => {
-                let n = timeout(IO_TIMEOUT, io.write(bytes))
+            Want::Send(out) => {
+                let n = timeout(IO_TIMEOUT, io.write(out.as_slice()))
                     .await
                     .map_err(|_| timed_out("write"))?
                     .context("write")?;

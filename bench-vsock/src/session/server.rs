@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Session, Want};
+use super::{Outbox, Session, Want};
 use crate::error::{Error, Result};
 use crate::pattern;
 use crate::wire::{Ack, Header, Mode, FRAME_PREFIX_LEN, HEADER_LEN, MAX_MESSAGE};
@@ -133,8 +133,8 @@ pub struct ServerSession {
     head: Vec<u8>,
     size: usize,
     at: u64,
-    out: Vec<u8>,
-    out_sent: usize,
+    /// The echo being gathered or sent, or the ack.
+    out: Outbox,
     sunk: u64,
     verified: u64,
 }
@@ -153,8 +153,7 @@ impl ServerSession {
             head: Vec::with_capacity(HEADER_LEN),
             size: 0,
             at: 0,
-            out: Vec::new(),
-            out_sent: 0,
+            out: Outbox::default(),
             sunk: 0,
             verified: 0,
         }
@@ -202,11 +201,10 @@ impl ServerSession {
                 Ok(n)
             }
             State::EchoRecv => {
-                let n = data.len().min(self.size - self.out.len());
+                let n = data.len().min(self.size - self.out.pushed());
                 self.check(&data[..n])?;
-                self.out.extend_from_slice(&data[..n]);
-                if self.out.len() == self.size {
-                    self.out_sent = 0;
+                self.out.push(&data[..n]);
+                if self.out.pushed() == self.size {
                     self.state = State::EchoSend;
                 }
                 Ok(n)
@@ -236,7 +234,7 @@ impl ServerSession {
         self.at = u64::from(header.seed);
         self.state = match header.mode {
             Mode::Echo => {
-                self.out = Vec::with_capacity(self.size);
+                self.out.reserve(self.size);
                 State::EchoRecv
             }
             Mode::Sink => State::FramePrefix,
@@ -255,8 +253,8 @@ impl ServerSession {
                 bytes: self.sunk,
                 status: 0,
             };
-            self.out = ack.encode().to_vec();
-            self.out_sent = 0;
+            self.out.clear();
+            self.out.push(&ack.encode());
             State::AckSend
         } else {
             State::FramePayload { left: len }
@@ -268,15 +266,15 @@ impl ServerSession {
 impl Session for ServerSession {
     fn next(&mut self, _now: Instant) -> Want<'_> {
         match self.state {
-            State::EchoSend | State::AckSend => Want::Send(&self.out[self.out_sent..]),
+            State::EchoSend | State::AckSend => Want::Send(&mut self.out),
             State::Done => Want::Done,
             _ => Want::Recv,
         }
     }
 
     fn on_sent(&mut self, n: usize, _now: Instant) {
-        self.out_sent += n;
-        if self.out_sent == self.out.len() {
+        self.out.advance(n);
+        if self.out.is_empty() {
             self.state = match self.state {
                 State::EchoSend => {
                     self.out.clear();
