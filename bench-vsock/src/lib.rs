@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod ceiling;
 pub mod cli;
 pub mod error;
 pub mod latency;

@@ -55,6 +55,11 @@ pub struct RunResult {
     pub gbytes_per_s: f64,
     /// Process CPU time (user + system) per message, µs.
     pub cpu_us_per_msg: f64,
+    /// Stream runs: payload GB/s of the harness's own work per byte (making each frame and
+    /// checking it) on one thread with no socket, measured after the run; `null` for the
+    /// other workloads.
+    #[serde(default)]
+    pub harness_gbytes_per_s: Option<f64>,
     /// The latency-percentile curve, µs.
     pub latency_curve: Vec<CurvePoint>,
     /// The same latencies measured from the actual send time (differs in open loop).

@@ -7,13 +7,14 @@ use std::time::Instant;
 use uring_vsock::Endpoint;
 
 use crate::backend::{self, Backend, IO_TIMEOUT};
+use crate::ceiling::{self, PROBE};
 use crate::error::{Context, Error, Result};
 use crate::latency::LatencySummary;
 use crate::results::RunResult;
 use crate::rusage::process_cpu;
 use crate::session::{Outcome, ServerCounts, ServerStats, SessionSource};
 use crate::transport::{connect_to, Transport};
-use crate::workload::{Length, RunSpec};
+use crate::workload::{Length, RunSpec, Workload};
 
 /// Where the server of a run is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,12 +113,12 @@ pub fn run(spec: &RunSpec, target: &Target) -> Result<RunResult> {
         }
     };
     let phase = phase.context(what)?;
-    Ok(result_of(
-        spec,
-        transport,
-        matches!(target, Target::Local(_)),
-        phase,
-    ))
+    let mut result = result_of(spec, transport, matches!(target, Target::Local(_)), phase);
+    if spec.workload == Workload::Stream {
+        // After the run, so it takes nothing from it.
+        result.harness_gbytes_per_s = Some(ceiling::stream_gbytes_per_s(spec.size, PROBE));
+    }
+    Ok(result)
 }
 
 fn target_ep(target: &Target) -> &Endpoint {
@@ -157,6 +158,7 @@ fn result_of(spec: &RunSpec, transport: Transport, local: bool, p: Phase) -> Run
         } else {
             0.0
         },
+        harness_gbytes_per_s: None,
         latency_curve: lat.curve,
         uncorrected: LatencySummary::of(&o.uncorrected),
         server: p.server,

@@ -123,7 +123,7 @@ fn the_schema_catches_a_wrong_report() {
     let good = common::read_json(&json);
     assert!(validate(&good).is_empty(), "{:#?}", validate(&good));
     // Each change alone must be caught, at its place.
-    let cases: [(&str, Change); 6] = [
+    let cases: [(&str, Change); 7] = [
         ("/machine/cores", |v| v["machine"]["cores"] = json!(0)),
         ("/runs/0/backend", |v| {
             v["runs"][0]["backend"] = json!("carrier-pigeon")
@@ -137,6 +137,10 @@ fn the_schema_catches_a_wrong_report() {
         ("/runs/0", |v| v["runs"][0]["surprise"] = json!(1)),
         ("/runs/0/latency_curve/0/percentile", |v| {
             v["runs"][0]["latency_curve"][0]["percentile"] = json!(101)
+        }),
+        // Only stream runs have the harness's ceiling.
+        ("/runs/0/harness_gbytes_per_s", |v| {
+            v["runs"][0]["harness_gbytes_per_s"] = json!(1.5)
         }),
         ("/runs/0/server/connections", |v| {
             v["runs"][0]["server"]["connections"] = json!("one")

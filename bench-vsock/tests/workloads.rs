@@ -31,6 +31,10 @@ fn pingpong_echoes_every_byte() {
             ],
         );
         assert_eq!(runs.len(), 2);
+        assert!(
+            runs[0]["harness_gbytes_per_s"].is_null(),
+            "{b}: only stream runs"
+        );
         // 20 messages, each checked on its way back.
         assert_eq!(runs[0]["bytes_verified"], 20 * 64);
         assert_eq!(runs[0]["messages"], 20);
@@ -57,6 +61,11 @@ fn stream_is_acked_whole() {
         assert_eq!(runs[0]["bytes_verified"], 8 << 20);
         assert_eq!(runs[0]["workload"], "stream");
         assert_eq!(runs[0]["server"]["connections"], 1, "{b}");
+        // The harness's own ceiling is measured beside every stream run.
+        assert!(
+            runs[0]["harness_gbytes_per_s"].as_f64().unwrap() > 0.0,
+            "{b}"
+        );
     }
 }
 

@@ -24,7 +24,7 @@ struct Column {
 }
 
 /// The summary table's columns after transport, config and backend.
-const SUMMARY: [Column; 8] = [
+const SUMMARY: [Column; 9] = [
     Column {
         header: "n",
         cell: |s| s.repeats.to_string(),
@@ -48,6 +48,13 @@ const SUMMARY: [Column; 8] = [
     Column {
         header: "GB/s",
         cell: |s| cells::gbps(s.gbytes_per_s.median),
+    },
+    Column {
+        header: "harness GB/s",
+        cell: |s| {
+            s.harness_gbytes_per_s
+                .map_or_else(|| "-".to_owned(), |h| cells::gbps(h.median))
+        },
     },
     Column {
         header: "CPU µs/msg",

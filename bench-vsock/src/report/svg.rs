@@ -287,6 +287,7 @@ mod tests {
             p999_us: sp(50.0),
             max_us: sp(90.0),
             cpu_us_per_msg: sp(5.0),
+            harness_gbytes_per_s: None,
             bytes_verified: 1000,
             curve: CURVE_PERCENTILES
                 .iter()

@@ -78,6 +78,7 @@ pub fn write_runs(w: &mut dyn Write, runs: &[RunResult]) -> io::Result<()> {
             "max µs",
             "msgs/s",
             "GB/s",
+            "harness GB/s",
             "CPU µs/msg",
             "verified",
         ],
@@ -96,6 +97,8 @@ pub fn write_runs(w: &mut dyn Write, runs: &[RunResult]) -> io::Result<()> {
             cells::us(r.max_us),
             cells::rate(r.msgs_per_s),
             cells::gbps(r.gbytes_per_s),
+            r.harness_gbytes_per_s
+                .map_or_else(|| "-".to_owned(), cells::gbps),
             cells::us(r.cpu_us_per_msg),
             cells::bytes(r.bytes_verified),
         ]);
