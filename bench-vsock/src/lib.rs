@@ -14,6 +14,7 @@ pub mod app;
 pub mod backend;
 pub mod ceiling;
 pub mod cli;
+pub mod counters;
 pub mod error;
 pub mod latency;
 pub mod limits;

@@ -3,6 +3,7 @@
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::counters::EngineReport;
 use crate::latency::{CurvePoint, LatencySummary};
 use crate::machine::Machine;
 use crate::session::ServerCounts;
@@ -68,6 +69,10 @@ pub struct RunResult {
     /// server): its own view, to check the client's counts against.
     #[serde(default)]
     pub server: Option<ServerCounts>,
+    /// uring backends: the engines' counters over the measured phase (both ends' engines of
+    /// a local run added) and per message; `null` for the other backends.
+    #[serde(default)]
+    pub engine: Option<EngineReport>,
     /// The `.hgrm` file of this run, relative to the report's folder, once written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hgrm: Option<String>,

@@ -54,6 +54,10 @@ fn a_compare_report_matches_the_schema() {
     assert!(errors.is_empty(), "{errors:#?}");
     let runs = report["runs"].as_array().unwrap();
     assert!(runs.iter().any(|r| r["rate"] == 5000));
+    assert!(
+        runs.iter().any(|r| r["engine"].is_object()),
+        "uring runs are in it"
+    );
     assert!(!report["ratios"].as_array().unwrap().is_empty());
 }
 
@@ -123,7 +127,7 @@ fn the_schema_catches_a_wrong_report() {
     let good = common::read_json(&json);
     assert!(validate(&good).is_empty(), "{:#?}", validate(&good));
     // Each change alone must be caught, at its place.
-    let cases: [(&str, Change); 7] = [
+    let cases: [(&str, Change); 8] = [
         ("/machine/cores", |v| v["machine"]["cores"] = json!(0)),
         ("/runs/0/backend", |v| {
             v["runs"][0]["backend"] = json!("carrier-pigeon")
@@ -141,6 +145,10 @@ fn the_schema_catches_a_wrong_report() {
         // Only stream runs have the harness's ceiling.
         ("/runs/0/harness_gbytes_per_s", |v| {
             v["runs"][0]["harness_gbytes_per_s"] = json!(1.5)
+        }),
+        // Only uring runs have engine counters.
+        ("/runs/0/engine", |v| {
+            v["runs"][0]["engine"] = json!({ "totals": {} })
         }),
         ("/runs/0/server/connections", |v| {
             v["runs"][0]["server"]["connections"] = json!("one")

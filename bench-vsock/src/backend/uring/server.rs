@@ -5,7 +5,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf, SendBuf};
+use uring_vsock::uring::{CloseReason, Conn, Engine, EngineStats, Handler, RecvBuf, SendBuf};
 use uring_vsock::Endpoint;
 
 use super::drive::{self, Step};
@@ -52,6 +52,10 @@ impl Server for UringServer {
 
     fn stats(&self) -> &Arc<ServerStats> {
         &self.served.stats
+    }
+
+    fn engine_stats(&self) -> Option<EngineStats> {
+        Some(self.engine.stats())
     }
 
     fn stop(self: Box<Self>) -> Result<()> {
