@@ -68,7 +68,10 @@ fn client_runs_against_serve_and_report_writes_results() {
     assert!(text.contains("| pingpong 4 KiB | blocking |"), "{text}");
     assert!(text.contains("](results-0-unix-latency.svg)"));
     assert!(dir.join("results-0-unix-throughput.svg").exists());
-    assert!(text.contains("![unix CPU per message](results-0-unix-cpu.svg)"), "{text}");
+    assert!(
+        text.contains("![unix CPU per message](results-0-unix-cpu.svg)"),
+        "{text}"
+    );
     assert!(dir.join("results-0-unix-cpu.svg").exists());
 
     // Plots in their own folder, linked relative to RESULTS.md; notes and profiles appended.

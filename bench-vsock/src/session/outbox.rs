@@ -53,11 +53,6 @@ impl Outbox {
         self.made = false;
     }
 
-    /// Protocol bytes pushed since the last [`clear`](Self::clear).
-    pub(crate) fn pushed(&self) -> usize {
-        self.head
-    }
-
     /// Records that the backend took the next `n` bytes.
     pub(crate) fn advance(&mut self, n: usize) {
         self.sent = (self.sent + n).min(self.head + self.body);
@@ -151,11 +146,11 @@ mod tests {
         assert!(o.is_empty() && o.parts().next().is_none());
         o.push(b"ack!");
         o.push(b"more");
-        assert_eq!(o.pushed(), 8);
+        assert_eq!(o.len(), 8);
         o.advance(3);
         assert_eq!(joined(&o), b"!more");
         assert_eq!(o.as_slice(), b"!more");
         o.clear();
-        assert!(o.is_empty() && o.pushed() == 0);
+        assert!(o.is_empty() && o.parts().next().is_none());
     }
 }
