@@ -39,6 +39,8 @@ pub enum Suite {
 }
 
 const KIB: usize = 1024;
+/// Workers per side when `--workers` is not given.
+const DEFAULT_WORKERS: u64 = 2;
 
 fn target(args: &RunArgs, notes: &mut Vec<String>) -> Result<Target> {
     if let Some(ep) = &args.connect {
@@ -151,7 +153,7 @@ fn configs(suite: Suite, args: &RunArgs) -> Result<Vec<Config>> {
 fn check_limits(args: &RunArgs, target: &Target, configs: &[Config]) -> Result<()> {
     let conns = args.conns.unwrap_or(1);
     limits::at_most("--conns", conns, MAX_CONNS, "connections")?;
-    let workers = args.workers.unwrap_or(1);
+    let workers = args.workers.unwrap_or(DEFAULT_WORKERS);
     limits::at_most("--workers", workers, MAX_WORKERS, "workers")?;
     limits::at_most("--repeat", args.repeat.unwrap_or(1), MAX_REPEAT, "repeats")?;
     let most = configs.iter().map(|c| c.2 as u64).max().unwrap_or(1);
@@ -194,7 +196,7 @@ pub fn settings(suite: Suite, args: &RunArgs) -> Result<Settings> {
     } else {
         1
     });
-    let workers = args.workers.unwrap_or(2) as usize;
+    let workers = args.workers.unwrap_or(DEFAULT_WORKERS) as usize;
     let mut specs = Vec::new();
     for repeat in 0..repeats as u32 {
         // Rotating the backend order each repeat spreads slow drift of the machine
