@@ -5,7 +5,8 @@ use std::io::Write;
 use crate::cli::{Cli, ClientArgs, Command, RunArgs, WorkloadArg};
 use crate::error::{Error, Result};
 use crate::ratios::ratios;
-use crate::report::{files, progress, table};
+use crate::report::files::Outputs;
+use crate::report::{progress, table};
 use crate::results::Report;
 use crate::runner;
 use crate::settings::{settings, Settings, Suite};
@@ -78,8 +79,15 @@ fn run_suite(
     log: &mut dyn Write,
 ) -> Result<()> {
     let s = settings(suite, args)?;
-    let report = measure(&s, command_line, log)?;
-    finish(&s, report, out, log)
+    // Before measuring: a path that cannot be written fails now, not after the run.
+    let outputs = Outputs::open(&s.out, s.json.as_deref())?;
+    match measure(&s, command_line, log) {
+        Ok(report) => finish(&s, outputs, report, out, log),
+        Err(e) => {
+            outputs.abandon();
+            Err(e)
+        }
+    }
 }
 
 /// Makes every run of `s` in order, with a progress line per run.
@@ -105,21 +113,22 @@ pub fn measure(s: &Settings, command_line: &str, log: &mut dyn Write) -> Result<
     Ok(report)
 }
 
-/// Prints the tables and writes the report files.
+/// Prints the tables, then writes the report files into `outputs` (opened before the run).
 ///
 /// # Errors
 ///
-/// A file could not be written.
+/// A file could not be written: the error names it (the tables are out already).
 pub fn finish(
     s: &Settings,
+    outputs: Outputs,
     mut report: Report,
     out: &mut dyn Write,
     log: &mut dyn Write,
 ) -> Result<()> {
-    let written = files::write_all(&s.out, s.json.as_deref(), &mut report)?;
+    let sums = summarize(&report.runs);
     if s.compare {
         writeln!(out, "\nMedians over repeats:")?;
-        table::write_summaries(out, &summarize(&report.runs))?;
+        table::write_summaries(out, &sums)?;
         if !report.ratios.is_empty() {
             writeln!(
                 out,
@@ -130,6 +139,7 @@ pub fn finish(
     } else {
         table::write_runs(out, &report.runs)?;
     }
+    let written = outputs.write(&mut report, &sums)?;
     let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
     writeln!(log, "reports: {}", names.join(", "))?;
     Ok(())

@@ -76,11 +76,12 @@ pub struct RunArgs {
     /// Message or write sizes, comma-separated, with k/m suffixes: 64,4k,64k,1m.
     #[arg(long, value_parser = size_list, value_name = "LIST")]
     pub sizes: Option<SizeList>,
-    /// Concurrent connections (rr: 256; connect: 1).
-    #[arg(long, value_parser = parse::positive, value_name = "N")]
+    /// Concurrent connections (rr: 256; connect: 1), at most 4096.
+    #[arg(long, value_parser = parse::conns, value_name = "N")]
     pub conns: Option<u64>,
-    /// Worker threads of backends that have them (tokio, epoll, uring), per side.
-    #[arg(long, value_parser = parse::positive, value_name = "N")]
+    /// Worker threads of backends that have them (tokio, epoll, uring), per side, at most
+    /// 256 (default 2).
+    #[arg(long, value_parser = parse::workers, value_name = "N")]
     pub workers: Option<u64>,
     /// How long each measured run lasts: 500ms, 2s, 1m.
     #[arg(long, value_parser = parse::duration, value_name = "DURATION", conflicts_with = "count")]
@@ -92,8 +93,8 @@ pub struct RunArgs {
     /// Unmeasured run before each measured one, on fresh connections; 0 for none.
     #[arg(long, value_parser = parse::warmup, value_name = "DURATION")]
     pub warmup: Option<Duration>,
-    /// Runs of each backend and workload (compare reports medians over them).
-    #[arg(long, value_parser = parse::positive, value_name = "N")]
+    /// Runs of each backend and workload (compare reports medians over them), at most 1000.
+    #[arg(long, value_parser = parse::repeat, value_name = "N")]
     pub repeat: Option<u64>,
     /// rr open loop: messages per second over all connections, latency measured from the
     /// intended send time (coordinated-omission corrected).
@@ -136,8 +137,8 @@ pub struct ServeArgs {
     /// The server's backend.
     #[arg(long, default_value = "blocking")]
     pub backend: BackendKind,
-    /// Worker threads, where the backend has them.
-    #[arg(long, value_parser = parse::positive, value_name = "N", default_value = "2")]
+    /// Worker threads, where the backend has them, at most 256.
+    #[arg(long, value_parser = parse::workers, value_name = "N", default_value = "2")]
     pub workers: u64,
     /// Exit after serving this many connections (for scripts and tests).
     #[arg(long, value_parser = parse::positive, value_name = "N")]
@@ -171,4 +172,29 @@ pub struct ReportArgs {
     /// "Analysis"; profiles (`profile-*.txt`) in the plots folder are linked there too.
     #[arg(long, value_name = "FILE")]
     pub notes: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+    use crate::limits::{MAX_CONNS, MAX_REPEAT, MAX_WORKERS};
+
+    fn help(sub: &str) -> String {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let sub = cmd.find_subcommand_mut(sub).expect("subcommand");
+        sub.render_long_help().to_string()
+    }
+
+    #[test]
+    fn help_states_the_limits_the_parsers_enforce() {
+        let rr = help("rr");
+        assert!(rr.contains(&format!("at most {MAX_CONNS}")), "{rr}");
+        assert!(rr.contains(&format!("at most {MAX_WORKERS}")), "{rr}");
+        assert!(rr.contains(&format!("at most {MAX_REPEAT}")), "{rr}");
+        let serve = help("serve");
+        assert!(serve.contains(&format!("at most {MAX_WORKERS}")), "{serve}");
+    }
 }

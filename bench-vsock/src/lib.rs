@@ -12,9 +12,12 @@
 
 pub mod app;
 pub mod backend;
+pub mod ceiling;
 pub mod cli;
+pub mod counters;
 pub mod error;
 pub mod latency;
+pub mod limits;
 pub mod machine;
 pub mod parse;
 pub mod pattern;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use uring_vsock::Endpoint;
 
 use crate::backend::BackendKind;
+use crate::limits::{MAX_CONNS, MAX_REPEAT, MAX_WORKERS};
 use crate::wire::MAX_MESSAGE;
 
 /// Parses a byte size: a number with an optional `k`, `m` or `g` suffix (powers of 1024,
@@ -105,13 +106,37 @@ pub fn endpoint(s: &str) -> Result<Endpoint, String> {
         .map_err(|e: uring_vsock::AddrParseError| e.to_string())
 }
 
-/// Parses a positive count (connections, messages, workers, repeats, rates).
+/// Parses a positive count (messages, rates).
 pub fn positive(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(0) => Err(format!("{s:?} must be at least 1")),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("bad number {s:?}: expected a whole number >= 1")),
     }
+}
+
+/// A positive count of at most `max` `what` (clap names the flag in front of the error).
+fn bounded(s: &str, max: u64, what: &str) -> Result<u64, String> {
+    let n = positive(s)?;
+    if n > max {
+        return Err(format!("{n} is above the limit of {max} {what}"));
+    }
+    Ok(n)
+}
+
+/// Parses `--conns`: 1 to [`MAX_CONNS`].
+pub fn conns(s: &str) -> Result<u64, String> {
+    bounded(s, MAX_CONNS, "connections")
+}
+
+/// Parses `--workers`: 1 to [`MAX_WORKERS`].
+pub fn workers(s: &str) -> Result<u64, String> {
+    bounded(s, MAX_WORKERS, "workers")
+}
+
+/// Parses `--repeat`: 1 to [`MAX_REPEAT`].
+pub fn repeat(s: &str) -> Result<u64, String> {
+    bounded(s, MAX_REPEAT, "repeats")
 }
 
 #[cfg(test)]
@@ -191,5 +216,25 @@ mod tests {
         assert_eq!(positive("256"), Ok(256));
         assert!(positive("0").unwrap_err().contains("at least 1"));
         assert!(positive("x").unwrap_err().contains("bad number"));
+    }
+
+    #[test]
+    fn counts_that_size_a_run_are_bounded() {
+        assert_eq!(conns("4096"), Ok(4096));
+        assert_eq!(
+            conns("200000").unwrap_err(),
+            "200000 is above the limit of 4096 connections"
+        );
+        assert_eq!(workers("256"), Ok(256));
+        assert!(workers("100000")
+            .unwrap_err()
+            .contains("limit of 256 workers"));
+        assert!(repeat("99999999999999999999")
+            .unwrap_err()
+            .contains("bad number"));
+        assert!(repeat("1001")
+            .unwrap_err()
+            .contains("limit of 1000 repeats"));
+        assert!(conns("0").unwrap_err().contains("at least 1"));
     }
 }

@@ -31,6 +31,33 @@ pub fn fill(offset: u64, buf: &mut [u8]) {
     }
 }
 
+/// The pattern's `len` bytes from stream offset `offset`, as slices of a static table in
+/// order (each at most 64 KiB): a caller copies them straight to where they go, with no
+/// buffer of its own in between.
+pub fn pieces(offset: u64, len: usize) -> impl Iterator<Item = &'static [u8]> {
+    let mut at = offset;
+    let mut left = len;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(PIECE);
+        let p = piece(at, n);
+        at += n as u64;
+        left -= n;
+        Some(p)
+    })
+}
+
+/// Appends the pattern's `len` bytes from stream offset `offset` to `out`: one pass, no
+/// zeroing first.
+pub fn extend(out: &mut Vec<u8>, offset: u64, len: usize) {
+    out.reserve(len);
+    for p in pieces(offset, len) {
+        out.extend_from_slice(p);
+    }
+}
+
 /// The stream offset of the first byte of `data` that differs from the pattern at `offset`,
 /// or `None` when all match.
 pub fn mismatch(offset: u64, data: &[u8]) -> Option<u64> {
@@ -64,6 +91,21 @@ mod tests {
         let (a, b) = buf.split_at(PIECE + 5);
         assert_eq!(mismatch(1000, a), None);
         assert_eq!(mismatch(1000 + a.len() as u64, b), None);
+    }
+
+    #[test]
+    fn pieces_and_extend_make_the_same_bytes_as_fill() {
+        for (offset, len) in [(0, 0), (5, 1), (250, 3 * PIECE + 9), (1 << 40, PIECE)] {
+            let mut filled = vec![0; len];
+            fill(offset, &mut filled);
+            let joined: Vec<u8> = pieces(offset, len).flatten().copied().collect();
+            assert_eq!(joined, filled, "pieces at {offset} for {len}");
+            assert!(pieces(offset, len).all(|p| !p.is_empty() && p.len() <= PIECE));
+            let mut extended = b"head".to_vec();
+            extend(&mut extended, offset, len);
+            assert_eq!(&extended[..4], b"head");
+            assert_eq!(&extended[4..], &filled[..]);
+        }
     }
 
     #[test]

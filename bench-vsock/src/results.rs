@@ -3,8 +3,10 @@
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::counters::EngineReport;
 use crate::latency::{CurvePoint, LatencySummary};
 use crate::machine::Machine;
+use crate::session::ServerCounts;
 use crate::workload::{config_label, Workload};
 
 /// The result of one measured run.
@@ -54,10 +56,23 @@ pub struct RunResult {
     pub gbytes_per_s: f64,
     /// Process CPU time (user + system) per message, µs.
     pub cpu_us_per_msg: f64,
+    /// Stream runs: payload GB/s of the harness's own work per byte (making each frame and
+    /// checking it) on one thread with no socket, measured after the run; `null` for the
+    /// other workloads.
+    #[serde(default)]
+    pub harness_gbytes_per_s: Option<f64>,
     /// The latency-percentile curve, µs.
     pub latency_curve: Vec<CurvePoint>,
     /// The same latencies measured from the actual send time (differs in open loop).
     pub uncorrected: LatencySummary,
+    /// What the local server counted over the measured phase (`null` against a remote
+    /// server): its own view, to check the client's counts against.
+    #[serde(default)]
+    pub server: Option<ServerCounts>,
+    /// uring backends: the engines' counters over the measured phase (both ends' engines of
+    /// a local run added) and per message; `null` for the other backends.
+    #[serde(default)]
+    pub engine: Option<EngineReport>,
     /// The `.hgrm` file of this run, relative to the report's folder, once written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hgrm: Option<String>,

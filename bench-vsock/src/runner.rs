@@ -6,14 +6,16 @@ use std::time::Instant;
 
 use uring_vsock::Endpoint;
 
-use crate::backend::{self, Backend};
-use crate::error::{Context, Result};
+use crate::backend::{self, Backend, Server, IO_TIMEOUT};
+use crate::ceiling::{self, PROBE};
+use crate::counters::{Counters, EngineReport};
+use crate::error::{Context, Error, Result};
 use crate::latency::LatencySummary;
 use crate::results::RunResult;
 use crate::rusage::process_cpu;
-use crate::session::{Outcome, SessionSource};
+use crate::session::{Outcome, ServerCounts, SessionSource};
 use crate::transport::{connect_to, Transport};
-use crate::workload::{Length, RunSpec};
+use crate::workload::{Length, RunSpec, Workload};
 
 /// Where the server of a run is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,10 @@ struct Phase {
     outcome: Outcome,
     seconds: f64,
     cpu_seconds: f64,
+    /// What the local server counted in this phase.
+    server: Option<ServerCounts>,
+    /// The engines' counters over this phase (uring backends).
+    engine: Option<Counters>,
 }
 
 fn run_phase(
@@ -47,14 +53,62 @@ fn run_phase(
         outcome: source.finish()?,
         seconds,
         cpu_seconds,
+        server: None,
+        engine: None,
     })
 }
 
-fn run_phases(backend: &dyn Backend, ep: &Endpoint, spec: &RunSpec) -> Result<Phase> {
-    if !spec.warmup.is_zero() {
-        run_phase(backend, ep, spec, Length::Time(spec.warmup)).context("warmup")?;
+/// The engines' counters now: the clients' engine and, in a local run, the server's,
+/// added; `None` for backends without an engine.
+fn engine_counters(
+    backend: &dyn Backend,
+    server: Option<&dyn Server>,
+    workers: usize,
+) -> Result<Option<Counters>> {
+    let client = backend.engine_stats(workers)?.map(|s| Counters::of(&s));
+    let served = server
+        .and_then(|s| s.engine_stats())
+        .map(|s| Counters::of(&s));
+    Ok(match (client, served) {
+        (Some(a), Some(b)) => Some(a.plus(&b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// Waits until a local server has ended `n` connections in all: a client's connection
+/// ends on the server a little after the client is done with it.
+fn settle(server: Option<&dyn Server>, n: u64, phase: &str) -> Result<()> {
+    match server {
+        Some(s) if !s.stats().wait_ended(n, IO_TIMEOUT) => Err(Error::new(format!(
+            "{phase}: the server had not ended its {n} connections after {IO_TIMEOUT:?}"
+        ))),
+        _ => Ok(()),
     }
-    run_phase(backend, ep, spec, spec.length)
+}
+
+/// The warmup, then the measured phase, which starts once a local `server` has ended the
+/// warmup's connections. The phase's engine counters are taken once the server has ended
+/// its connections too; the server's counts from before the measured phase are returned
+/// with it (the server has counted everything only once stopped).
+fn run_phases(
+    backend: &dyn Backend,
+    server: Option<&dyn Server>,
+    ep: &Endpoint,
+    spec: &RunSpec,
+) -> Result<(Phase, ServerCounts)> {
+    let mut ended = 0;
+    if !spec.warmup.is_zero() {
+        let warm = run_phase(backend, ep, spec, Length::Time(spec.warmup)).context("warmup")?;
+        ended = warm.outcome.sessions;
+        settle(server, ended, "warmup")?;
+    }
+    let counts = server.map(|s| s.stats().counts()).unwrap_or_default();
+    let engine = engine_counters(backend, server, spec.workers)?;
+    let mut phase = run_phase(backend, ep, spec, spec.length)?;
+    settle(server, ended + phase.outcome.sessions, "measured run")?;
+    let engine_now = engine_counters(backend, server, spec.workers)?;
+    phase.engine = engine_now.map(|now| now.since(&engine.unwrap_or_default()));
+    Ok((phase, counts))
 }
 
 /// Runs `spec` against `target`.
@@ -67,27 +121,37 @@ pub fn run(spec: &RunSpec, target: &Target) -> Result<RunResult> {
     let backend = backend::open(spec.backend)?;
     let what = format!("{} {} on {}", spec.backend, spec.label(), target_ep(target));
     let (phase, transport) = match target {
-        Target::Remote(ep) => (run_phases(&*backend, ep, spec), Transport::of(ep)),
+        Target::Remote(ep) => (
+            run_phases(&*backend, None, ep, spec).map(|(p, _)| p),
+            Transport::of(ep),
+        ),
         Target::Local(listen) => {
             let server = backend
                 .serve(listen, spec.workers)
                 .context(format!("starting the {} server on {listen}", spec.backend))?;
             let ep = connect_to(server.endpoint());
-            let phase = run_phases(&*backend, &ep, spec);
+            let stats = server.stats().clone();
+            let phase = run_phases(&*backend, Some(&*server), &ep, spec);
             // Stop the server whatever happened, but report its errors only if the client
-            // side had none: a client error usually explains the server's.
+            // side had none: a client error usually explains the server's. Once stopped,
+            // it has counted every connection.
             let stopped = server.stop();
-            let phase = phase.and_then(|p| stopped.map(|()| p));
+            let phase = phase.and_then(|(mut p, before)| {
+                stopped.map(|()| {
+                    p.server = Some(stats.counts().since(before));
+                    p
+                })
+            });
             (phase, Transport::of(&ep))
         }
     };
     let phase = phase.context(what)?;
-    Ok(result_of(
-        spec,
-        transport,
-        matches!(target, Target::Local(_)),
-        phase,
-    ))
+    let mut result = result_of(spec, transport, matches!(target, Target::Local(_)), phase);
+    if spec.workload == Workload::Stream {
+        // After the run, so it takes nothing from it.
+        result.harness_gbytes_per_s = Some(ceiling::stream_gbytes_per_s(spec.size, PROBE));
+    }
+    Ok(result)
 }
 
 fn target_ep(target: &Target) -> &Endpoint {
@@ -127,8 +191,13 @@ fn result_of(spec: &RunSpec, transport: Transport, local: bool, p: Phase) -> Run
         } else {
             0.0
         },
+        harness_gbytes_per_s: None,
         latency_curve: lat.curve,
         uncorrected: LatencySummary::of(&o.uncorrected),
+        server: p.server,
+        engine: p
+            .engine
+            .map(|c| EngineReport::new(c, o.messages, p.cpu_seconds)),
         hgrm: None,
         histogram: Some(o.corrected),
     }

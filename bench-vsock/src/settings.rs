@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::backend::{self, BackendKind};
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
+use crate::limits::{self, MAX_CONNS, MAX_REPEAT, MAX_WORKERS};
 use crate::runner::Target;
 use crate::transport::{self, local_listen, require_loopback};
 use crate::workload::{Length, RunSpec, Workload};
@@ -38,6 +39,8 @@ pub enum Suite {
 }
 
 const KIB: usize = 1024;
+/// Workers per side when `--workers` is not given.
+const DEFAULT_WORKERS: u64 = 2;
 
 fn target(args: &RunArgs, notes: &mut Vec<String>) -> Result<Target> {
     if let Some(ep) = &args.connect {
@@ -144,17 +147,36 @@ fn configs(suite: Suite, args: &RunArgs) -> Result<Vec<Config>> {
     }
 }
 
+/// Refuses counts past [`limits`] (the command line's parsers do too; this covers
+/// [`RunArgs`] made in code) and makes sure the process may open the files the largest
+/// configuration needs, before anything runs.
+fn check_limits(args: &RunArgs, target: &Target, configs: &[Config]) -> Result<()> {
+    let conns = args.conns.unwrap_or(1);
+    limits::at_most("--conns", conns, MAX_CONNS, "connections")?;
+    let workers = args.workers.unwrap_or(DEFAULT_WORKERS);
+    limits::at_most("--workers", workers, MAX_WORKERS, "workers")?;
+    limits::at_most("--repeat", args.repeat.unwrap_or(1), MAX_REPEAT, "repeats")?;
+    let most = configs.iter().map(|c| c.2 as u64).max().unwrap_or(1);
+    let ends = if matches!(target, Target::Local(_)) {
+        2
+    } else {
+        1
+    };
+    limits::ensure_fds(limits::fds_needed(most, workers, ends), most)
+}
+
 /// The settings for running `suite` with `args`.
 ///
 /// # Errors
 ///
-/// Options that contradict each other, a backend not in this build, or a vsock run
-/// without the loopback transport.
+/// Options that contradict each other or exceed their [`limits`], a backend not in this
+/// build, or a vsock run without the loopback transport.
 pub fn settings(suite: Suite, args: &RunArgs) -> Result<Settings> {
     let mut notes = Vec::new();
     let target = target(args, &mut notes)?;
     let backends = backends(args, &mut notes)?;
     let configs = configs(suite, args)?;
+    check_limits(args, &target, &configs)?;
     let compare = suite == Suite::Compare;
     let (duration, warmup) = if args.quick {
         (Duration::from_millis(500), Duration::from_millis(100))
@@ -174,7 +196,7 @@ pub fn settings(suite: Suite, args: &RunArgs) -> Result<Settings> {
     } else {
         1
     });
-    let workers = args.workers.unwrap_or(2) as usize;
+    let workers = args.workers.unwrap_or(DEFAULT_WORKERS) as usize;
     let mut specs = Vec::new();
     for repeat in 0..repeats as u32 {
         // Rotating the backend order each repeat spreads slow drift of the machine
@@ -266,6 +288,28 @@ mod tests {
         a.connect = Some("unix:@x".parse().unwrap());
         let e = settings(Suite::One(Workload::Rr), &a).unwrap_err();
         assert!(e.message().contains("cannot be combined"), "{e}");
+    }
+
+    #[test]
+    fn counts_past_their_limits_are_refused_naming_the_flag() {
+        let mut a = quick();
+        a.conns = Some(200_000);
+        let e = settings(Suite::One(Workload::Rr), &a).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "--conns 200000 is above the limit of 4096 connections"
+        );
+        let mut a = quick();
+        a.workers = Some(100_000);
+        let e = settings(Suite::One(Workload::Rr), &a).unwrap_err();
+        assert!(e.message().starts_with("--workers 100000 is above"), "{e}");
+        let mut a = quick();
+        a.repeat = Some(u64::MAX);
+        let e = settings(Suite::Compare, &a).unwrap_err();
+        assert!(
+            e.message().starts_with("--repeat 18446744073709551615"),
+            "{e}"
+        );
     }
 
     #[test]

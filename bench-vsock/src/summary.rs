@@ -72,6 +72,8 @@ pub struct Summary {
     pub max_us: Spread,
     /// CPU per message, µs.
     pub cpu_us_per_msg: Spread,
+    /// The harness's own ceiling, GB/s (stream runs only).
+    pub harness_gbytes_per_s: Option<Spread>,
     /// Bytes verified, summed over repeats.
     pub bytes_verified: u64,
     /// The latency curve: each percentile's median over repeats.
@@ -135,6 +137,13 @@ pub fn summarize(runs: &[RunResult]) -> Vec<Summary> {
                 p999_us: spread(|r| r.p999_us),
                 max_us: spread(|r| r.max_us),
                 cpu_us_per_msg: spread(|r| r.cpu_us_per_msg),
+                harness_gbytes_per_s: {
+                    let h: Vec<f64> = group
+                        .iter()
+                        .filter_map(|r| r.harness_gbytes_per_s)
+                        .collect();
+                    (!h.is_empty()).then(|| Spread::of(h))
+                },
                 bytes_verified: group.iter().map(|r| r.bytes_verified).sum(),
                 curve,
                 transport,

@@ -14,7 +14,8 @@
 //! Then, by mode:
 //! - **echo** (`pingpong`, `rr`, `connect`): the client sends messages of exactly `size`
 //!   bytes, one at a time; the server checks each against the pattern and sends it back
-//!   whole. The client closes at a message boundary when done.
+//!   whole (made from the pattern it matched: the same bytes, copied once). The client
+//!   closes at a message boundary when done.
 //! - **sink** (`stream`): the client sends frames, each a u32 little-endian length and that
 //!   many bytes; a zero length ends the stream. The server checks every byte and answers the
 //!   end with an [`Ack`]: 16 bytes, the payload byte count it verified (u64) and a status

@@ -33,6 +33,23 @@ fn bad_values_are_named() {
     );
     fails_with(&["stream", "--duration", "0s"], "out of range");
     fails_with(&["rr", "--conns", "0"], "at least 1");
+    // Counts that size a run are bounded, and the error names the flag and the limit.
+    fails_with(
+        &["rr", "--conns", "200000", "--duration", "1s"],
+        "'--conns <N>': 200000 is above the limit of 4096 connections",
+    );
+    fails_with(
+        &["rr", "--workers", "100000", "--backends", "epoll"],
+        "'--workers <N>': 100000 is above the limit of 256 workers",
+    );
+    fails_with(
+        &["serve", "--listen", "unix:@x", "--workers", "100000"],
+        "'--workers <N>': 100000 is above the limit of 256 workers",
+    );
+    fails_with(
+        &["compare", "--repeat", "18446744073709551615"],
+        "'--repeat <N>': 18446744073709551615 is above the limit of 1000 repeats",
+    );
     fails_with(&["rr", "--connect", "udp:1:2"], "unknown scheme");
     fails_with(
         &["pingpong", "--transport", "carrier-pigeon"],

@@ -67,9 +67,95 @@ pub fn runs_of(test: &str, backend: &str, args: &[&str]) -> Vec<serde_json::Valu
         assert!(r["p50_us"].as_f64().unwrap() > 0.0);
         assert!(r["p99_us"].as_f64().unwrap() >= r["p50_us"].as_f64().unwrap());
         assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0);
+        // The server's own count of the bytes it checked matches the client's.
+        assert_eq!(r["server"]["bytes_verified"], r["bytes_verified"], "{r}");
+        assert!(r["server"]["connections"].as_u64().unwrap() >= 1, "{r}");
         let hgrm = dir.join(r["hgrm"].as_str().unwrap());
         let text = std::fs::read_to_string(hgrm).unwrap();
         assert!(text.contains("Percentile") && text.contains("#[Max"));
     }
     runs
+}
+
+/// Asserts that an open-loop run was paced: a connection's n-th message is not sent before
+/// n - 1 intervals (connections / rate) have passed since the run started, so a run of N
+/// messages per connection lasts at least (N - 1) intervals. A run that ignored the rate
+/// (closed loop) finishes far sooner.
+pub fn assert_paced(r: &serde_json::Value) {
+    let conns = r["conns"].as_u64().unwrap();
+    let rate = r["rate"].as_u64().expect("an open-loop run");
+    let per_conn = r["messages"].as_u64().unwrap().div_ceil(conns);
+    let interval = conns as f64 / rate as f64;
+    let least = (per_conn - 1) as f64 * interval;
+    let took = r["duration_s"].as_f64().unwrap();
+    assert!(
+        took >= least,
+        "{per_conn} messages per connection at {rate}/s over {conns} connections take at \
+         least {least} s when paced; the run took {took} s: {r}"
+    );
+}
+
+/// A `bench-vsock serve` child process, killed when dropped if still running.
+pub struct Serve {
+    /// The child.
+    pub child: std::process::Child,
+    /// The endpoint it serves.
+    pub endpoint: String,
+}
+
+impl Serve {
+    /// Starts `bench-vsock serve` on a fresh abstract unix name with `backend`, exiting
+    /// after `max_conns` connections, and waits (up to 30 s) until it says it listens.
+    pub fn start(name: &str, backend: &str, max_conns: u32) -> Serve {
+        use std::io::{BufRead, BufReader};
+        let endpoint = format!("unix:@bench-vsock-{name}-{}", std::process::id());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bench-vsock"))
+            .args(["serve", "--listen", &endpoint, "--backend", backend])
+            .args(["--max-conns", &max_conns.to_string()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn bench-vsock serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            let _ = tx.send(lines.next());
+            // Keep draining, so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let serve = Serve { child, endpoint };
+        let first = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("bench-vsock serve said nothing within 30 s");
+        let first = first.expect("serve's stderr").expect("serve's first line");
+        assert!(
+            first.starts_with("serving on unix:@bench-vsock-"),
+            "{first}"
+        );
+        serve
+    }
+
+    /// Waits (up to 30 s) for the server to exit by itself; whether it succeeded.
+    pub fn wait(mut self) -> bool {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for serve") {
+                return status.success();
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "bench-vsock serve did not exit within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

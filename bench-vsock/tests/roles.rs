@@ -3,33 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[test]
 fn client_runs_against_serve_and_report_writes_results() {
     let bin = env!("CARGO_BIN_EXE_bench-vsock");
-    let name = format!("unix:@bench-vsock-roles-{}", std::process::id());
-    let mut server = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            &name,
-            "--backend",
-            "epoll",
-            "--max-conns",
-            "1",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until it listens.
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    assert!(
-        first.starts_with("serving on unix:@bench-vsock-roles"),
-        "{first}"
-    );
+    let serve = common::Serve::start("roles", "epoll", 1);
+    let name = serve.endpoint.clone();
 
     let dir = common::fresh_dir("roles");
     let json = dir.join("client.json");
@@ -63,8 +43,9 @@ fn client_runs_against_serve_and_report_writes_results() {
     let report = common::read_json(&json);
     assert_eq!(report["runs"][0]["bytes_verified"], 50 * 4096);
     assert_eq!(report["runs"][0]["local_server"], false);
+    assert!(report["runs"][0]["server"].is_null());
     // The server saw one clean connection and exits by itself.
-    assert!(server.wait().unwrap().success());
+    assert!(serve.wait(), "the server saw a failed connection");
 
     let md = dir.join("RESULTS.md");
     let out = Command::new(bin)
@@ -87,6 +68,11 @@ fn client_runs_against_serve_and_report_writes_results() {
     assert!(text.contains("| pingpong 4 KiB | blocking |"), "{text}");
     assert!(text.contains("](results-0-unix-latency.svg)"));
     assert!(dir.join("results-0-unix-throughput.svg").exists());
+    assert!(
+        text.contains("![unix CPU per message](results-0-unix-cpu.svg)"),
+        "{text}"
+    );
+    assert!(dir.join("results-0-unix-cpu.svg").exists());
 
     // Plots in their own folder, linked relative to RESULTS.md; notes and profiles appended.
     let plots = dir.join("plots");

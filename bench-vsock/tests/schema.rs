@@ -1,84 +1,27 @@
-//! A produced report matches the committed JSON schema. The check is a small hand-written
-//! validator for the keywords the schema uses (type, required, properties, items, enum,
-//! minimum, maximum, $ref), so the test needs no heavy validator crate.
+//! Produced reports, compare and client alike, match the committed JSON Schema, checked by
+//! a maintained validator (the `jsonschema` crate, every keyword of draft 2020-12); and the
+//! schema is strict enough to catch a wrong report.
 
 mod common;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-fn type_ok(t: &str, v: &Value) -> bool {
-    match t {
-        "object" => v.is_object(),
-        "array" => v.is_array(),
-        "string" => v.is_string(),
-        "boolean" => v.is_boolean(),
-        "integer" => v.is_u64() || v.is_i64(),
-        "number" => v.is_number(),
-        "null" => v.is_null(),
-        other => panic!("schema uses unknown type {other}"),
-    }
+fn schema() -> Value {
+    serde_json::from_str(include_str!("../schema/report.schema.json")).unwrap()
 }
 
-fn check(root: &Value, schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
-    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
-        let name = r.trim_start_matches("#/$defs/");
-        return check(root, &root["$defs"][name], v, path, errors);
-    }
-    if let Some(t) = schema.get("type") {
-        let ok = match t {
-            Value::String(t) => type_ok(t, v),
-            Value::Array(ts) => ts.iter().any(|t| type_ok(t.as_str().unwrap(), v)),
-            _ => panic!("bad type in schema"),
-        };
-        if !ok {
-            errors.push(format!("{path}: {v} is not {t}"));
-            return;
-        }
-    }
-    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
-        if !e.contains(v) {
-            errors.push(format!("{path}: {v} not in {e:?}"));
-        }
-    }
-    if let (Some(min), Some(x)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64()) {
-        if x < min {
-            errors.push(format!("{path}: {x} < minimum {min}"));
-        }
-    }
-    if let (Some(max), Some(x)) = (schema.get("maximum").and_then(Value::as_f64), v.as_f64()) {
-        if x > max {
-            errors.push(format!("{path}: {x} > maximum {max}"));
-        }
-    }
-    if let Some(req) = schema.get("required").and_then(Value::as_array) {
-        for k in req {
-            if v.get(k.as_str().unwrap()).is_none() {
-                errors.push(format!("{path}: missing {k}"));
-            }
-        }
-    }
-    if let (Some(props), Some(obj)) = (
-        schema.get("properties").and_then(Value::as_object),
-        v.as_object(),
-    ) {
-        for (k, sub) in props {
-            if let Some(x) = obj.get(k) {
-                check(root, sub, x, &format!("{path}.{k}"), errors);
-            }
-        }
-    }
-    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
-        for (i, x) in arr.iter().enumerate() {
-            check(root, items, x, &format!("{path}[{i}]"), errors);
-        }
-    }
-}
-
+/// Every error the validator finds in `report`, with where it is.
 fn validate(report: &Value) -> Vec<String> {
-    let schema: Value = serde_json::from_str(include_str!("../schema/report.schema.json")).unwrap();
-    let mut errors = Vec::new();
-    check(&schema, &schema, report, "$", &mut errors);
-    errors
+    let validator = jsonschema::validator_for(&schema()).expect("the schema compiles");
+    validator
+        .iter_errors(report)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn the_schema_is_a_valid_json_schema() {
+    jsonschema::meta::validate(&schema()).expect("a valid draft 2020-12 schema");
 }
 
 #[test]
@@ -109,33 +52,115 @@ fn a_compare_report_matches_the_schema() {
     let report = common::read_json(&json);
     let errors = validate(&report);
     assert!(errors.is_empty(), "{errors:#?}");
-    assert!(report["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|r| r["rate"] == 5000));
+    let runs = report["runs"].as_array().unwrap();
+    assert!(runs.iter().any(|r| r["rate"] == 5000));
+    assert!(
+        runs.iter().any(|r| r["engine"].is_object()),
+        "uring runs are in it"
+    );
+    assert!(!report["ratios"].as_array().unwrap().is_empty());
 }
 
 #[test]
-fn the_validator_catches_a_bad_report() {
-    let bad = serde_json::json!({
-        "tool": "x", "command": "x", "started_unix": 0, "ratios": [],
-        "machine": { "cores": 0, "kernel": "k", "cpu_model": "c", "hostname": "h", "vsock_loopback": false },
-        "runs": [ { "backend": "carrier-pigeon" } ]
-    });
-    let errors = validate(&bad);
-    assert!(
-        errors.iter().any(|e| e.contains("$.machine.cores")),
-        "{errors:#?}"
-    );
-    assert!(
-        errors.iter().any(|e| e.contains("carrier-pigeon")),
-        "{errors:#?}"
-    );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("missing \"bytes_verified\"")),
-        "{errors:#?}"
-    );
+fn a_client_report_against_a_remote_server_matches_the_schema() {
+    let serve = common::Serve::start("schema-client", "blocking", 2);
+    let dir = common::fresh_dir("schema-client");
+    let json = dir.join("client.json");
+    let (r, _, stderr) = common::run(&[
+        "client",
+        "--workload",
+        "stream",
+        "--connect",
+        &serve.endpoint,
+        "--backends",
+        "epoll",
+        "--sizes",
+        "4k",
+        "--count",
+        "20",
+        "--warmup",
+        "0",
+        "--repeat",
+        "2",
+        "--out",
+        dir.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    r.unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    assert!(serve.wait(), "the server saw a failed connection");
+    let report = common::read_json(&json);
+    let errors = validate(&report);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        assert_eq!(r["local_server"], false);
+        assert!(r["server"].is_null());
+        assert_eq!(r["bytes_verified"], 20 * 4096);
+    }
+}
+
+/// A change that makes a report wrong.
+type Change = fn(&mut Value);
+
+#[test]
+fn the_schema_catches_a_wrong_report() {
+    let dir = common::fresh_dir("schema-bad");
+    let json = dir.join("r.json");
+    let (r, _, stderr) = common::run(&[
+        "pingpong",
+        "--transport",
+        "unix",
+        "--backends",
+        "blocking",
+        "--count",
+        "3",
+        "--warmup",
+        "0",
+        "--out",
+        dir.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    r.unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    let good = common::read_json(&json);
+    assert!(validate(&good).is_empty(), "{:#?}", validate(&good));
+    // Each change alone must be caught, at its place.
+    let cases: [(&str, Change); 8] = [
+        ("/machine/cores", |v| v["machine"]["cores"] = json!(0)),
+        ("/runs/0/backend", |v| {
+            v["runs"][0]["backend"] = json!("carrier-pigeon")
+        }),
+        ("/runs/0", |v| {
+            v["runs"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("bytes_verified");
+        }),
+        ("/runs/0", |v| v["runs"][0]["surprise"] = json!(1)),
+        ("/runs/0/latency_curve/0/percentile", |v| {
+            v["runs"][0]["latency_curve"][0]["percentile"] = json!(101)
+        }),
+        // Only stream runs have the harness's ceiling.
+        ("/runs/0/harness_gbytes_per_s", |v| {
+            v["runs"][0]["harness_gbytes_per_s"] = json!(1.5)
+        }),
+        // Only uring runs have engine counters.
+        ("/runs/0/engine", |v| {
+            v["runs"][0]["engine"] = json!({ "totals": {} })
+        }),
+        ("/runs/0/server/connections", |v| {
+            v["runs"][0]["server"]["connections"] = json!("one")
+        }),
+    ];
+    for (place, change) in cases {
+        let mut bad = good.clone();
+        change(&mut bad);
+        let errors = validate(&bad);
+        assert!(
+            errors.iter().any(|e| e.starts_with(&format!("{place}: "))),
+            "a change at {place} was not caught: {errors:#?}"
+        );
+    }
 }

@@ -24,10 +24,49 @@ fn like_epoll(test: &str, args: &[&str]) -> Vec<(&'static str, Vec<serde_json::V
                 assert_eq!(r["messages"], e["messages"], "{b}: {r}");
                 assert_eq!(r["transport"], "unix");
                 assert_eq!(r["local_server"], true);
+                assert_engine_counted(r);
+                assert!(e["engine"].is_null(), "epoll has no engine: {e}");
             }
             (b, runs)
         })
         .collect()
+}
+
+/// Both ends' engines ran in this process, so over the measured phase they received
+/// exactly what they sent: the payload plus the protocol's own bytes (a 32-byte header per
+/// connection; for a stream, a 4-byte prefix per frame, the end marker and the 16-byte
+/// ack). The per-message figures follow from the totals.
+fn assert_engine_counted(r: &serde_json::Value) {
+    let e = &r["engine"];
+    let total = |k: &str| {
+        e["totals"][k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k}: {r}"))
+    };
+    let messages = r["messages"].as_u64().unwrap();
+    let conns = r["server"]["connections"].as_u64().unwrap();
+    let mut protocol = 32 * conns;
+    if r["workload"] == "stream" {
+        protocol += 4 * (messages + 1) + 16;
+    }
+    let payload = r["payload_bytes"].as_u64().unwrap();
+    assert_eq!(total("sent_bytes"), payload + protocol, "{r}");
+    assert_eq!(total("recv_bytes"), total("sent_bytes"), "{r}");
+    let completions = total("completions");
+    assert!(
+        completions >= 2 * messages,
+        "a send and a receive per message: {r}"
+    );
+    let per_msg = e["per_msg"]["completions"].as_f64().unwrap();
+    assert!(
+        (per_msg - completions as f64 / messages as f64).abs() < 1e-9,
+        "{r}"
+    );
+    let bpc = e["bytes_per_completion"].as_f64().unwrap();
+    let want = 2.0 * total("sent_bytes") as f64 / completions as f64;
+    assert!((bpc - want).abs() < 1e-6, "{r}");
+    let share = e["spin_cpu_share"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&share), "{r}");
 }
 
 #[test]
@@ -98,11 +137,13 @@ fn uring_rr_64_connections_on_2_workers() {
         assert_eq!(runs[0]["bytes_verified"], 640 * 64);
         assert!(runs[0]["rate"].is_null());
         assert_eq!(runs[0]["uncorrected"]["count"], 640);
+        assert_eq!(runs[0]["server"]["connections"], 64, "{b}");
     }
 }
 
 #[test]
 fn uring_rr_open_loop_is_paced() {
+    // 10 messages per connection, one every 8 / 400 s = 20 ms: at least 180 ms.
     let args = [
         "rr",
         "--transport",
@@ -114,14 +155,16 @@ fn uring_rr_open_loop_is_paced() {
         "--count",
         "80",
         "--rate",
-        "4000",
+        "400",
     ];
     for (b, runs) in like_epoll("uring-rr-open", &args) {
-        assert_eq!(runs[0]["rate"], 4000, "{b}");
+        assert_eq!(runs[0]["rate"], 400, "{b}");
         assert_eq!(runs[0]["messages"], 80);
         assert_eq!(runs[0]["bytes_verified"], 80 * 64);
         // Both histograms are kept; the corrected one counts from the intended send time.
         assert_eq!(runs[0]["uncorrected"]["count"], 80);
+        assert_eq!(runs[0]["server"]["connections"], 8, "{b}");
+        common::assert_paced(&runs[0]);
     }
 }
 
@@ -140,6 +183,8 @@ fn uring_connect_opens_one_connection_per_message() {
         assert_eq!(runs[0]["workload"], "connect", "{b}");
         assert_eq!(runs[0]["messages"], 40);
         assert_eq!(runs[0]["bytes_verified"], 40 * 64);
+        // The server saw each of them as its own connection, ended cleanly.
+        assert_eq!(runs[0]["server"]["connections"], 40, "{b}");
     }
 }
 

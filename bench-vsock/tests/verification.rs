@@ -1,23 +1,64 @@
-//! The sessions catch a transport that loses, corrupts or duplicates bytes: an in-memory
-//! "backend" that damages data in transit must fail the run.
+//! The sessions catch a transport that loses or corrupts bytes: an in-memory link that
+//! damages one chunk in transit must make the right end report the right byte, or leave
+//! both ends waiting where a loss cannot be seen from the data.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bench_vsock::session::{ServerSession, Session, SessionPlan, SessionSource, Want};
 use bench_vsock::wire::Mode;
+use bench_vsock::Error;
 
-/// What the in-memory link does to the n-th byte chunk sent client → server.
+/// Which way a chunk travels.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    /// Client to server: the header is chunk 0, then one chunk per message or frame.
+    ToServer,
+    /// Server to client: one chunk per echo, or the ack.
+    ToClient,
+}
+
+/// What the link does to the n-th chunk going one way.
 #[derive(Clone, Copy)]
 enum Damage {
     None,
-    FlipByteInChunk(usize),
-    DropChunk(usize),
+    /// Flips a bit of the chunk's last byte.
+    Flip(Dir, usize),
+    /// Loses the chunk.
+    Drop(Dir, usize),
 }
 
-/// Drives one client and one server session against each other in memory, delivering
-/// each send whole; returns the first error either end reported.
-fn pump(mode: Mode, size: usize, count: u64, damage: Damage) -> bench_vsock::Result<SessionSource> {
+/// How a pumped connection ended.
+#[derive(Debug)]
+enum End {
+    /// Both ends finished; the payload bytes each verified.
+    Clean { client: u64, server: u64 },
+    /// The client reported this error.
+    Client(Error),
+    /// The server reported this error.
+    Server(Error),
+    /// Neither end can move (each waits for the other), after each verified this much.
+    Stalled { client: u64, server: u64 },
+}
+
+/// Carries one chunk, damaged or not; `None` when it is lost.
+fn carry(data: &[u8], dir: Dir, index: usize, damage: Damage) -> Option<Vec<u8>> {
+    let mut data = data.to_vec();
+    match damage {
+        Damage::Flip(d, k) if d == dir && k == index => {
+            let last = data.len() - 1;
+            data[last] ^= 0x40;
+        }
+        Damage::Drop(d, k) if d == dir && k == index => return None,
+        _ => {}
+    }
+    Some(data)
+}
+
+/// Drives one client and one server session against each other in memory, each send
+/// delivered whole (or damaged as `damage` says). Returns the source (for its outcome)
+/// and how the connection ended.
+fn pump(mode: Mode, size: usize, count: u64, damage: Damage) -> (SessionSource, End) {
     let source = SessionSource::new(SessionPlan {
         mode,
         size,
@@ -29,72 +70,175 @@ fn pump(mode: Mode, size: usize, count: u64, damage: Damage) -> bench_vsock::Res
     });
     let mut client = source.next_session().unwrap();
     let mut server = ServerSession::new();
-    let mut chunk = 0;
+    let (mut up, mut down) = (0, 0);
+    // Each turn moves at least one chunk or ends, so this bounds a broken session.
     for _ in 0..100_000 {
         let now = Instant::now();
-        let mut progressed = false;
-        if let Want::Send(bytes) = client.next(now) {
-            let mut data = bytes.to_vec();
-            let n = data.len();
+        let mut moved = false;
+        if let Want::Send(out) = client.next(now) {
+            // Copied out the way the uring backend fills its send buffers.
+            let bytes: Vec<u8> = out.parts().flatten().copied().collect();
+            let data = carry(&bytes, Dir::ToServer, up, damage);
+            let n = bytes.len();
             client.on_sent(n, now);
-            match damage {
-                Damage::FlipByteInChunk(k) if k == chunk => {
-                    let last = data.len() - 1;
-                    data[last] ^= 0x40;
+            up += 1;
+            moved = true;
+            if let Some(data) = data {
+                if let Err(e) = server.on_recv(&data, now) {
+                    return (source, End::Server(e));
                 }
-                Damage::DropChunk(k) if k == chunk => data.clear(),
-                _ => {}
             }
-            chunk += 1;
-            if !data.is_empty() {
-                server.on_recv(&data, now)?;
-            }
-            progressed = true;
         }
-        if let Want::Send(bytes) = server.next(now) {
-            let data = bytes.to_vec();
-            server.on_sent(data.len(), now);
-            client.on_recv(&data, now)?;
-            progressed = true;
+        if let Want::Send(out) = server.next(now) {
+            // As the blocking, epoll and tokio backends take it.
+            let bytes = out.as_slice();
+            let data = carry(bytes, Dir::ToClient, down, damage);
+            let n = bytes.len();
+            server.on_sent(n, now);
+            down += 1;
+            moved = true;
+            if let Some(data) = data {
+                if let Err(e) = client.on_recv(&data, now) {
+                    return (source, End::Client(e));
+                }
+            }
         }
         if client.next(now) == Want::Done {
-            server.on_eof()?;
-            let _ = client.bytes_verified();
-            return Ok(source);
+            // The client closes; the server sees the end of the stream.
+            if let Err(e) = server.on_eof() {
+                return (source, End::Server(e));
+            }
+            assert!(client.is_done());
+            let end = End::Clean {
+                client: client.bytes_verified(),
+                server: server.bytes_verified(),
+            };
+            return (source, end);
         }
-        if !progressed {
-            return Err(bench_vsock::Error::new("both ends wait: data was lost"));
+        if !moved {
+            assert!(!client.is_done());
+            let end = End::Stalled {
+                client: client.bytes_verified(),
+                server: server.bytes_verified(),
+            };
+            return (source, end);
         }
     }
-    Err(bench_vsock::Error::new("did not finish"))
+    panic!("the sessions neither finished nor stalled in 100000 turns");
+}
+
+fn error(end: End, server: bool) -> String {
+    match (end, server) {
+        (End::Server(e), true) | (End::Client(e), false) => e.message().to_owned(),
+        (end, _) => panic!(
+            "expected the {} to fail, got {end:?}",
+            if server { "server" } else { "client" }
+        ),
+    }
 }
 
 #[test]
-fn clean_link_verifies_everything() {
-    let source = pump(Mode::Echo, 100, 5, Damage::None).unwrap();
-    assert_eq!(source.finish().unwrap().bytes_verified, 500);
-    let source = pump(Mode::Sink, 4096, 3, Damage::None).unwrap();
+fn clean_link_verifies_every_byte_on_both_ends() {
+    let (source, end) = pump(Mode::Echo, 100, 5, Damage::None);
+    assert!(
+        matches!(
+            end,
+            End::Clean {
+                client: 500,
+                server: 500
+            }
+        ),
+        "{end:?}"
+    );
+    let outcome = source.finish().unwrap();
+    assert_eq!((outcome.bytes_verified, outcome.messages), (500, 5));
+    assert_eq!(outcome.payload_bytes, 2 * 500);
+
+    let (source, end) = pump(Mode::Sink, 4096, 3, Damage::None);
+    // The server checks every byte; the client counts what the server's ack vouches for.
+    assert!(
+        matches!(
+            end,
+            End::Clean {
+                client: 12288,
+                server: 12288
+            }
+        ),
+        "{end:?}"
+    );
     assert_eq!(source.finish().unwrap().bytes_verified, 3 * 4096);
 }
 
 #[test]
-fn corruption_is_caught() {
-    // Chunk 0 is the header; chunk 2 is the second message.
-    let e = pump(Mode::Echo, 100, 5, Damage::FlipByteInChunk(2)).unwrap_err();
-    assert!(e.message().contains("corrupted"), "{e}");
-    let e = pump(Mode::Sink, 4096, 3, Damage::FlipByteInChunk(1)).unwrap_err();
-    assert!(e.message().contains("corrupted"), "{e}");
+fn corruption_on_the_way_in_is_caught_by_the_server_at_its_byte() {
+    // Chunk 0 is the header; chunk 2 is the second message, bytes 100..200 of the stream.
+    let (_, end) = pump(Mode::Echo, 100, 5, Damage::Flip(Dir::ToServer, 2));
+    assert_eq!(
+        error(end, true),
+        "client data corrupted at stream offset 199: closing"
+    );
+    // Chunk 1 is the first frame: its last byte is payload byte 4095.
+    let (_, end) = pump(Mode::Sink, 4096, 3, Damage::Flip(Dir::ToServer, 1));
+    assert_eq!(
+        error(end, true),
+        "client data corrupted at stream offset 4095: closing"
+    );
 }
 
 #[test]
-fn loss_is_caught() {
-    // A lost echo request leaves both ends waiting.
-    assert!(pump(Mode::Echo, 100, 5, Damage::DropChunk(3)).is_err());
-    // A lost stream frame shifts the rest of the stream off the pattern.
-    let e = pump(Mode::Sink, 4096, 3, Damage::DropChunk(2)).unwrap_err();
+fn corruption_on_the_way_back_is_caught_by_the_client_at_its_byte() {
+    // Chunk 1 is the second echo, bytes 100..200 of the stream.
+    let (_, end) = pump(Mode::Echo, 100, 5, Damage::Flip(Dir::ToClient, 1));
+    assert_eq!(
+        error(end, false),
+        "echo corrupted at stream offset 199 (byte 99 of the 100-byte echo)"
+    );
+    // A damaged ack (its status word) fails the stream even though every byte arrived.
+    let (_, end) = pump(Mode::Sink, 4096, 3, Damage::Flip(Dir::ToClient, 0));
+    let e = error(end, false);
     assert!(
-        e.message().contains("corrupted") || e.message().contains("acked"),
+        e.starts_with("server acked 12288 bytes with status "),
         "{e}"
+    );
+    assert!(e.ends_with(", but 12288 were sent"), "{e}");
+}
+
+#[test]
+fn loss_of_an_echo_request_or_reply_leaves_both_ends_waiting() {
+    // The third request is lost: two round trips were verified on both ends, then the
+    // client waits for an echo the server never had (a real backend's IO timeout ends it).
+    let (_, end) = pump(Mode::Echo, 100, 5, Damage::Drop(Dir::ToServer, 3));
+    assert!(
+        matches!(
+            end,
+            End::Stalled {
+                client: 200,
+                server: 200
+            }
+        ),
+        "{end:?}"
+    );
+    // The second echo is lost: the server verified two requests, the client one echo.
+    let (_, end) = pump(Mode::Echo, 100, 5, Damage::Drop(Dir::ToClient, 1));
+    assert!(
+        matches!(
+            end,
+            End::Stalled {
+                client: 100,
+                server: 200
+            }
+        ),
+        "{end:?}"
+    );
+}
+
+#[test]
+fn loss_of_a_stream_frame_shifts_the_rest_off_the_pattern() {
+    // Frame 2 (chunk 2) is lost: frame 3's first byte arrives where frame 2's was due.
+    let (_, end) = pump(Mode::Sink, 4096, 3, Damage::Drop(Dir::ToServer, 2));
+    assert_eq!(
+        error(end, true),
+        "client data corrupted at stream offset 4096: closing"
     );
 }
 

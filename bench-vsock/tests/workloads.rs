@@ -31,6 +31,10 @@ fn pingpong_echoes_every_byte() {
             ],
         );
         assert_eq!(runs.len(), 2);
+        assert!(
+            runs[0]["harness_gbytes_per_s"].is_null(),
+            "{b}: only stream runs"
+        );
         // 20 messages, each checked on its way back.
         assert_eq!(runs[0]["bytes_verified"], 20 * 64);
         assert_eq!(runs[0]["messages"], 20);
@@ -56,6 +60,12 @@ fn stream_is_acked_whole() {
         );
         assert_eq!(runs[0]["bytes_verified"], 8 << 20);
         assert_eq!(runs[0]["workload"], "stream");
+        assert_eq!(runs[0]["server"]["connections"], 1, "{b}");
+        // The harness's own ceiling is measured beside every stream run.
+        assert!(
+            runs[0]["harness_gbytes_per_s"].as_f64().unwrap() > 0.0,
+            "{b}"
+        );
     }
 }
 
@@ -77,6 +87,7 @@ fn rr_closed_and_open_loop() {
         );
         assert_eq!(runs[0]["conns"], 16);
         assert_eq!(runs[0]["messages"], 160);
+        assert_eq!(runs[0]["server"]["connections"], 16, "{b}");
         let runs = runs_of(
             "rr-open",
             b,
@@ -89,13 +100,15 @@ fn rr_closed_and_open_loop() {
                 "--count",
                 "40",
                 "--rate",
-                "2000",
+                "200",
             ],
         );
-        assert_eq!(runs[0]["rate"], 2000);
+        assert_eq!(runs[0]["rate"], 200);
         assert_eq!(runs[0]["messages"], 40);
         // Both histograms are kept; the corrected one counts from the intended send time.
         assert_eq!(runs[0]["uncorrected"]["count"], 40);
+        // 10 messages per connection, one every 4 / 200 s = 20 ms: at least 180 ms.
+        common::assert_paced(&runs[0]);
     }
 }
 
@@ -117,6 +130,9 @@ fn connect_opens_one_connection_per_message() {
         );
         assert_eq!(runs[0]["messages"], 12);
         assert_eq!(runs[0]["transport"], "tcp");
+        // Counted on the server: each message had its own connection, ended cleanly.
+        assert_eq!(runs[0]["server"]["connections"], 12, "{b}");
+        assert_eq!(runs[0]["bytes_verified"], 12 * 64);
     }
 }
 
@@ -151,4 +167,33 @@ fn compare_reports_summaries_and_ratios() {
         assert!(!report["ratios"].as_array().unwrap().is_empty());
     }
     assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn the_server_counts_only_the_measured_phase_after_a_warmup() {
+    for b in backends() {
+        let dir = fresh_dir(&format!("warm-{b}"));
+        let (r, _, stderr) = run(&[
+            "rr",
+            "--transport",
+            "unix",
+            "--backends",
+            b,
+            "--conns",
+            "8",
+            "--count",
+            "32",
+            "--warmup",
+            "100ms",
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        r.unwrap_or_else(|e| panic!("{b}: {e}\n{stderr}"));
+        let report = read_json(&dir.join("report.json"));
+        let run = &report["runs"][0];
+        // The warmup's 8 connections ended before the measured phase began.
+        assert_eq!(run["server"]["connections"], 8, "{b}: {run}");
+        assert_eq!(run["server"]["bytes_verified"], 32 * 64, "{b}: {run}");
+        assert_eq!(run["bytes_verified"], 32 * 64, "{b}: {run}");
+    }
 }

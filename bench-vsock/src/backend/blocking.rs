@@ -10,6 +10,7 @@ use std::time::Instant;
 use uring_vsock::blocking::{Listener, Stream};
 use uring_vsock::Endpoint;
 
+use super::threads::ThreadServer;
 use super::{tune, Backend, BackendKind, Server, BACKLOG, CONNECT_TIMEOUT, IO_TIMEOUT};
 use crate::error::{Context, Error, Result};
 use crate::session::{ServerSession, ServerStats, Session, SessionSource, Want};
@@ -31,8 +32,8 @@ fn drive(mut stream: &Stream, session: &mut dyn Session, buf: &mut [u8]) -> Resu
     loop {
         let now = Instant::now();
         match session.next(now) {
-            Want::Send(bytes) => {
-                let n = stream.write(bytes).context("write")?;
+            Want::Send(out) => {
+                let n = stream.write(out.as_slice()).context("write")?;
                 session.on_sent(n, Instant::now());
             }
             Want::Recv => match stream.read(buf) {
@@ -79,20 +80,11 @@ impl Backend for Blocking {
     fn serve(&self, listen: &Endpoint, _workers: usize) -> Result<Box<dyn Server>> {
         let listener = Listener::bind_with_backlog(listen, BACKLOG)?;
         let endpoint = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(ServerStats::default());
-        let accept = {
-            let (stop, stats, ep) = (stop.clone(), stats.clone(), endpoint.clone());
-            thread::Builder::new()
-                .name("blocking-accept".into())
-                .spawn(move || accept_loop(&listener, &ep, &stop, &stats))?
-        };
-        Ok(Box::new(BlockingServer {
-            endpoint,
-            stop,
-            stats,
-            accept: Some(accept),
-        }))
+        let ep = endpoint.clone();
+        let server = ThreadServer::start("blocking-accept", endpoint, 1, move |stop, stats| {
+            accept_loop(&listener, &ep, stop, stats);
+        })?;
+        Ok(Box::new(server))
     }
 
     fn run_clients(&self, connect: &Endpoint, source: Arc<SessionSource>, slots: usize, _: usize) {
@@ -134,11 +126,7 @@ fn accept_loop(listener: &Listener, ep: &Endpoint, stop: &AtomicBool, stats: &Ar
         let stream = match listener.accept() {
             Ok((stream, _peer)) => stream,
             Err(e) => {
-                stats
-                    .errors
-                    .lock()
-                    .expect("errors lock")
-                    .push(e.to_string());
+                stats.fail(format!("accept on {ep}: {e}"));
                 continue;
             }
         };
@@ -150,11 +138,7 @@ fn accept_loop(listener: &Listener, ep: &Endpoint, stop: &AtomicBool, stats: &Ar
             .spawn(move || serve_conn(stream, &conn_ep, &conn_stats));
         match spawned {
             Ok(h) => conns.push(h),
-            Err(e) => stats
-                .errors
-                .lock()
-                .expect("errors lock")
-                .push(e.to_string()),
+            Err(e) => stats.fail(format!("spawning a blocking connection thread: {e}")),
         }
     }
     for h in conns {
@@ -171,42 +155,4 @@ fn serve_conn(stream: Stream, ep: &Endpoint, stats: &ServerStats) {
         .and_then(|()| tune(stream.as_fd(), ep))
         .and_then(|()| drive(&stream, &mut session, &mut buf));
     stats.record(&session, &result);
-}
-
-struct BlockingServer {
-    endpoint: Endpoint,
-    stop: Arc<AtomicBool>,
-    stats: Arc<ServerStats>,
-    accept: Option<JoinHandle<()>>,
-}
-
-impl Server for BlockingServer {
-    fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
-    fn stats(&self) -> &Arc<ServerStats> {
-        &self.stats
-    }
-
-    fn stop(mut self: Box<Self>) -> Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.accept.take() {
-            h.join()
-                .map_err(|_| Error::new("blocking server thread panicked"))?;
-        }
-        server_result(&self.stats)
-    }
-}
-
-/// A server's errors as one error, or `Ok` if it saw none.
-pub(crate) fn server_result(stats: &ServerStats) -> Result<()> {
-    let errors = stats.errors();
-    match errors.first() {
-        None => Ok(()),
-        Some(first) => Err(Error::new(format!(
-            "server saw {} failed connection(s), first: {first}",
-            errors.len()
-        ))),
-    }
 }

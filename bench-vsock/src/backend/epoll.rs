@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -14,9 +14,9 @@ use mio::{Events, Interest, Poll, Token};
 use uring_vsock::epoll::{Listener, Stream};
 use uring_vsock::Endpoint;
 
-use super::blocking::server_result;
+use super::threads::ThreadServer;
 use super::{tune, Backend, BackendKind, Server, BACKLOG};
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use crate::session::{ClientSession, ServerSession, ServerStats, Session, SessionSource, Want};
 
 const READ_BUF: usize = 64 * 1024;
@@ -69,7 +69,7 @@ impl<S: Session> Conn<S> {
         loop {
             let now = Instant::now();
             match self.session.next(now) {
-                Want::Send(bytes) => match (&self.stream).write(bytes) {
+                Want::Send(out) => match (&self.stream).write(out.as_slice()) {
                     Ok(n) => self.session.on_sent(n, Instant::now()),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Step::Blocked),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -245,11 +245,7 @@ fn server_worker(listener: &Listener, stop: &AtomicBool, stats: &ServerStats) ->
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) => {
-                        stats
-                            .errors
-                            .lock()
-                            .expect("errors lock")
-                            .push(e.to_string());
+                        stats.fail(format!("accept on {local}: {e}"));
                         break;
                     }
                 }
@@ -279,34 +275,14 @@ impl Backend for Epoll {
     }
 
     fn serve(&self, listen: &Endpoint, workers: usize) -> Result<Box<dyn Server>> {
-        let listener = Arc::new(Listener::bind_with_backlog(listen, BACKLOG)?);
+        let listener = Listener::bind_with_backlog(listen, BACKLOG)?;
         let endpoint = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(ServerStats::default());
-        let mut threads = Vec::new();
-        for i in 0..workers.max(1) {
-            let (listener, stop, stats) = (listener.clone(), stop.clone(), stats.clone());
-            threads.push(
-                thread::Builder::new()
-                    .name(format!("epoll-server-{i}"))
-                    .spawn(move || {
-                        if let Err(e) = server_worker(&listener, &stop, &stats) {
-                            stats
-                                .errors
-                                .lock()
-                                .expect("errors lock")
-                                .push(e.to_string());
-                        }
-                    })
-                    .context("spawning an epoll server thread")?,
-            );
-        }
-        Ok(Box::new(EpollServer {
-            endpoint,
-            stop,
-            stats,
-            threads,
-        }))
+        let server = ThreadServer::start("epoll-server", endpoint, workers, move |stop, stats| {
+            if let Err(e) = server_worker(&listener, stop, stats) {
+                stats.fail(e.context("epoll server worker"));
+            }
+        })?;
+        Ok(Box::new(server))
     }
 
     fn run_clients(
@@ -334,31 +310,5 @@ impl Backend for Epoll {
                 }
             }
         });
-    }
-}
-
-struct EpollServer {
-    endpoint: Endpoint,
-    stop: Arc<AtomicBool>,
-    stats: Arc<ServerStats>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Server for EpollServer {
-    fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
-    fn stats(&self) -> &Arc<ServerStats> {
-        &self.stats
-    }
-
-    fn stop(self: Box<Self>) -> Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join()
-                .map_err(|_| Error::new("epoll server thread panicked"))?;
-        }
-        server_result(&self.stats)
     }
 }

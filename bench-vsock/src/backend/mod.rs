@@ -6,6 +6,7 @@
 
 mod blocking;
 mod epoll;
+mod threads;
 mod tokio;
 mod uring;
 
@@ -14,6 +15,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use uring_vsock::uring::EngineStats;
 use uring_vsock::Endpoint;
 
 use crate::error::{Error, Result};
@@ -97,6 +99,10 @@ pub trait Server: Send {
     fn endpoint(&self) -> &Endpoint;
     /// What it has seen so far.
     fn stats(&self) -> &Arc<ServerStats>;
+    /// Its io_uring engine's counters so far, for backends that have one.
+    fn engine_stats(&self) -> Option<EngineStats> {
+        None
+    }
     /// Stops accepting, waits for its connections to end, and returns.
     ///
     /// # Errors
@@ -118,6 +124,18 @@ pub trait Backend: Send + Sync {
     ///
     /// Binding or listening failed.
     fn serve(&self, listen: &Endpoint, workers: usize) -> Result<Box<dyn Server>>;
+
+    /// The counters of the io_uring engine that runs this backend's clients with `workers`
+    /// workers, starting it if it is not running yet (so a measured phase does not pay for
+    /// it); `None` for backends without one.
+    ///
+    /// # Errors
+    ///
+    /// The engine could not start.
+    fn engine_stats(&self, workers: usize) -> Result<Option<EngineStats>> {
+        let _ = workers;
+        Ok(None)
+    }
 
     /// Runs `slots` connections at a time to `connect`, each running the sessions it takes
     /// from `source` one after another (a new connection per session), until the source

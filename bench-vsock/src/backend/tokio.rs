@@ -15,7 +15,6 @@ use tokio::time::timeout;
 use uring_vsock::blocking::Listener;
 use uring_vsock::Endpoint;
 
-use super::blocking::server_result;
 use super::{Backend, BackendKind, Server, BACKLOG, CONNECT_TIMEOUT, IO_TIMEOUT};
 use crate::error::{Context, Error, Result};
 use crate::session::{ServerSession, ServerStats, Session, SessionSource, Want};
@@ -63,8 +62,8 @@ where
     loop {
         let now = Instant::now();
         match session.next(now) {
-            Want::Send(bytes) => {
-                let n = timeout(IO_TIMEOUT, io.write(bytes))
+            Want::Send(out) => {
+                let n = timeout(IO_TIMEOUT, io.write(out.as_slice()))
                     .await
                     .map_err(|_| timed_out("write"))?
                     .context("write")?;
@@ -193,7 +192,7 @@ async fn accept_loop(
             _ = stop.changed() => break,
             r = listener.accept() => match r {
                 Ok(conn) => conn.spawn_into(&mut conns, &stats),
-                Err(e) => stats.errors.lock().expect("errors lock").push(e.to_string()),
+                Err(e) => stats.fail(e.context("tokio accept")),
             },
             // Reap finished connections as we go, so a long `serve` does not grow.
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -284,6 +283,6 @@ impl Server for TokioServer {
             rt.block_on(task)
                 .map_err(|_| Error::new("tokio server task panicked"))?;
         }
-        server_result(&self.stats)
+        self.stats.result()
     }
 }

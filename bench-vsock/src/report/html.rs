@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use super::{svg, table};
 use crate::results::Report;
-use crate::summary::summarize;
+use crate::summary::Summary;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -13,9 +13,8 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Writes the page for `report`.
-pub fn write(w: &mut dyn Write, report: &Report) -> io::Result<()> {
-    let sums = summarize(&report.runs);
+/// Writes the page for `report`, whose runs `sums` summarize.
+pub fn write(w: &mut dyn Write, report: &Report, sums: &[Summary]) -> io::Result<()> {
     let m = &report.machine;
     writeln!(
         w,
@@ -33,7 +32,7 @@ pub fn write(w: &mut dyn Write, report: &Report) -> io::Result<()> {
         escape(&report.command)
     )?;
     let mut text = Vec::new();
-    table::write_summaries(&mut text, &sums)?;
+    table::write_summaries(&mut text, sums)?;
     if !report.ratios.is_empty() {
         writeln!(text)?;
         table::write_ratios(&mut text, &report.ratios)?;
@@ -43,9 +42,9 @@ pub fn write(w: &mut dyn Write, report: &Report) -> io::Result<()> {
         "<h2>Medians over repeats</h2><pre>{}</pre>",
         escape(&String::from_utf8_lossy(&text))
     )?;
-    writeln!(w, "<h2>Latency</h2>")?;
-    svg::write_latency(w, &sums)?;
-    writeln!(w, "<h2>Throughput</h2>")?;
-    svg::write_throughput(w, &sums)?;
+    for plot in svg::PLOTS {
+        writeln!(w, "<h2>{}</h2>", escape(plot.title))?;
+        (plot.draw)(w, sums)?;
+    }
     writeln!(w, "</body></html>")
 }

@@ -2,23 +2,24 @@
 //! medians, ratios with their spread, and the plots (SVG files next to it). Produced, never
 //! typed by hand.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{cells, json, svg, table};
+use super::columns::{self, Grid};
+use super::files::write_file;
+use super::{json, svg};
 use crate::error::{Context, Result};
 use crate::results::Report;
 use crate::summary::{summarize, Summary};
 
-/// One report's section: the report and the names of its plot files.
+/// One report's section: the report, its summaries and its plot files.
 pub struct Section<'a> {
     /// The compare report.
     pub report: &'a Report,
-    /// The latency plot's file name, relative to RESULTS.md.
-    pub latency_svg: String,
-    /// The throughput plot's file name, relative to RESULTS.md.
-    pub throughput_svg: String,
+    /// Its runs, summarized.
+    pub summaries: Vec<Summary>,
+    /// Its plots: what each shows and its file, relative to RESULTS.md.
+    pub plots: Vec<(&'static str, String)>,
 }
 
 fn transport_of(r: &Report) -> String {
@@ -31,75 +32,12 @@ fn transport_of(r: &Report) -> String {
     }
 }
 
-fn row(cells: &[String]) -> String {
-    format!("| {} |", cells.join(" | "))
-}
-
-fn write_summary_table(w: &mut dyn Write, sums: &[Summary]) -> io::Result<()> {
-    let head = [
-        "config",
-        "backend",
-        "n",
-        "p50 µs",
-        "p99 µs",
-        "p99.9 µs",
-        "msgs/s (min–max)",
-        "GB/s",
-        "CPU µs/msg",
-        "verified",
-    ];
-    writeln!(w, "| {} |", head.join(" | "))?;
-    writeln!(w, "|{}", "---|".repeat(head.len()))?;
-    for s in sums {
-        writeln!(
-            w,
-            "{}",
-            row(&[
-                s.config.clone(),
-                s.backend.clone(),
-                s.repeats.to_string(),
-                cells::us(s.p50_us.median),
-                cells::us(s.p99_us.median),
-                cells::us(s.p999_us.median),
-                cells::spread(&s.msgs_per_s, cells::rate),
-                cells::gbps(s.gbytes_per_s.median),
-                cells::us(s.cpu_us_per_msg.median),
-                cells::bytes(s.bytes_verified),
-            ])
-        )?;
-    }
-    Ok(())
-}
-
-fn write_ratio_table(w: &mut dyn Write, report: &Report) -> io::Result<()> {
-    let head = [
-        "config",
-        "vs",
-        "msgs/s ratio (min–max)",
-        "p99 ratio (min–max)",
-        "repeats",
-    ];
-    writeln!(w, "| {} |", head.join(" | "))?;
-    writeln!(w, "|{}", "---|".repeat(head.len()))?;
-    for r in report.ratios.iter().filter(|r| r.metric == "msgs_per_s") {
-        let p99 = report.ratios.iter().find(|q| {
-            q.metric == "p99_us"
-                && q.config == r.config
-                && q.subject == r.subject
-                && q.baseline == r.baseline
-                && q.transport == r.transport
-        });
-        writeln!(
-            w,
-            "{}",
-            row(&[
-                r.config.clone(),
-                format!("{} / {}", r.subject, r.baseline),
-                table::ratio_cell(r),
-                p99.map_or_else(|| "-".to_owned(), table::ratio_cell),
-                r.repeats.to_string(),
-            ])
-        )?;
+/// A [`Grid`] as a Markdown table.
+fn write_grid(w: &mut dyn Write, g: &Grid) -> io::Result<()> {
+    writeln!(w, "| {} |", g.headers.join(" | "))?;
+    writeln!(w, "|{}", "---|".repeat(g.headers.len()))?;
+    for r in &g.rows {
+        writeln!(w, "| {} |", r.join(" | "))?;
     }
     Ok(())
 }
@@ -108,7 +46,7 @@ fn write_ratio_table(w: &mut dyn Write, report: &Report) -> io::Result<()> {
 pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
     writeln!(w, "# bench-vsock results\n")?;
     writeln!(w, "Produced by `bench-vsock report` from `bench-vsock compare` JSON reports (`tools/results`); do not edit by hand.\n")?;
-    writeln!(w, "Each configuration runs every backend, interleaved (backend order rotated each repeat); tables show medians over repeats with the range (min–max). Ratios pair runs of the same repeat: a msgs/s ratio above 1 and a p99 ratio below 1 favour the first backend. Every byte moved is verified; `verified` is the total. CPU µs/msg is process CPU time (user + system, both ends when the server is local) per message.\n")?;
+    writeln!(w, "Each configuration runs every backend, interleaved (backend order rotated each repeat); tables show medians over repeats with the range (min–max). Ratios pair runs of the same repeat: a msgs/s ratio above 1 and a p99 ratio below 1 favour the first backend. Every byte moved is verified; `verified` is the total. CPU µs/msg is process CPU time (user + system, both ends when the server is local) per message. `harness GB/s` (stream rows) is the harness's own ceiling: making and checking each byte as a stream run does, on one thread with no socket.\n")?;
     writeln!(w, "## How to reproduce\n\n```sh\ntools/results --vm --profile   # compares on unix and tcp here, on vsock in the test VM, profiles, then this file\n```\n\nEach section below gives its exact compare command; extra options after `--` go to every compare.\n")?;
     for s in sections {
         let r = s.report;
@@ -125,17 +63,18 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
         )?;
         writeln!(w, "Command: `{}`\n", r.command)?;
         writeln!(w, "### Medians over repeats\n")?;
-        write_summary_table(w, &summarize(&r.runs))?;
+        write_grid(w, &columns::summaries(&s.summaries, false))?;
         if !r.ratios.is_empty() {
             writeln!(w, "\n### Ratios\n")?;
-            write_ratio_table(w, r)?;
+            write_grid(w, &columns::ratios(&r.ratios, false))?;
         }
         writeln!(w, "\n### Targets\n")?;
         writeln!(w, "The project's aims for one compare run (measured, never asserted in a test); a verdict compares the median ratio with the aim.\n")?;
         super::targets::write_markdown(w, &super::targets::evaluate(&r.runs))?;
         writeln!(w, "\n### Plots\n")?;
-        writeln!(w, "![{t} latency by percentile]({})\n", s.latency_svg)?;
-        writeln!(w, "![{t} throughput]({})\n", s.throughput_svg)?;
+        for (title, link) in &s.plots {
+            writeln!(w, "![{t} {title}]({link})\n")?;
+        }
     }
     Ok(())
 }
@@ -167,35 +106,33 @@ pub fn write_results(
     let mut sections = Vec::new();
     for (i, r) in reports.iter().enumerate() {
         let stem = format!("results-{i}-{}", transport_of(r));
-        let sums = summarize(&r.runs);
-        let latency_svg = format!("{stem}-latency.svg");
-        let throughput_svg = format!("{stem}-throughput.svg");
-        let mut f = BufWriter::new(File::create(dir.join(&latency_svg))?);
-        svg::write_latency(&mut f, &sums)?;
-        f.flush()?;
-        let mut f = BufWriter::new(File::create(dir.join(&throughput_svg))?);
-        svg::write_throughput(&mut f, &sums)?;
-        f.flush()?;
-        let link = |name: &str| link_dir.join(name).display().to_string();
+        let summaries = summarize(&r.runs);
+        let mut plots = Vec::new();
+        for plot in svg::PLOTS {
+            let name = format!("{stem}-{}", plot.file);
+            write_file(&dir.join(&name), |w| Ok((plot.draw)(w, &summaries)?))?;
+            plots.push((plot.title, link_dir.join(name).display().to_string()));
+        }
         sections.push(Section {
             report: r,
-            latency_svg: link(&latency_svg),
-            throughput_svg: link(&throughput_svg),
+            summaries,
+            plots,
         });
     }
-    let mut f = BufWriter::new(File::create(out).context(format!("creating {}", out.display()))?);
-    write(&mut f, &sections)?;
-    if let Some(notes) = notes {
-        let text =
-            std::fs::read_to_string(notes).context(format!("reading {}", notes.display()))?;
-        write_analysis(&mut f, &text, &profiles(dir, link_dir)?)?;
-    }
-    f.flush()?;
+    write_file(out, |w| {
+        write(w, &sections)?;
+        if let Some(notes) = notes {
+            let text =
+                std::fs::read_to_string(notes).context(format!("reading {}", notes.display()))?;
+            write_analysis(w, &text, &profiles(dir, link_dir)?)?;
+        }
+        Ok(())
+    })?;
     writeln!(
         log,
         "wrote {} and {} plots in {}",
         out.display(),
-        2 * sections.len(),
+        svg::PLOTS.len() * sections.len(),
         dir.display()
     )?;
     Ok(())

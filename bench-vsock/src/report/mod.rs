@@ -1,6 +1,7 @@
 //! Everything that shows results: one exporter per format, each writing to `impl Write`.
 
 pub mod cells;
+pub mod columns;
 pub mod files;
 pub mod hgrm;
 pub mod html;

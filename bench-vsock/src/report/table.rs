@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 
 use super::cells;
+use super::columns::{self, Grid};
 use crate::results::{Ratio, RunResult};
 use crate::summary::Summary;
 
@@ -77,6 +78,7 @@ pub fn write_runs(w: &mut dyn Write, runs: &[RunResult]) -> io::Result<()> {
             "max µs",
             "msgs/s",
             "GB/s",
+            "harness GB/s",
             "CPU µs/msg",
             "verified",
         ],
@@ -95,6 +97,8 @@ pub fn write_runs(w: &mut dyn Write, runs: &[RunResult]) -> io::Result<()> {
             cells::us(r.max_us),
             cells::rate(r.msgs_per_s),
             cells::gbps(r.gbytes_per_s),
+            r.harness_gbytes_per_s
+                .map_or_else(|| "-".to_owned(), cells::gbps),
             cells::us(r.cpu_us_per_msg),
             cells::bytes(r.bytes_verified),
         ]);
@@ -104,83 +108,22 @@ pub fn write_runs(w: &mut dyn Write, runs: &[RunResult]) -> io::Result<()> {
 
 /// One row per backend and configuration: medians over repeats, msgs/s with its range.
 pub fn write_summaries(w: &mut dyn Write, sums: &[Summary]) -> io::Result<()> {
-    let mut t = Table::new(
-        &[
-            "transport",
-            "config",
-            "backend",
-            "n",
-            "p50 µs",
-            "p99 µs",
-            "p99.9 µs",
-            "msgs/s (min–max)",
-            "GB/s",
-            "CPU µs/msg",
-            "verified",
-        ],
-        3,
-    );
-    for s in sums {
-        t.row(vec![
-            s.transport.clone(),
-            s.config.clone(),
-            s.backend.clone(),
-            s.repeats.to_string(),
-            cells::us(s.p50_us.median),
-            cells::us(s.p99_us.median),
-            cells::us(s.p999_us.median),
-            cells::spread(&s.msgs_per_s, cells::rate),
-            cells::gbps(s.gbytes_per_s.median),
-            cells::us(s.cpu_us_per_msg.median),
-            cells::bytes(s.bytes_verified),
-        ]);
-    }
-    t.write(w)
+    Table::from(columns::summaries(sums, true)).write(w)
 }
 
 /// One row per configuration and backend pair: throughput and p99 ratios with ranges.
 pub fn write_ratios(w: &mut dyn Write, ratios: &[Ratio]) -> io::Result<()> {
-    let mut t = Table::new(
-        &[
-            "transport",
-            "config",
-            "vs",
-            "msgs/s ratio (min–max)",
-            "p99 ratio (min–max)",
-            "n",
-        ],
-        3,
-    );
-    for r in ratios.iter().filter(|r| r.metric == "msgs_per_s") {
-        let p99 = ratios.iter().find(|q| {
-            q.metric == "p99_us"
-                && q.transport == r.transport
-                && q.config == r.config
-                && q.subject == r.subject
-                && q.baseline == r.baseline
-        });
-        t.row(vec![
-            r.transport.clone(),
-            r.config.clone(),
-            format!("{} / {}", r.subject, r.baseline),
-            ratio_cell(r),
-            p99.map_or_else(|| "-".to_owned(), ratio_cell),
-            r.repeats.to_string(),
-        ]);
-    }
-    t.write(w)
+    Table::from(columns::ratios(ratios, true)).write(w)
 }
 
-/// A ratio with its range over repeats.
-pub fn ratio_cell(r: &Ratio) -> String {
-    cells::spread(
-        &crate::summary::Spread {
-            median: r.median,
-            min: r.min,
-            max: r.max,
-        },
-        cells::ratio,
-    )
+impl From<Grid> for Table {
+    fn from(g: Grid) -> Table {
+        Table {
+            headers: g.headers.iter().map(|h| (*h).to_owned()).collect(),
+            rows: g.rows,
+            left: g.left,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::source::{SessionPlan, Shared};
-use super::{Session, Want};
+use super::{Outbox, Session, Want};
 use crate::error::{Error, Result};
 use crate::pattern;
-use crate::wire::{Ack, Header, Mode, ACK_LEN, FRAME_PREFIX_LEN};
+use crate::wire::{Ack, Header, Mode, ACK_LEN, FRAME_PREFIX_LEN, HEADER_LEN};
 
 /// Latencies are handed to the shared histograms in batches, so 256 connections do not
 /// take a lock per message.
@@ -43,8 +43,7 @@ pub struct ClientSession {
     from_connect: bool,
     shared: Arc<Shared>,
     state: State,
-    out: Vec<u8>,
-    out_sent: usize,
+    out: Outbox,
     /// Pattern offsets of the next byte to send and to receive.
     send_at: u64,
     recv_at: u64,
@@ -78,8 +77,9 @@ impl ClientSession {
         let phase = plan.interval.map_or(Duration::ZERO, |iv| {
             iv.mul_f64((index % plan.sessions) as f64 / plan.sessions as f64)
         });
-        let mut out = Vec::with_capacity(plan.size + FRAME_PREFIX_LEN);
-        out.extend_from_slice(&header.encode());
+        let mut out = Outbox::default();
+        out.reserve(HEADER_LEN.max(FRAME_PREFIX_LEN));
+        out.push(&header.encode());
         ClientSession {
             mode: plan.mode,
             size: plan.size,
@@ -98,7 +98,6 @@ impl ClientSession {
             shared,
             state: State::Header,
             out,
-            out_sent: 0,
             send_at: u64::from(seed),
             recv_at: u64::from(seed),
             echo_got: 0,
@@ -134,14 +133,11 @@ impl ClientSession {
         self.started = now;
         self.out.clear();
         if self.mode == Mode::Sink {
-            self.out
-                .extend_from_slice(&(self.size as u32).to_le_bytes());
+            self.out.push(&(self.size as u32).to_le_bytes());
         }
-        let at = self.out.len();
-        self.out.resize(at + self.size, 0);
-        pattern::fill(self.send_at, &mut self.out[at..]);
+        // The payload is made only as the backend copies it out (see `Outbox`).
+        self.out.set_body(self.send_at, self.size);
         self.send_at += self.size as u64;
-        self.out_sent = 0;
         self.state = State::Message;
     }
 
@@ -181,8 +177,7 @@ impl Session for ClientSession {
             if self.should_stop(now) {
                 if self.mode == Mode::Sink && self.messages > 0 {
                     self.out.clear();
-                    self.out.extend_from_slice(&0u32.to_le_bytes());
-                    self.out_sent = 0;
+                    self.out.push(&0u32.to_le_bytes());
                     self.state = State::End;
                 } else {
                     self.done();
@@ -204,7 +199,7 @@ impl Session for ClientSession {
             }
         }
         match self.state {
-            State::Header | State::Message | State::End => Want::Send(&self.out[self.out_sent..]),
+            State::Header | State::Message | State::End => Want::Send(&mut self.out),
             State::Echo | State::Ack => Want::Recv,
             State::Done => Want::Done,
             State::Idle => unreachable!("Idle always moves on above"),
@@ -212,8 +207,8 @@ impl Session for ClientSession {
     }
 
     fn on_sent(&mut self, n: usize, now: Instant) {
-        self.out_sent += n;
-        if self.out_sent < self.out.len() {
+        self.out.advance(n);
+        if !self.out.is_empty() {
             return;
         }
         match self.state {
@@ -243,8 +238,9 @@ impl Session for ClientSession {
                 }
                 if let Some(at) = pattern::mismatch(self.recv_at, data) {
                     return Err(Error::new(format!(
-                        "echo corrupted: byte at stream offset {} differs from what was sent",
-                        at - self.recv_at + self.echo_got as u64
+                        "echo corrupted at stream offset {at} (byte {} of the {}-byte echo)",
+                        at - self.recv_at + self.echo_got as u64,
+                        self.size
                     )));
                 }
                 self.recv_at += data.len() as u64;

@@ -7,11 +7,13 @@
 //! backend is one file of I/O.
 
 mod client;
+mod outbox;
 mod server;
 mod source;
 
 pub use client::ClientSession;
-pub use server::{ServerSession, ServerStats};
+pub use outbox::Outbox;
+pub use server::{ServerCounts, ServerSession, ServerStats};
 pub use source::{Outcome, SessionPlan, SessionSource};
 
 use std::time::Instant;
@@ -21,8 +23,10 @@ use crate::error::Result;
 /// What a session wants its driver to do next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Want<'a> {
-    /// Write (some prefix of) these bytes, then call [`Session::on_sent`] with the count.
-    Send(&'a [u8]),
+    /// Write (some prefix of) these bytes, then call [`Session::on_sent`] with the count:
+    /// from [`Outbox::as_slice`], or copied from [`Outbox::parts`] into the backend's own
+    /// buffers.
+    Send(&'a mut Outbox),
     /// Read what arrives, then call [`Session::on_recv`] or, at end of stream,
     /// [`Session::on_eof`].
     Recv,

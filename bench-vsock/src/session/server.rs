@@ -3,9 +3,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{Session, Want};
+use serde::{Deserialize, Serialize};
+
+use super::{Outbox, Session, Want};
 use crate::error::{Error, Result};
 use crate::pattern;
 use crate::wire::{Ack, Header, Mode, FRAME_PREFIX_LEN, HEADER_LEN, MAX_MESSAGE};
@@ -15,10 +17,32 @@ use crate::wire::{Ack, Header, Mode, FRAME_PREFIX_LEN, HEADER_LEN, MAX_MESSAGE};
 pub struct ServerStats {
     /// Connections that ended cleanly.
     pub connections: AtomicU64,
+    /// Connections that ended, cleanly or not.
+    pub ended: AtomicU64,
     /// Payload bytes checked against the pattern.
     pub bytes_verified: AtomicU64,
     /// Connection errors (protocol or verification), for the server's report.
     pub errors: Mutex<Vec<String>>,
+}
+
+/// What a server saw, at one moment or over a run: its own view of the connections and
+/// bytes, to check the clients' against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerCounts {
+    /// Connections that ended cleanly.
+    pub connections: u64,
+    /// Payload bytes the server checked against the pattern.
+    pub bytes_verified: u64,
+}
+
+impl ServerCounts {
+    /// What was counted since `earlier`.
+    pub fn since(self, earlier: ServerCounts) -> ServerCounts {
+        ServerCounts {
+            connections: self.connections.saturating_sub(earlier.connections),
+            bytes_verified: self.bytes_verified.saturating_sub(earlier.bytes_verified),
+        }
+    }
 }
 
 impl ServerStats {
@@ -30,13 +54,63 @@ impl ServerStats {
             Ok(()) => {
                 self.connections.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => self.errors.lock().expect("errors lock").push(e.to_string()),
+            Err(e) => self.fail(e),
         }
+        // Last, so whoever sees the count sees the bytes and the outcome too.
+        self.ended.fetch_add(1, Ordering::Release);
+    }
+
+    /// Records an error of the server outside a connection's session (accept, spawn).
+    pub fn fail(&self, e: impl std::fmt::Display) {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(e.to_string());
     }
 
     /// The errors so far.
     pub fn errors(&self) -> Vec<String> {
-        self.errors.lock().expect("errors lock").clone()
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The counts now.
+    pub fn counts(&self) -> ServerCounts {
+        ServerCounts {
+            connections: self.connections.load(Ordering::Relaxed),
+            bytes_verified: self.bytes_verified.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until at least `n` connections have ended, up to `timeout`; whether they
+    /// did. (A client's connection ends on the server a little after the client closes.)
+    pub fn wait_ended(&self, n: u64, timeout: Duration) -> bool {
+        let give_up = Instant::now() + timeout;
+        while self.ended.load(Ordering::Acquire) < n {
+            if Instant::now() >= give_up {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// The server's errors as one error, or `Ok` if it saw none.
+    ///
+    /// # Errors
+    ///
+    /// The server saw a failed connection: the count and the first error.
+    pub fn result(&self) -> Result<()> {
+        let errors = self.errors();
+        match errors.first() {
+            None => Ok(()),
+            Some(first) => Err(Error::new(format!(
+                "server saw {} failed connection(s), first: {first}",
+                errors.len()
+            ))),
+        }
     }
 }
 
@@ -59,8 +133,10 @@ pub struct ServerSession {
     head: Vec<u8>,
     size: usize,
     at: u64,
-    out: Vec<u8>,
-    out_sent: usize,
+    /// Bytes of the message being received (echo).
+    echo_got: usize,
+    /// The echo or the ack being sent.
+    out: Outbox,
     sunk: u64,
     verified: u64,
 }
@@ -79,8 +155,8 @@ impl ServerSession {
             head: Vec::with_capacity(HEADER_LEN),
             size: 0,
             at: 0,
-            out: Vec::new(),
-            out_sent: 0,
+            echo_got: 0,
+            out: Outbox::default(),
             sunk: 0,
             verified: 0,
         }
@@ -128,11 +204,15 @@ impl ServerSession {
                 Ok(n)
             }
             State::EchoRecv => {
-                let n = data.len().min(self.size - self.out.len());
+                let n = data.len().min(self.size - self.echo_got);
                 self.check(&data[..n])?;
-                self.out.extend_from_slice(&data[..n]);
-                if self.out.len() == self.size {
-                    self.out_sent = 0;
+                self.echo_got += n;
+                if self.echo_got == self.size {
+                    // The echo is the message's bytes, which matched the pattern: sent
+                    // from the pattern, so no backend copies the message twice.
+                    self.out.clear();
+                    self.out.set_body(self.at - self.size as u64, self.size);
+                    self.echo_got = 0;
                     self.state = State::EchoSend;
                 }
                 Ok(n)
@@ -161,10 +241,7 @@ impl ServerSession {
         self.size = header.size as usize;
         self.at = u64::from(header.seed);
         self.state = match header.mode {
-            Mode::Echo => {
-                self.out = Vec::with_capacity(self.size);
-                State::EchoRecv
-            }
+            Mode::Echo => State::EchoRecv,
             Mode::Sink => State::FramePrefix,
         };
         Ok(())
@@ -181,8 +258,8 @@ impl ServerSession {
                 bytes: self.sunk,
                 status: 0,
             };
-            self.out = ack.encode().to_vec();
-            self.out_sent = 0;
+            self.out.clear();
+            self.out.push(&ack.encode());
             State::AckSend
         } else {
             State::FramePayload { left: len }
@@ -194,15 +271,15 @@ impl ServerSession {
 impl Session for ServerSession {
     fn next(&mut self, _now: Instant) -> Want<'_> {
         match self.state {
-            State::EchoSend | State::AckSend => Want::Send(&self.out[self.out_sent..]),
+            State::EchoSend | State::AckSend => Want::Send(&mut self.out),
             State::Done => Want::Done,
             _ => Want::Recv,
         }
     }
 
     fn on_sent(&mut self, n: usize, _now: Instant) {
-        self.out_sent += n;
-        if self.out_sent == self.out.len() {
+        self.out.advance(n);
+        if self.out.is_empty() {
             self.state = match self.state {
                 State::EchoSend => {
                     self.out.clear();
@@ -226,7 +303,7 @@ impl Session for ServerSession {
         let clean = match self.state {
             // Closing between messages (or before any) is how a client ends.
             State::Header | State::FramePrefix => self.head.is_empty(),
-            State::EchoRecv => self.out.is_empty(),
+            State::EchoRecv => self.echo_got == 0,
             State::AwaitClose | State::Done => true,
             _ => false,
         };

@@ -73,7 +73,13 @@ impl Timed for ClientCell {
         let handle = st.handle.clone()?;
         loop {
             let data = match st.session.next(Instant::now()) {
-                Want::Send(bytes) => bytes.to_vec(),
+                // A handle cannot reach the worker's registered pool: one heap buffer,
+                // filled straight from the session's parts.
+                Want::Send(out) => {
+                    let mut data = Vec::with_capacity(out.len());
+                    out.parts().for_each(|p| data.extend_from_slice(p));
+                    data
+                }
                 // The reply drives it on, on the worker.
                 Want::Recv => return None,
                 Want::Wait(at) => {

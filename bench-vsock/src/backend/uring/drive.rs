@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use uring_vsock::uring::{Conn, SendBuf};
 
-use crate::session::{Session, Want};
+use crate::session::{Outbox, Session, Want};
 
 /// The most one heap buffer carries when the worker's send pool is empty: the pool's
 /// default buffer size.
@@ -32,8 +32,8 @@ pub(super) enum Step {
 pub(super) fn advance(session: &mut impl Session, conn: &mut Conn<'_>) -> Step {
     loop {
         match session.next(Instant::now()) {
-            Want::Send(bytes) => {
-                let n = queue(conn, bytes);
+            Want::Send(out) => {
+                let n = queue(conn, out);
                 if n == 0 {
                     return Step::Pending;
                 }
@@ -46,29 +46,41 @@ pub(super) fn advance(session: &mut impl Session, conn: &mut Conn<'_>) -> Step {
     }
 }
 
-/// Copies as much of `bytes` as the connection's send queue takes into send buffers and
-/// queues them; returns how much was queued.
+/// Copies as much of what `out` holds as the connection's send queue takes into send
+/// buffers, straight from its parts (the pattern's table for a payload: no buffer in
+/// between), and queues them; returns how much was queued.
 ///
 /// Buffers come from the worker's registered pool. When other connections hold all of it
 /// and this one has nothing in flight, a heap buffer is used instead: otherwise no
 /// completion of this connection would ever come to retry from, and it would stall.
-fn queue(conn: &mut Conn<'_>, bytes: &[u8]) -> usize {
+fn queue(conn: &mut Conn<'_>, out: &Outbox) -> usize {
+    let total = out.len();
+    let mut parts = out.parts();
+    let mut part: &[u8] = &[];
     let mut taken = 0;
-    while taken < bytes.len() && conn.can_send() {
-        let rest = &bytes[taken..];
+    while taken < total && conn.can_send() {
         let mut buf = match conn.send_buf() {
             Some(buf) => buf,
             None if conn.sends_queued() == 0 => {
-                SendBuf::from(Vec::with_capacity(rest.len().min(HEAP_CHUNK)))
+                SendBuf::from(Vec::with_capacity((total - taken).min(HEAP_CHUNK)))
             }
             None => break,
         };
-        let n = buf.extend_from_slice(&rest[..rest.len().min(buf.capacity())]);
+        let room = buf.capacity().min(total - taken);
+        let mut filled = 0;
+        while filled < room {
+            if part.is_empty() {
+                part = parts.next().expect("parts hold `total` bytes");
+            }
+            let n = buf.extend_from_slice(&part[..part.len().min(room - filled)]);
+            part = &part[n..];
+            filled += n;
+        }
         if conn.send(buf).is_err() {
             // `can_send` said yes, so the connection is closing: its close reports why.
             break;
         }
-        taken += n;
+        taken += filled;
     }
     taken
 }

@@ -20,7 +20,7 @@ mod slots;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use uring_vsock::uring::Engine;
+use uring_vsock::uring::{Engine, EngineStats};
 use uring_vsock::Endpoint;
 
 use super::{Backend, BackendKind, Server};
@@ -65,6 +65,26 @@ impl Uring {
     }
 }
 
+impl Uring {
+    /// The clients' engine for `workers` workers: the one kept from the last run if it has
+    /// as many, else a new one.
+    fn clients_engine<'a>(
+        &self,
+        clients: &'a mut Option<Engine>,
+        workers: usize,
+    ) -> Result<&'a Engine> {
+        if clients
+            .as_ref()
+            .is_none_or(|e| e.workers() != workers.max(1))
+        {
+            // The old one first: both at once might not fit the memory-lock limit.
+            *clients = None;
+            *clients = Some(self.engine(workers)?);
+        }
+        Ok(clients.as_ref().expect("set above"))
+    }
+}
+
 impl Backend for Uring {
     fn kind(&self) -> BackendKind {
         if self.spin.is_some() {
@@ -79,6 +99,11 @@ impl Backend for Uring {
         Ok(Box::new(server::UringServer::start(engine, listen)?))
     }
 
+    fn engine_stats(&self, workers: usize) -> Result<Option<EngineStats>> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(Some(self.clients_engine(&mut clients, workers)?.stats()))
+    }
+
     fn run_clients(
         &self,
         connect: &Endpoint,
@@ -87,18 +112,9 @@ impl Backend for Uring {
         workers: usize,
     ) {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if clients
-            .as_ref()
-            .is_none_or(|e| e.workers() != workers.max(1))
-        {
-            // The old one first: both at once might not fit the memory-lock limit.
-            *clients = None;
-            match self.engine(workers) {
-                Ok(engine) => *clients = Some(engine),
-                Err(e) => return source.fail(e),
-            }
+        match self.clients_engine(&mut clients, workers) {
+            Ok(engine) => slots::run(engine, connect, &source, slots, workers),
+            Err(e) => source.fail(e),
         }
-        let engine = clients.as_ref().expect("set above");
-        slots::run(engine, connect, &source, slots, workers);
     }
 }

@@ -5,11 +5,10 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf, SendBuf};
+use uring_vsock::uring::{CloseReason, Conn, Engine, EngineStats, Handler, RecvBuf, SendBuf};
 use uring_vsock::Endpoint;
 
 use super::drive::{self, Step};
-use crate::backend::blocking::server_result;
 use crate::backend::{Server, IO_TIMEOUT};
 use crate::error::{Context, Error, Result};
 use crate::session::{ServerSession, ServerStats, Session};
@@ -55,6 +54,10 @@ impl Server for UringServer {
         &self.served.stats
     }
 
+    fn engine_stats(&self) -> Option<EngineStats> {
+        Some(self.engine.stats())
+    }
+
     fn stop(self: Box<Self>) -> Result<()> {
         // Clients have closed their ends by now; their connections here close as the EOFs
         // are read. Wait for that (bounded, so a stuck peer cannot hang the run), then shut
@@ -67,7 +70,7 @@ impl Server for UringServer {
             .expect("open lock");
         drop(open);
         self.engine.shutdown();
-        server_result(&self.served.stats)
+        self.served.stats.result()
     }
 }
 
