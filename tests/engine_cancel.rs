@@ -11,7 +11,9 @@ use std::sync::{mpsc, Mutex};
 use std::thread;
 
 use engine_support::{connect, recv_or_hang, wait_closed, wait_until, write_stream, Sum, MIB};
-use uring_vsock::uring::{CloseReason, Conn, ConnHandle, Engine, Handler, RecvBuf, SendBuf};
+use uring_vsock::uring::{
+    CloseReason, Conn, ConnHandle, Engine, Handler, PartialSend, RecvBuf, SendBuf,
+};
 use util::{bind_endpoint, TempDir, Transport};
 
 /// Pauses receiving twice, cancelling the multishot receive in flight each time, and hands the
@@ -101,7 +103,8 @@ fn engine_cancel_recv_in_flight_loses_nothing() {
     });
 }
 
-/// Queues sends to a peer that does not read, then closes: every buffer comes back.
+/// Queues sends to a peer that does not read, then aborts: every buffer comes back, the
+/// cancelled ones saying how much of them went out.
 struct Stuffer {
     outcomes: Vec<bool>,
     done: mpsc::Sender<(Vec<bool>, usize, CloseReason)>,
@@ -121,7 +124,12 @@ impl Handler for Stuffer {
         }
     }
     fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
-    fn on_sent(&mut self, _conn: &mut Conn<'_>, _buf: SendBuf, res: io::Result<usize>) {
+    fn on_sent(&mut self, _conn: &mut Conn<'_>, buf: SendBuf, res: io::Result<usize>) {
+        if let Err(e) = &res {
+            let p = PartialSend::of(e).expect("a cancelled send says how much went out");
+            assert_eq!(p.len, buf.len(), "{e}");
+            assert!(p.sent < p.len, "{e}");
+        }
         self.outcomes.push(res.is_ok());
     }
     fn on_close(&mut self, conn: &mut Conn<'_>, reason: &CloseReason) {
@@ -139,7 +147,7 @@ impl Handler for Stuffer {
 }
 
 #[test]
-fn engine_close_cancels_sends_and_returns_every_buffer() {
+fn engine_abort_cancels_sends_and_returns_every_buffer() {
     util::fds_unchanged(|| {
         let dir = TempDir::new();
         let e = Engine::builder()
@@ -161,17 +169,17 @@ fn engine_close_cancels_sends_and_returns_every_buffer() {
             .unwrap();
         let c = connect(&ep); // never reads: 1 MiB cannot all be written
         let h = recv_or_hang(&hrx, "the handle from on_open");
-        h.close();
-        let (outcomes, free, reason) = recv_or_hang(&rx, "the close");
+        h.abort();
+        let (outcomes, free, reason) = recv_or_hang(&rx, "the abort");
         assert_eq!(outcomes.len(), 16, "every send's buffer came back");
         assert!(
             outcomes.iter().any(|ok| !ok),
             "some sends were cancelled: {outcomes:?}"
         );
         assert_eq!(free, 16, "all pool buffers free after close");
-        assert!(matches!(reason, CloseReason::Local), "{reason}");
-        let reason = wait_closed(&h, "the handle to see the close");
-        assert!(matches!(reason, CloseReason::Local), "{reason}");
+        assert!(matches!(reason, CloseReason::Aborted), "{reason}");
+        let reason = wait_closed(&h, "the handle to see the abort");
+        assert!(matches!(reason, CloseReason::Aborted), "{reason}");
         drop(c);
     });
 }

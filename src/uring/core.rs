@@ -516,27 +516,36 @@ impl Core {
         self.sub.stage_group(entries);
     }
 
-    fn on_send_cqe(&mut self, index: u32, op: Op, res: i32, flags: u32) {
+    /// Takes a send's completion; returns whether it was one the connection waited for (a
+    /// notification is only when its send's completion said one would follow).
+    fn on_send_cqe(&mut self, index: u32, op: Op, res: i32, flags: u32) -> bool {
         let Some(c) = self
             .slots
             .get_mut(index as usize)
             .and_then(|s| s.conn.as_mut())
         else {
-            return;
+            return !cqueue::notif(flags);
         };
-        c.ops -= 1;
         if cqueue::notif(flags) {
-            // The kernel is done reading the buffer of the send `op.tag` names.
-            c.send.on_notif(|s| op.tag_matches(s));
+            // The kernel is done reading the buffer of the send `op.tag` names. A zero-copy
+            // send cut from its chain (ECANCELED without F_MORE) may still get one (seen on
+            // 6.18): F_MORE is the kernel's promise, so such a stray notification is ignored.
+            if !c.send.on_notif(|s| op.tag_matches(s)) {
+                WorkerStats::add(&self.stats.stray_notifs, 1);
+                return false;
+            }
+            c.ops -= 1;
             self.maybe_finish(index);
-            return;
+            return true;
         }
+        c.ops -= 1;
         if cqueue::more(flags) {
             c.ops += 1; // its notification is still due
         }
+        let last = !cqueue::more(flags);
         // Tags keep 24 bits: find the full sequence number of the send this names.
         let Some(seq) = c.send.owns(|s| op.tag_matches(s)) else {
-            return;
+            return last;
         };
         if res > 0 {
             WorkerStats::add(&self.stats.sent_bytes, res as u64);
@@ -554,6 +563,7 @@ impl Core {
             }
         }
         self.maybe_finish(index);
+        last
     }
 
     pub(crate) fn shutdown_write(&mut self, index: u32) {
@@ -767,9 +777,11 @@ impl Core {
         self.maybe_finish(index);
     }
 
-    /// Dispatches one connection completion.
-    pub(crate) fn on_conn_cqe(&mut self, op: Op, res: i32, flags: u32) {
+    /// Dispatches one connection completion; returns whether it was an op's final one (the
+    /// worker counts those against what it submitted).
+    pub(crate) fn on_conn_cqe(&mut self, op: Op, res: i32, flags: u32) -> bool {
         let index = op.index;
+        let last = !cqueue::more(flags);
         match op.kind {
             Kind::Recv => {
                 // A slot is reused only after every op of its previous connection completed.
@@ -779,7 +791,8 @@ impl Core {
                         .is_none_or(|s| op.tag_matches(s.gen)),
                     "receive completion of another generation"
                 );
-                self.on_recv_cqe(index, res, flags)
+                self.on_recv_cqe(index, res, flags);
+                last
             }
             Kind::Send => self.on_send_cqe(index, op, res, flags),
             Kind::Connect | Kind::ConnectTimeout => {
@@ -789,10 +802,14 @@ impl Core {
                         .is_none_or(|s| op.tag_matches(s.gen)),
                     "connect completion of another generation"
                 );
-                self.on_connect_cqe(index, op.kind, res)
+                self.on_connect_cqe(index, op.kind, res);
+                last
             }
-            Kind::Cancel => self.maybe_finish(index),
-            Kind::Wake | Kind::Accept | Kind::AcceptBackoff => {}
+            Kind::Cancel => {
+                self.maybe_finish(index);
+                last
+            }
+            Kind::Wake | Kind::Accept | Kind::AcceptBackoff => last,
         }
     }
 }

@@ -276,8 +276,8 @@ impl SendQueue {
     }
 
     /// Takes the zero-copy notification of the send whose tag matches: the kernel is done
-    /// with its buffer.
-    pub(crate) fn on_notif(&mut self, tag_matches: impl Fn(u32) -> bool) {
+    /// with its buffer. Returns whether one was due for that send.
+    pub(crate) fn on_notif(&mut self, tag_matches: impl Fn(u32) -> bool) -> bool {
         let lists = self
             .queued
             .iter_mut()
@@ -287,9 +287,10 @@ impl SendQueue {
         for notifs in lists {
             if let Some(i) = notifs.iter().position(|&s| tag_matches(s)) {
                 notifs.swap_remove(i);
-                return;
+                return true;
             }
         }
+        false
     }
 
     /// The oldest finished send whose buffer the kernel no longer reads.

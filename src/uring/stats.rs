@@ -30,6 +30,7 @@ pub(crate) struct WorkerStats {
     pub send_chains: AtomicU64,
     pub recv_share_pauses: AtomicU64,
     pub own_buffer_recvs: AtomicU64,
+    pub stray_notifs: AtomicU64,
 }
 
 impl WorkerStats {
@@ -63,6 +64,7 @@ impl WorkerStats {
             send_chains: g(&self.send_chains),
             recv_share_pauses: g(&self.recv_share_pauses),
             own_buffer_recvs: g(&self.own_buffer_recvs),
+            stray_notifs: g(&self.stray_notifs),
         }
     }
 }
@@ -130,6 +132,8 @@ pub struct EngineStats {
     pub recv_share_pauses: u64,
     /// Receives made into a buffer of the connection's own because the shared ring was empty (so no connection waits on buffers others hold).
     pub own_buffer_recvs: u64,
+    /// Zero-copy notifications that no send was waiting for (the kernel posts one for a zero-copy send cut from its chain although its completion promised none); ignored.
+    pub stray_notifs: u64,
 }
 
 impl std::iter::Sum for EngineStats {
@@ -158,6 +162,7 @@ impl std::iter::Sum for EngineStats {
             send_chains: a.send_chains + b.send_chains,
             recv_share_pauses: a.recv_share_pauses + b.recv_share_pauses,
             own_buffer_recvs: a.own_buffer_recvs + b.own_buffer_recvs,
+            stray_notifs: a.stray_notifs + b.stray_notifs,
         })
     }
 }

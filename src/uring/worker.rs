@@ -347,17 +347,27 @@ impl Worker {
 
     fn dispatch(&mut self, user_data: u64, res: i32, flags: u32) {
         WorkerStats::add(&self.core.stats.completions, 1);
-        if !cqueue::more(flags) {
-            self.core.sub.completed();
-        }
-        let Some(op) = Op::decode(user_data) else {
-            return;
+        let last = !cqueue::more(flags);
+        let counted = match Op::decode(user_data) {
+            None => last,
+            Some(op) => match op.kind {
+                Kind::Wake => {
+                    self.on_wake(res);
+                    last
+                }
+                Kind::Accept => {
+                    self.on_accept(op.index, res, flags);
+                    last
+                }
+                Kind::AcceptBackoff => {
+                    self.on_accept_backoff(op.index);
+                    last
+                }
+                _ => self.core.on_conn_cqe(op, res, flags),
+            },
         };
-        match op.kind {
-            Kind::Wake => self.on_wake(res),
-            Kind::Accept => self.on_accept(op.index, res, flags),
-            Kind::AcceptBackoff => self.on_accept_backoff(op.index),
-            _ => self.core.on_conn_cqe(op, res, flags),
+        if counted {
+            self.core.sub.completed();
         }
     }
 
