@@ -35,66 +35,75 @@ fn rejects(b: EngineBuilder, names: &str) {
 
 #[test]
 fn engine_builder_rejects_out_of_range_settings_by_name() {
-    let b = || Engine::builder().workers(1);
-    rejects(b().pin_to_cpus(vec![0, 1024]), "pin_to_cpus: CPU 1024");
-    rejects(b().pin_to_cpus(vec![usize::MAX]), "pin_to_cpus");
-    rejects(b().sends_per_connection(usize::MAX), "sends_per_connection");
-    rejects(b().sends_per_connection(0), "sends_per_connection");
-    rejects(b().completion_entries(1), "completion_entries");
-    rejects(b().completion_entries(u32::MAX), "completion_entries");
-    rejects(b().ring_entries(0), "ring_entries");
-    rejects(b().ring_entries(u32::MAX), "ring_entries");
-    rejects(
-        b().recv_buffers_per_connection(0),
-        "recv_buffers_per_connection",
-    );
-    rejects(b().socket_buffers(Some(0), None), "socket_buffers");
-    rejects(b().socket_buffers(None, Some(usize::MAX)), "socket_buffers");
-    rejects(b().send_buffers(usize::MAX, usize::MAX), "send pool");
-    rejects(b().recv_buffers(1 << 15, usize::MAX), "recv buffer size");
-    rejects(b().workers(usize::MAX), "workers");
-    // At the edges the builder accepts: this is what the kernel takes.
-    let e = build(
-        b().ring_entries(1)
-            .completion_entries(1)
-            .pin_to_cpus(vec![0]),
-    )
-    .unwrap();
-    e.shutdown();
+    // Serialized with the fd-counting tests of this binary.
+    util::fds_unchanged(|| {
+        let b = || Engine::builder().workers(1);
+        rejects(b().pin_to_cpus(vec![0, 1024]), "pin_to_cpus: CPU 1024");
+        rejects(b().pin_to_cpus(vec![usize::MAX]), "pin_to_cpus");
+        rejects(b().sends_per_connection(usize::MAX), "sends_per_connection");
+        rejects(b().sends_per_connection(0), "sends_per_connection");
+        rejects(b().completion_entries(1), "completion_entries");
+        rejects(b().completion_entries(u32::MAX), "completion_entries");
+        rejects(b().ring_entries(0), "ring_entries");
+        rejects(b().ring_entries(u32::MAX), "ring_entries");
+        rejects(
+            b().recv_buffers_per_connection(0),
+            "recv_buffers_per_connection",
+        );
+        rejects(b().socket_buffers(Some(0), None), "socket_buffers");
+        rejects(b().socket_buffers(None, Some(usize::MAX)), "socket_buffers");
+        rejects(b().send_buffers(usize::MAX, usize::MAX), "send pool");
+        rejects(b().recv_buffers(1 << 15, usize::MAX), "recv buffer size");
+        rejects(b().workers(usize::MAX), "workers");
+        // At the edges the builder accepts: this is what the kernel takes.
+        let e = build(
+            b().ring_entries(1)
+                .completion_entries(1)
+                .pin_to_cpus(vec![0]),
+        )
+        .unwrap();
+        e.shutdown();
+    });
 }
 
 #[test]
 fn engine_extreme_but_valid_settings_run() {
-    let e = build(
-        Engine::builder()
-            .workers(1)
-            .spin(Duration::MAX)
-            .listen_backlog(u32::MAX)
-            .zero_copy_threshold(usize::MAX)
-            .recv_buffers_per_connection(1 << 16)
-            .vsock_buffer_size(u64::MAX),
-    )
-    .unwrap();
-    let dir = TempDir::new();
-    let ep = e
-        .listen(&bind_endpoint(Transport::Tcp, &dir), |_| Echo::new())
+    // Serialized with the fd-counting tests of this binary.
+    util::fds_unchanged(|| {
+        let e = build(
+            Engine::builder()
+                .workers(1)
+                .spin(Duration::MAX)
+                .listen_backlog(u32::MAX)
+                .zero_copy_threshold(usize::MAX)
+                .recv_buffers_per_connection(1 << 16)
+                .vsock_buffer_size(u64::MAX),
+        )
         .unwrap();
-    engine_support::echo_client(&ep, 1, 100_000);
-    e.shutdown();
+        let dir = TempDir::new();
+        let ep = e
+            .listen(&bind_endpoint(Transport::Tcp, &dir), |_| Echo::new())
+            .unwrap();
+        engine_support::echo_client(&ep, 1, 100_000);
+        e.shutdown();
+    });
 }
 
 #[test]
 fn engine_on_thread_start_panic_fails_the_build() {
-    let e = build(Engine::builder().workers(2).on_thread_start(|i| {
-        if i == 1 {
-            panic!("hook panics on worker 1 (test)");
-        }
-    }))
-    .expect_err("the build fails");
-    assert!(
-        e.to_string().contains("on_thread_start hook panicked"),
-        "{e}"
-    );
+    // Serialized with the fd-counting tests of this binary.
+    util::fds_unchanged(|| {
+        let e = build(Engine::builder().workers(2).on_thread_start(|i| {
+            if i == 1 {
+                panic!("hook panics on worker 1 (test)");
+            }
+        }))
+        .expect_err("the build fails");
+        assert!(
+            e.to_string().contains("on_thread_start hook panicked"),
+            "{e}"
+        );
+    });
 }
 
 #[test]

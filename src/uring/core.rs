@@ -33,7 +33,7 @@ use super::connect::Connecting;
 use super::handle::{ConnHandle, Factory, HandleShared, WorkerLink};
 use super::op::{Kind, Op};
 use super::recv::{Arm, RecvShare, RecvSide, ResumeList};
-use super::send::{partial_error, SendEvent, SendQueue, SendSettings};
+use super::send::{partial_error, SendEvent, SendQueue, SendSettings, SubmitSend};
 use super::send_buf::SendBuf;
 use super::settings::Settings;
 use super::stats::WorkerStats;
@@ -55,6 +55,8 @@ pub(crate) struct Core {
     live: usize,
     pub(crate) cfg: Arc<Settings>,
     send_settings: SendSettings,
+    /// Scratch space for the chain being submitted (kept, so sending allocates nothing).
+    chain: Vec<SubmitSend>,
 }
 
 struct Slot {
@@ -92,6 +94,8 @@ pub(crate) struct ConnState {
     pub(crate) connecting: Option<Box<Connecting>>,
     /// Reset rather than drain when closing (abort, engine shutdown).
     abort: bool,
+    /// The send an outstanding cancel aims at.
+    send_cancel: Option<u32>,
 }
 
 impl Core {
@@ -122,6 +126,7 @@ impl Core {
             link,
             load,
             live: 0,
+            chain: Vec::with_capacity(cfg.max_send_chain()),
             cfg,
             send_settings,
         }
@@ -204,6 +209,7 @@ impl Core {
             handle: None,
             connecting: None,
             abort: false,
+            send_cancel: None,
         };
         self.slots[index as usize].conn = Some(state);
         self.live += 1;
@@ -465,14 +471,22 @@ impl Core {
     /// once everything is out and a shutdown was asked for.
     fn pump_send(&mut self, index: u32) {
         let settings = self.send_settings;
-        let Some(c) = self.conn_mut(index) else {
+        let mut chain = std::mem::take(&mut self.chain);
+        let Some(c) = self
+            .slots
+            .get_mut(index as usize)
+            .and_then(|s| s.conn.as_mut())
+        else {
+            self.chain = chain;
             return;
         };
         if c.closing.is_some() || c.connecting.is_some() || !c.opened {
+            self.chain = chain;
             return;
         }
-        let chain = c.send.start(&settings);
+        c.send.start(&settings, &mut chain);
         if chain.is_empty() {
+            self.chain = chain;
             if c.write == WriteSide::ShutdownQueued && c.send.unfinished() == 0 {
                 c.write = WriteSide::Shut { notify: true };
                 if let Some(s) = &c.socket {
@@ -488,32 +502,27 @@ impl Core {
         // an error or a signal. MSG_NOSIGNAL: a dead peer is an `EPIPE` completion, never a
         // `SIGPIPE` (which `WRITE_FIXED` on a socket would raise).
         let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
-        let (mut zc, mut copy) = (0, 0);
-        let entries: Vec<squeue::Entry> = chain
-            .iter()
-            .map(|s| {
-                let entry = if s.zc {
-                    zc += 1;
-                    opcode::SendZc::new(fd, s.ptr, s.len)
-                        .buf_index(s.fixed)
-                        .flags(flags)
-                        .build()
-                } else {
-                    copy += 1;
-                    opcode::Send::new(fd, s.ptr, s.len).flags(flags).build()
-                };
-                let entry = entry.user_data(Op::new(Kind::Send, s.seq, index).encode());
-                if s.link {
-                    entry.flags(squeue::Flags::IO_LINK)
-                } else {
-                    entry
-                }
-            })
-            .collect();
+        let zc = chain.iter().filter(|s| s.zc).count() as u64;
         WorkerStats::add(&self.stats.zc_sends, zc);
-        WorkerStats::add(&self.stats.copy_sends, copy);
+        WorkerStats::add(&self.stats.copy_sends, chain.len() as u64 - zc);
         WorkerStats::add(&self.stats.send_chains, 1);
-        self.sub.stage_group(entries);
+        self.sub.stage_group(chain.iter().map(|s| {
+            let entry = if s.zc {
+                opcode::SendZc::new(fd, s.ptr, s.len)
+                    .buf_index(s.fixed)
+                    .flags(flags)
+                    .build()
+            } else {
+                opcode::Send::new(fd, s.ptr, s.len).flags(flags).build()
+            };
+            let entry = entry.user_data(Op::new(Kind::Send, s.seq, index).encode());
+            if s.link {
+                entry.flags(squeue::Flags::IO_LINK)
+            } else {
+                entry
+            }
+        }));
+        self.chain = chain;
     }
 
     /// Takes a send's completion; returns whether it was one the connection waited for (a
@@ -553,7 +562,12 @@ impl Core {
         if res == -libc::EOPNOTSUPP {
             WorkerStats::add(&self.stats.zero_copy_fallbacks, 1);
         }
-        match c.send.on_complete(seq, res, cqueue::more(flags)) {
+        let event = c.send.on_complete(seq, res, cqueue::more(flags));
+        if c.closing.is_some() && c.send.in_kernel() && c.send_cancel.is_none() {
+            self.cancel_send_head(index);
+        }
+        let c = self.conn_mut(index).expect("live");
+        match event {
             // Restart: the chain was cut short; the rest goes in a new one. Nothing: sends
             // the handler queued meanwhile may be waiting for the chain to end.
             SendEvent::Nothing | SendEvent::Restart => self.pump_send(index),
@@ -576,6 +590,44 @@ impl Core {
     }
 
     // ---- closing -------------------------------------------------------------------------
+
+    /// While closing, cancels the send the kernel runs now of the connection's chain (the
+    /// later ones fail with it, as their link breaks). A cancel can miss: the head may have
+    /// finished and the next not have started yet; its completion then says `ENOENT`, and
+    /// [`on_send_cancel_cqe`](Self::on_send_cancel_cqe) aims again, until the chain is over.
+    fn cancel_send_head(&mut self, index: u32) {
+        let Some(c) = self.conn_mut(index) else {
+            return;
+        };
+        if c.closing.is_none() || c.send_cancel.is_some() {
+            return;
+        }
+        let Some(seq) = c.send.in_kernel_seqs().next() else {
+            return;
+        };
+        c.send_cancel = Some(seq);
+        // Counted, so the slot outlives its cancel (a late one could name the next
+        // connection's send otherwise).
+        c.ops += 1;
+        let entry = opcode::AsyncCancel::new(Op::new(Kind::Send, seq, index).encode()).build();
+        self.sub.stage(entry, Op::new(Kind::CancelSend, seq, index));
+    }
+
+    fn on_send_cancel_cqe(&mut self, index: u32, res: i32) {
+        let Some(c) = self.conn_mut(index) else {
+            return;
+        };
+        c.ops -= 1;
+        let target = c.send_cancel.take();
+        // Found (0), or running and about to complete (EALREADY): its completion comes, and
+        // aims at the next if the chain goes on. Not found: aim at what runs now.
+        let missed = res == -libc::ENOENT;
+        let head = c.send.in_kernel_seqs().next();
+        if missed || head != target {
+            self.cancel_send_head(index);
+        }
+        self.maybe_finish(index);
+    }
 
     pub(crate) fn cancel(&mut self, target: Op, index: u32) {
         let entry = opcode::AsyncCancel::new(target.encode()).build();
@@ -623,27 +675,35 @@ impl Core {
             return;
         }
         c.closing = Some(reason);
+        // Sends cut short: the peer gets a reset, never a FIN it could take for a clean end
+        // of the stream.
+        if c.send.unfinished() > 0 {
+            c.abort = true;
+        }
         c.send.set_closing();
         let recv = c.recv.close();
-        let sends: Vec<u32> = c.send.in_kernel_seqs().collect();
+        let sends = c.send.in_kernel();
         let connecting = c.connecting.is_some();
         if recv {
             self.cancel(Op::new(Kind::Recv, gen, index), index);
         }
-        for seq in sends {
-            self.cancel(Op::new(Kind::Send, seq, index), index);
+        if sends {
+            self.cancel_send_head(index);
         }
         if connecting {
             self.cancel(Op::new(Kind::Connect, gen, index), index);
         }
     }
 
-    /// Closes every connection (engine shutdown), aborting those already closing cleanly so
-    /// no zero-copy notification waits on a peer that does not read.
+    /// Closes every connection (engine shutdown). Those already closing cleanly are reset if
+    /// they are still waiting, so no zero-copy notification waits on a peer that does not
+    /// read.
     pub(crate) fn close_all(&mut self) {
         for index in 0..self.slots.len() as u32 {
             if let Some(c) = self.conn_mut(index) {
-                c.abort = true;
+                if c.closing.is_some() {
+                    c.abort = true;
+                }
                 self.begin_close(index, CloseReason::EngineShutdown);
                 self.maybe_finish(index);
             }
@@ -807,6 +867,10 @@ impl Core {
             }
             Kind::Cancel => {
                 self.maybe_finish(index);
+                last
+            }
+            Kind::CancelSend => {
+                self.on_send_cancel_cqe(index, res);
                 last
             }
             Kind::Wake | Kind::Accept | Kind::AcceptBackoff => last,

@@ -1,5 +1,5 @@
 //! `user_data` encoding: which operation a completion belongs to. Each connection has at most
-//! one receive and one send in flight (plus zero-copy notifications), so the connection slab
+//! one receive and one chain of sends in flight (plus zero-copy notifications), so the connection slab
 //! is the in-flight table: `user_data` names the op kind, a tag, and the slab index, and the
 //! state an op needs (its buffer above all) lives in the connection slot it names.
 
@@ -24,6 +24,9 @@ pub(crate) enum Kind {
     /// A listener's pause before re-arming its accept after running out of fds or memory
     /// (index: listener slot).
     AcceptBackoff = 8,
+    /// An `ASYNC_CANCEL` of a connection's send (tag: the send's sequence number), counted
+    /// among the connection's ops.
+    CancelSend = 9,
 }
 
 /// A decoded `user_data`.
@@ -61,6 +64,7 @@ impl Op {
             6 => Kind::Connect,
             7 => Kind::ConnectTimeout,
             8 => Kind::AcceptBackoff,
+            9 => Kind::CancelSend,
             _ => return None,
         };
         Some(Op {
@@ -91,6 +95,7 @@ mod tests {
             Kind::Connect,
             Kind::ConnectTimeout,
             Kind::AcceptBackoff,
+            Kind::CancelSend,
         ] {
             let op = Op::new(kind, 0x0123_4567, u32::MAX - 3);
             let back = Op::decode(op.encode()).unwrap();

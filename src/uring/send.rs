@@ -63,8 +63,8 @@ struct Pending {
     buf: SendBuf,
     from_handle: bool,
     off: usize,
-    /// Sends of this buffer whose zero-copy notification is still due.
-    notifs: Vec<u32>,
+    /// Names the buffer in [`SendQueue::owed`].
+    id: u32,
 }
 
 /// A buffer in the current chain.
@@ -83,7 +83,7 @@ pub(crate) struct Done {
     pub buf: SendBuf,
     pub from_handle: bool,
     pub res: io::Result<usize>,
-    notifs: Vec<u32>,
+    id: u32,
 }
 
 /// The send direction of one connection.
@@ -94,6 +94,10 @@ pub(crate) struct SendQueue {
     /// Final completions due for the chain in the kernel.
     chain_due: usize,
     seq: u32,
+    next_id: u32,
+    /// Zero-copy notifications still due: (send tag, buffer id). A list of the queue's own
+    /// rather than one per buffer, so steady-state sending allocates nothing.
+    owed: Vec<(u32, u32)>,
     /// Zero-copy is still allowed on this socket (`EOPNOTSUPP` turns it off).
     zc_ok: bool,
     /// The connection is closing: cancelled sends are finished, not retried.
@@ -109,6 +113,8 @@ impl SendQueue {
             done: VecDeque::new(),
             chain_due: 0,
             seq: first_seq,
+            next_id: 0,
+            owed: Vec::new(),
             zc_ok: true,
             closing: false,
         }
@@ -136,20 +142,21 @@ impl SendQueue {
 
     /// Queues `buf` after what is queued.
     pub(crate) fn push(&mut self, buf: SendBuf, from_handle: bool) {
+        self.next_id = self.next_id.wrapping_add(1);
         self.queued.push_back(Pending {
             buf,
             from_handle,
             off: 0,
-            notifs: Vec::new(),
+            id: self.next_id,
         });
     }
 
-    /// The next chain to submit, if none is in the kernel: up to `max_chain` queued sends,
-    /// each linked to the next. Empty buffers finish at once (nothing to write).
-    pub(crate) fn start(&mut self, s: &SendSettings) -> Vec<SubmitSend> {
-        let mut out = Vec::new();
+    /// The next chain to submit into `out` (cleared first), if none is in the kernel: up to
+    /// `max_chain` queued sends, each linked to the next. Empty buffers finish at once.
+    pub(crate) fn start(&mut self, s: &SendSettings, out: &mut Vec<SubmitSend>) {
+        out.clear();
         if self.in_kernel() || self.closing {
-            return out;
+            return;
         }
         while out.len() < s.max_chain.max(1) {
             let Some(p) = self.queued.pop_front() else {
@@ -161,7 +168,7 @@ impl SendQueue {
                     buf: p.buf,
                     from_handle: p.from_handle,
                     res: Ok(len),
-                    notifs: p.notifs,
+                    id: p.id,
                 });
                 continue;
             }
@@ -189,7 +196,6 @@ impl SendQueue {
             last.link = false;
         }
         self.chain_due = out.len();
-        out
     }
 
     /// The tags of the sends in the kernel, for cancelling them.
@@ -218,7 +224,7 @@ impl SendQueue {
         c.completed = true;
         self.chain_due = self.chain_due.saturating_sub(1);
         if more {
-            c.p.notifs.push(seq);
+            self.owed.push((seq, c.p.id));
         }
         let len = c.p.buf.len();
         let mut failed = None;
@@ -253,20 +259,16 @@ impl SendQueue {
             return SendEvent::Nothing;
         }
         // The chain is over: what did not finish goes back to the front, in order.
-        let rest: Vec<InChain> = self.chain.drain(..).collect();
-        let mut retry = Vec::new();
-        for c in rest {
+        // Back to front, so the retried ones keep their order at the queue's front.
+        while let Some(c) = self.chain.pop_back() {
             match c.outcome {
                 Some(res) => self.done.push_back(done_of(c.p, res)),
                 None if self.closing => {
                     let e = partial(errno_error("send", libc::ECANCELED), &c);
                     self.done.push_back(done_of(c.p, Err(e)));
                 }
-                None => retry.push(c.p),
+                None => self.queued.push_front(c.p),
             }
-        }
-        for p in retry.into_iter().rev() {
-            self.queued.push_front(p);
         }
         if self.queued.is_empty() || self.closing {
             SendEvent::Nothing
@@ -278,30 +280,29 @@ impl SendQueue {
     /// Takes the zero-copy notification of the send whose tag matches: the kernel is done
     /// with its buffer. Returns whether one was due for that send.
     pub(crate) fn on_notif(&mut self, tag_matches: impl Fn(u32) -> bool) -> bool {
-        let lists = self
-            .queued
-            .iter_mut()
-            .map(|p| &mut p.notifs)
-            .chain(self.chain.iter_mut().map(|c| &mut c.p.notifs))
-            .chain(self.done.iter_mut().map(|d| &mut d.notifs));
-        for notifs in lists {
-            if let Some(i) = notifs.iter().position(|&s| tag_matches(s)) {
-                notifs.swap_remove(i);
-                return true;
+        match self.owed.iter().position(|&(seq, _)| tag_matches(seq)) {
+            Some(i) => {
+                self.owed.swap_remove(i);
+                true
             }
+            None => false,
         }
-        false
+    }
+
+    /// Whether a notification is due for buffer `id`.
+    fn owes(&self, id: u32) -> bool {
+        self.owed.iter().any(|&(_, b)| b == id)
     }
 
     /// The oldest finished send whose buffer the kernel no longer reads.
     pub(crate) fn pop_done(&mut self) -> Option<Done> {
-        let i = self.done.iter().position(|d| d.notifs.is_empty())?;
+        let i = self.done.iter().position(|d| !self.owes(d.id))?;
         self.done.remove(i)
     }
 
     /// Queued sends never submitted (on close), oldest first; the caller fails them.
     pub(crate) fn take_queued(&mut self) -> Option<(SendBuf, bool, usize)> {
-        if self.queued.front().is_some_and(|p| !p.notifs.is_empty()) {
+        if self.queued.front().is_some_and(|p| self.owes(p.id)) {
             // A cut zero-copy send back in the queue: its notification is still due.
             return None;
         }
@@ -325,7 +326,7 @@ fn done_of(p: Pending, res: io::Result<usize>) -> Done {
         buf: p.buf,
         from_handle: p.from_handle,
         res,
-        notifs: p.notifs,
+        id: p.id,
     }
 }
 
@@ -391,3 +392,7 @@ impl std::error::Error for PartialSend {
         Some(&self.source)
     }
 }
+
+#[cfg(test)]
+#[path = "send_model_tests.rs"]
+mod model_tests;
