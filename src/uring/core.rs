@@ -99,6 +99,7 @@ pub(crate) struct ConnState {
 }
 
 impl Core {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         worker: u32,
         pool: BufferPool,
