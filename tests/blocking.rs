@@ -271,10 +271,17 @@ fn check_local_cid() {
                 let err = bind_vsock(other).expect_err("bound another machine's CID");
                 assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{err}");
             } else {
+                // The kernel falls back to the loopback transport's CID (1), then to CID_ANY
+                // (af_vsock.c, IOCTL_VM_SOCKETS_GET_LOCAL_CID).
+                let loopback = std::path::Path::new("/sys/module/vsock_loopback").exists();
+                let want = if loopback {
+                    VsockAddr::CID_LOCAL
+                } else {
+                    VsockAddr::CID_ANY
+                };
                 assert_eq!(
-                    cid,
-                    VsockAddr::CID_ANY,
-                    "a CID with no transport to have it"
+                    cid, want,
+                    "the CID with no guest or host transport (loopback {loopback})"
                 );
             }
         }
@@ -287,7 +294,8 @@ fn vsock_vm_has_loopback_and_local_cid_agrees_with_its_transports() {
     util::require_vm();
     assert!(uring_vsock::loopback_available());
     bind_vsock(VsockAddr::CID_LOCAL).expect("loopback makes CID 1 local");
-    // The VM has only the loopback transport, which gives it no CID: CID_ANY.
+    // The VM has only the loopback transport: its CID (1) is the local CID.
+    assert_eq!(uring_vsock::local_cid().unwrap(), VsockAddr::CID_LOCAL);
     check_local_cid();
 }
 

@@ -72,7 +72,7 @@ fn serve(
     let e = b.build().unwrap();
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
-    let ep = e
+    let local = e
         .listen(&bind_endpoint(t, dir), move |_| QueueThenClose {
             count: 16,
             abort,
@@ -81,7 +81,7 @@ fn serve(
             done: Some(tx.lock().unwrap().clone()),
         })
         .unwrap();
-    (e, ep, rx)
+    (e, util::connect_endpoint(&local), rx)
 }
 
 /// Reads until EOF or an error; returns what was read and how it ended.
@@ -168,4 +168,11 @@ fn engine_abort_resets_and_says_how_much_went_out_tcp() {
         );
         e.shutdown();
     });
+}
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn engine_close_is_graceful_every_byte_then_eof_vsock() {
+    util::require_vm();
+    graceful(Transport::Vsock);
 }

@@ -213,3 +213,10 @@ fn engine_client_and_echo_server_on_one_worker_do_not_deadlock() {
         e.shutdown();
     });
 }
+
+#[test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+fn engine_one_stalled_peer_never_stalls_the_others_vsock() {
+    util::require_vm();
+    one_stalled_peer_beside_live_ones(Transport::Vsock);
+}

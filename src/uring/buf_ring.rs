@@ -14,7 +14,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use super::recv::RecvShare;
+use super::recv_side::RecvShare;
 use super::region::{page_round, Region};
 
 /// One entry of the ring as the kernel reads it (`struct io_uring_buf`). The crate keeps its

@@ -394,5 +394,5 @@ impl std::error::Error for PartialSend {
 }
 
 #[cfg(test)]
-#[path = "send_model_tests.rs"]
+#[path = "send_queue_model_tests.rs"]
 mod model_tests;

@@ -9,12 +9,12 @@ use crossbeam_channel::Sender;
 use io_uring::{opcode, squeue, types};
 use socket2::{SockAddr, Socket};
 
-use super::completion::errno_error;
-use super::conn::{CloseReason, Handler};
-use super::core::Core;
-use super::handle::ConnHandle;
-use super::op::{Kind, Op};
-use super::stats::WorkerStats;
+use super::super::completion::errno_error;
+use super::super::conn::{CloseReason, Handler};
+use super::super::handle::ConnHandle;
+use super::super::op::{Kind, Op};
+use super::super::stats::WorkerStats;
+use super::Core;
 use crate::{Endpoint, Error, Result};
 
 /// A connect in flight; boxed so the address and timespec the SQEs point to never move.

@@ -4,22 +4,20 @@
 //! goes to the least-loaded worker through its channel and wake-up socket.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{cqueue, opcode, types, IoUring};
-use socket2::Socket;
 
 use super::buf_pool::BufferPool;
 use super::buf_ring::BufRing;
 use super::conn::CloseReason;
 use super::core::{Core, HandleOp};
-use super::handle::{Command, Factory, WorkerLink};
+use super::handle::{Command, WorkerLink};
 use super::op::{Kind, Op};
 use super::ring::{self, RingFeatures};
 use super::settings::Settings;
@@ -50,22 +48,9 @@ pub(crate) struct WorkerInit {
     pub(crate) stats: Arc<WorkerStats>,
 }
 
-/// How long a listener waits before accepting again after running out of fds or memory: a
-/// re-armed accept would fail again at once, spinning the worker at 100% CPU.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+mod accept;
 
-struct ListenerState {
-    socket: Option<Socket>,
-    local: Endpoint,
-    factory: Factory,
-    armed: bool,
-    /// The last accept failed for want of a resource: wait before re-arming.
-    starved: bool,
-    /// A backoff timeout is in the kernel.
-    backoff_armed: bool,
-    /// The backoff's timespec, boxed so it stays put while the SQE may point to it.
-    backoff: Box<types::Timespec>,
-}
+use accept::ListenerState;
 
 struct Worker {
     index: usize,
@@ -405,19 +390,8 @@ impl Worker {
                 if self.stopping {
                     return;
                 }
-                self.listeners.push(Some(ListenerState {
-                    socket: Some(socket),
-                    local,
-                    factory,
-                    armed: false,
-                    starved: false,
-                    backoff_armed: false,
-                    backoff: Box::new(
-                        types::Timespec::new()
-                            .sec(ACCEPT_BACKOFF.as_secs())
-                            .nsec(ACCEPT_BACKOFF.subsec_nanos()),
-                    ),
-                }));
+                self.listeners
+                    .push(Some(ListenerState::new(socket, local, factory)));
                 self.arm_accept(self.listeners.len() as u32 - 1);
             }
             Command::Adopt { fd, local, factory } => {
@@ -501,146 +475,6 @@ impl Worker {
             self.core.stage(entry, Op::new(Kind::Cancel, 0, u32::MAX));
             // Not re-armed: `stopping` is set.
             self.wake_armed = false;
-        }
-    }
-
-    // ---- accepting ------------------------------------------------------------------------
-
-    fn arm_accept(&mut self, li: u32) {
-        let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
-            return;
-        };
-        let Some(socket) = &l.socket else { return };
-        if l.armed {
-            return;
-        }
-        l.armed = true;
-        let entry = opcode::AcceptMulti::new(types::Fd(socket.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build();
-        self.core.stage(entry, Op::new(Kind::Accept, 0, li));
-    }
-
-    fn close_listener(&mut self, li: u32) {
-        let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
-            return;
-        };
-        let (armed, backoff) = (l.armed, l.backoff_armed);
-        if armed {
-            let entry = opcode::AsyncCancel::new(Op::new(Kind::Accept, 0, li).encode()).build();
-            self.core.stage(entry, Op::new(Kind::Cancel, 0, u32::MAX));
-        }
-        if backoff {
-            let target = Op::new(Kind::AcceptBackoff, 0, li).encode();
-            let entry = opcode::AsyncCancel::new(target).build();
-            self.core.stage(entry, Op::new(Kind::Cancel, 0, u32::MAX));
-        }
-        if !armed && !backoff {
-            self.listeners[li as usize] = None;
-        }
-    }
-
-    /// Waits [`ACCEPT_BACKOFF`] before accepting on listener `li` again.
-    fn arm_accept_backoff(&mut self, li: u32) {
-        let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
-            return;
-        };
-        if l.backoff_armed {
-            return;
-        }
-        l.backoff_armed = true;
-        l.starved = false;
-        WorkerStats::add(&self.core.stats.accept_backoffs, 1);
-        let entry = opcode::Timeout::new(&*l.backoff).build();
-        self.core.stage(entry, Op::new(Kind::AcceptBackoff, 0, li));
-    }
-
-    fn on_accept_backoff(&mut self, li: u32) {
-        let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
-            return;
-        };
-        l.backoff_armed = false;
-        if !self.stopping {
-            self.arm_accept(li);
-        } else if !l.armed {
-            // Closes the listening socket now that nothing in the kernel uses it.
-            self.listeners[li as usize] = None;
-        }
-    }
-
-    fn on_accept(&mut self, li: u32, res: i32, flags: u32) {
-        let more = cqueue::more(flags);
-        if res >= 0 {
-            // SAFETY: a successful accept completion's result is a new fd that nothing else
-            // owns; it is closed when the OwnedFd drops.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            if let Some(Some(l)) = self.listeners.get(li as usize) {
-                if !self.stopping {
-                    let (local, factory) = (l.local.clone(), Arc::clone(&l.factory));
-                    self.hand_off(fd, local, factory);
-                }
-            }
-        } else if res != -libc::ECANCELED {
-            WorkerStats::add(&self.core.stats.accept_errors, 1);
-            let starved = matches!(
-                -res,
-                libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS
-            );
-            if let (true, Some(Some(l))) = (starved, self.listeners.get_mut(li as usize)) {
-                l.starved = true;
-            }
-        }
-        if !more {
-            let Some(Some(l)) = self.listeners.get_mut(li as usize) else {
-                return;
-            };
-            l.armed = false;
-            if self.stopping {
-                if !l.backoff_armed {
-                    // Closes the listening socket now that no accept uses it.
-                    self.listeners[li as usize] = None;
-                }
-            } else if l.starved {
-                self.arm_accept_backoff(li);
-            } else {
-                self.arm_accept(li);
-            }
-        }
-    }
-
-    /// Gives an accepted connection to the least-loaded worker (this one on ties).
-    fn hand_off(&mut self, fd: OwnedFd, local: Endpoint, factory: Factory) {
-        let mut target = self.index;
-        let mut best = self.loads[self.index].load(Ordering::Relaxed);
-        for (i, load) in self.loads.iter().enumerate() {
-            let l = load.load(Ordering::Relaxed);
-            if l < best {
-                best = l;
-                target = i;
-            }
-        }
-        if target == self.index {
-            self.core.adopt(fd, &local, &factory);
-            return;
-        }
-        // Counted now (the target takes it back when it adopts) so a burst of accepts spreads
-        // out before the target has adopted any. A worker that has died (load usize::MAX) in
-        // the meantime is not counted into: this one serves the connection.
-        let counted = self.loads[target].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
-            (l != usize::MAX).then_some(l + 1)
-        });
-        if counted.is_err() {
-            self.core.adopt(fd, &local, &factory);
-            return;
-        }
-        if let Err(cmd) = self.links[target].send(Command::Adopt { fd, local, factory }) {
-            // The target has exited (its channel is gone): serve the connection here.
-            let _ = self.loads[target].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
-                (l != usize::MAX).then(|| l.saturating_sub(1))
-            });
-            if let Command::Adopt { fd, local, factory } = cmd {
-                self.core.adopt(fd, &local, &factory);
-            }
         }
     }
 }
