@@ -1,12 +1,13 @@
 //! Engine micro-benchmarks: buffer pool get/put, and one echo round trip through the engine
-//! (unix socket, 64-byte message), with and without the adaptive spin.
+//! (unix socket, 64-byte message), with and without the adaptive spin, and with each
+//! task-run mode the kernel offers (to pick the default by measurement).
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use uring_vsock::blocking::Stream;
-use uring_vsock::uring::{BufferPool, Conn, Engine, Handler, RecvBuf};
+use uring_vsock::uring::{BufferPool, Conn, Engine, Handler, RecvBuf, TaskRunMode};
 use uring_vsock::Endpoint;
 
 fn pool_get_put(c: &mut Criterion) {
@@ -32,16 +33,25 @@ impl Handler for Echo {
 fn round_trip(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("uring-vsock-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for (name, spin) in [
-        ("engine_echo_round_trip_unix", None),
+    for (name, spin, mode) in [
+        ("engine_echo_round_trip_unix", None, None),
+        (
+            "engine_echo_round_trip_unix_coop_taskrun",
+            None,
+            Some(TaskRunMode::CoopTaskrun),
+        ),
         (
             "engine_echo_round_trip_unix_spin",
             Some(Duration::from_micros(200)),
+            None,
         ),
     ] {
         let mut b = Engine::builder().workers(1);
         if let Some(s) = spin {
             b = b.spin(s);
+        }
+        if let Some(m) = mode {
+            b = b.task_run(m);
         }
         let e = b.build().unwrap();
         let ep = e

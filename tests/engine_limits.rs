@@ -45,6 +45,7 @@ fn engine_builder_rejects_out_of_range_settings_by_name() {
         rejects(b().completion_entries(1), "completion_entries");
         rejects(b().completion_entries(u32::MAX), "completion_entries");
         rejects(b().ring_entries(0), "ring_entries");
+        rejects(b().ring_entries(7), "ring_entries");
         rejects(b().ring_entries(u32::MAX), "ring_entries");
         rejects(
             b().recv_buffers_per_connection(0),
@@ -57,8 +58,8 @@ fn engine_builder_rejects_out_of_range_settings_by_name() {
         rejects(b().workers(usize::MAX), "workers");
         // At the edges the builder accepts: this is what the kernel takes.
         let e = build(
-            b().ring_entries(1)
-                .completion_entries(1)
+            b().ring_entries(8)
+                .completion_entries(8)
                 .pin_to_cpus(vec![0]),
         )
         .unwrap();

@@ -48,9 +48,17 @@ fn engine_vsock_half_close() {
     let (local, rx) = listen_reporting_echo(&e, &bind_endpoint(Transport::Vsock, &dir));
     let ep = connect_endpoint(&local);
     let mut c = connect(&ep);
-    let sent = write_stream(&mut c, 3, MIB, 20_000).unwrap();
-    c.shutdown(Shutdown::Write).unwrap(); // our half closed; the echo still comes back
+    // Written from a thread while this one reads: the echo's buffering per connection is
+    // bounded (its share of receive buffers), so a peer that wrote 1 MiB before reading
+    // anything would wait for itself.
+    let mut w = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let sent = write_stream(&mut w, 3, MIB, 20_000).unwrap();
+        w.shutdown(Shutdown::Write).unwrap(); // our half closed; the echo still comes back
+        sent
+    });
     let got = read_stream(&mut c, 3, 50_000).expect("read the echo");
+    let sent = writer.join().unwrap();
     assert_eq!(got, sent);
     let reason = recv_or_hang(&rx, "the server's close");
     assert!(matches!(reason, CloseReason::Eof), "{reason}");

@@ -30,6 +30,10 @@ const MAX_REG_BUFFERS: usize = 1 << 14;
 /// Largest buffer the kernel registers.
 const MAX_REG_BUFFER_BYTES: usize = 1 << 30;
 
+/// Fewest submission entries: room for the largest group of linked SQEs the engine makes
+/// besides send chains (which take at most a quarter of the ring).
+const MIN_SQ_ENTRIES: u32 = 8;
+
 /// `IORING_MAX_ENTRIES` and `IORING_MAX_CQ_ENTRIES`.
 const MAX_SQ_ENTRIES: u32 = 1 << 15;
 const MAX_CQ_ENTRIES: u32 = 1 << 16;
@@ -126,7 +130,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Submission-queue entries per ring (default 512; rounded up to a power of two).
+    /// Submission-queue entries per ring (default 512, at least 8; rounded up to a power of
+    /// two).
     pub fn ring_entries(mut self, n: u32) -> Self {
         self.sq_entries = n;
         self
@@ -271,9 +276,11 @@ impl EngineBuilder {
                 "pin_to_cpus: CPU {cpu} is out of range (CPUs are numbered below {MAX_CPUS})"
             )));
         }
-        if self.sq_entries == 0 || self.sq_entries > MAX_SQ_ENTRIES {
+        // A connect and its linked timeout, and a chain of sends, enter the ring together:
+        // a ring too small to hold such a group would wait for room forever.
+        if self.sq_entries < MIN_SQ_ENTRIES || self.sq_entries > MAX_SQ_ENTRIES {
             return Err(invalid(format!(
-                "ring_entries must be 1..={MAX_SQ_ENTRIES}, not {}",
+                "ring_entries must be {MIN_SQ_ENTRIES}..={MAX_SQ_ENTRIES}, not {}",
                 self.sq_entries
             )));
         }

@@ -21,7 +21,7 @@ use super::completion::errno_error;
 use super::send_buf::SendBuf;
 
 /// Most bytes one send SQE asks for.
-const MAX_SEND: usize = 1 << 30;
+pub(crate) const MAX_SEND: usize = 1 << 30;
 
 /// How sends are built on this connection.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +32,10 @@ pub(crate) struct SendSettings {
     pub zc_threshold: usize,
     /// Most sends in one chain.
     pub max_chain: usize,
+    /// Most bytes one send asks for ([`MAX_SEND`]; smaller in tests). A send capped by it
+    /// ends its chain: the kernel sees it complete, so a send linked behind it would run
+    /// before the buffer's rest.
+    pub max_send: usize,
 }
 
 /// One send to submit: the bytes, and whether it is zero-copy from registered buffer `fixed`.
@@ -72,6 +76,8 @@ struct InChain {
     p: Pending,
     seq: u32,
     zc: bool,
+    /// Bytes its SQE asked for.
+    asked: u32,
     /// Its final completion is in.
     completed: bool,
     /// Set when it finished: all written, or failed.
@@ -102,6 +108,10 @@ pub(crate) struct SendQueue {
     zc_ok: bool,
     /// The connection is closing: cancelled sends are finished, not retried.
     closing: bool,
+    /// The chain in the kernel was cut by a failed or short send.
+    cut: bool,
+    /// Scratch space for the unfinished sends of a chain that ended (kept: no allocation).
+    retry: VecDeque<Pending>,
 }
 
 impl SendQueue {
@@ -117,7 +127,14 @@ impl SendQueue {
             owed: Vec::new(),
             zc_ok: true,
             closing: false,
+            cut: false,
+            retry: VecDeque::new(),
         }
+    }
+
+    /// The tag the next send after this queue's last would get.
+    pub(crate) fn next_seq(&self) -> u32 {
+        self.seq.wrapping_add(1)
     }
 
     /// Sends queued, in the kernel, or finished and not yet handed back.
@@ -172,7 +189,8 @@ impl SendQueue {
                 });
                 continue;
             }
-            let rest = (len - p.off).min(MAX_SEND);
+            let rest = (len - p.off).min(s.max_send.max(1));
+            let capped = rest < len - p.off;
             let zc = s.zc && self.zc_ok && rest >= s.zc_threshold && fixed.is_some();
             self.seq = self.seq.wrapping_add(1);
             out.push(SubmitSend {
@@ -188,14 +206,25 @@ impl SendQueue {
                 p,
                 seq: self.seq,
                 zc,
+                asked: rest as u32,
                 completed: false,
                 outcome: None,
             });
+            if capped {
+                break;
+            }
         }
         if let Some(last) = out.last_mut() {
             last.link = false;
         }
         self.chain_due = out.len();
+        self.cut = false;
+    }
+
+    /// Whether the chain in the kernel was cut (a send in it failed or fell short): the
+    /// kernel cancels its later sends itself.
+    pub(crate) fn cut(&self) -> bool {
+        self.cut
     }
 
     /// The tags of the sends in the kernel, for cancelling them.
@@ -228,6 +257,10 @@ impl SendQueue {
         }
         let len = c.p.buf.len();
         let mut failed = None;
+        // Anything but a send done in full for what it asked breaks the link, cancels too.
+        if res < 0 || (res as u32) < c.asked {
+            self.cut = true;
+        }
         if res >= 0 {
             c.p.off += res as usize;
             if c.p.off >= len {
@@ -259,16 +292,20 @@ impl SendQueue {
             return SendEvent::Nothing;
         }
         // The chain is over: what did not finish goes back to the front, in order.
-        // Back to front, so the retried ones keep their order at the queue's front.
-        while let Some(c) = self.chain.pop_back() {
+        // Front to back, so finished ones come back in order; the retried ones then go back
+        // to the queue's front in their order.
+        while let Some(c) = self.chain.pop_front() {
             match c.outcome {
                 Some(res) => self.done.push_back(done_of(c.p, res)),
                 None if self.closing => {
                     let e = partial(errno_error("send", libc::ECANCELED), &c);
                     self.done.push_back(done_of(c.p, Err(e)));
                 }
-                None => self.queued.push_front(c.p),
+                None => self.retry.push_back(c.p),
             }
+        }
+        while let Some(p) = self.retry.pop_back() {
+            self.queued.push_front(p);
         }
         if self.queued.is_empty() || self.closing {
             SendEvent::Nothing
@@ -294,10 +331,13 @@ impl SendQueue {
         self.owed.iter().any(|&(_, b)| b == id)
     }
 
-    /// The oldest finished send whose buffer the kernel no longer reads.
+    /// The oldest finished send, once the kernel no longer reads its buffer: sends come back
+    /// in the order they were queued.
     pub(crate) fn pop_done(&mut self) -> Option<Done> {
-        let i = self.done.iter().position(|d| !self.owes(d.id))?;
-        self.done.remove(i)
+        if self.owes(self.done.front()?.id) {
+            return None;
+        }
+        self.done.pop_front()
     }
 
     /// Queued sends never submitted (on close), oldest first; the caller fails them.

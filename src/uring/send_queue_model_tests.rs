@@ -56,6 +56,8 @@ struct World {
     /// Buffers in the queue, by address (a pool buffer is pushed again only once back).
     live: HashMap<usize, usize>,
     pushes: usize,
+    /// The push number of the last buffer that came back: they come back in order.
+    last_back: usize,
     /// Bytes accounted by returned buffers: `Ok(len)` or a `PartialSend`'s `sent`.
     accounted: usize,
 }
@@ -72,12 +74,15 @@ impl World {
                 zc: true,
                 zc_threshold: 1000,
                 max_chain,
+                // Small, so sends capped by it are common.
+                max_send: 1500,
             },
             pushed: Vec::new(),
             next_byte: 0,
             closing: false,
             live: HashMap::new(),
             pushes: 0,
+            last_back: 0,
             accounted: 0,
         }
     }
@@ -241,10 +246,16 @@ impl World {
     }
 
     fn came_back(&mut self, addr: usize) {
+        let n = self
+            .live
+            .remove(&addr)
+            .expect("a buffer came back twice, or one never pushed");
         assert!(
-            self.live.remove(&addr).is_some(),
-            "a buffer came back twice, or one never pushed"
+            n > self.last_back,
+            "buffer {n} came back after {}",
+            self.last_back
         );
+        self.last_back = n;
     }
 
     fn check_stream(&self) {

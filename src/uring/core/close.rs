@@ -21,7 +21,8 @@ impl Core {
         let Some(c) = self.conn_mut(index) else {
             return;
         };
-        if c.closing.is_none() || c.send_cancel.is_some() {
+        // A cut chain is being cancelled by the kernel itself (its link broke).
+        if c.closing.is_none() || c.send_cancel.is_some() || c.send.cut() {
             return;
         }
         let Some(seq) = c.send.in_kernel_seqs().next() else {

@@ -31,7 +31,7 @@ use super::handle::{ConnHandle, Factory, HandleShared, WorkerLink};
 use super::op::{Kind, Op};
 use super::recv_side::{RecvShare, RecvSide, ResumeList};
 use super::send_buf::SendBuf;
-use super::send_queue::{SendQueue, SendSettings, SubmitSend};
+use super::send_queue::{SendQueue, SendSettings, SubmitSend, MAX_SEND};
 use super::settings::Settings;
 use super::stats::WorkerStats;
 use super::submit::Submission;
@@ -64,6 +64,8 @@ pub(crate) struct Core {
 
 struct Slot {
     gen: u32,
+    /// The first send tag of the slot's next connection.
+    next_seq: u32,
     conn: Option<ConnState>,
 }
 
@@ -117,6 +119,7 @@ impl Core {
             zc: send_zc,
             zc_threshold: cfg.zero_copy_threshold,
             max_chain: cfg.max_send_chain(),
+            max_send: MAX_SEND,
         };
         Core {
             worker,
@@ -187,16 +190,20 @@ impl Core {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { gen: 0, conn: None });
+                self.slots.push(Slot {
+                    gen: 0,
+                    next_seq: 0,
+                    conn: None,
+                });
                 (self.slots.len() - 1) as u32
             }
         };
         let gen = self.gen(index);
         let share = RecvShare::new(self.cfg.recv_share, (index, gen), Rc::clone(&self.resume));
-        // Send tags start at `gen << 16`, so a late cancel aimed at a previous connection of
-        // this slot rarely names a send of this one. Not a guarantee: the tag keeps 24 bits,
-        // so only 8 generation bits survive, and after 65,536 sends the sequence runs into
-        // them. Receives and connects are tagged with the generation itself (24 bits).
+        // Send tags go on from where the slot's previous connection stopped, so a late
+        // completion or stray notification of that one (tags keep 24 bits) names none of this
+        // one's sends until 16M more sends have wrapped the counter. Receives and connects
+        // are tagged with the generation itself (24 bits).
         let state = ConnState {
             fd: socket.as_raw_fd(),
             socket: Some(socket),
@@ -205,7 +212,7 @@ impl Core {
             panicked: false,
             opened: false,
             recv: RecvSide::new(share),
-            send: SendQueue::new(gen << 16),
+            send: SendQueue::new(self.slots[index as usize].next_seq),
             write: WriteSide::Open,
             close_when_flushed: false,
             ops: 0,
@@ -228,6 +235,7 @@ impl Core {
         if let Some(mut c) = slot.conn.take() {
             debug_assert_eq!(c.ops, 0, "slot freed with ops in flight");
             slot.gen = slot.gen.wrapping_add(1);
+            slot.next_seq = c.send.next_seq();
             self.free.push(index);
             self.live -= 1;
             self.load.fetch_sub(1, Ordering::Relaxed);

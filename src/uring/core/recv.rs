@@ -91,7 +91,9 @@ impl Core {
         let c = self.conn_mut(index).expect("live");
         let closing = c.closing.is_some();
         match cqe_result("recv", res) {
-            Ok(0) if buf.is_none() => {
+            // EOF, whether or not a buffer came with it (dropped: it holds nothing).
+            Ok(0) => {
+                drop(buf);
                 if !closing && !c.recv.eof() {
                     c.recv.set_eof();
                     self.call(index, |h, conn| h.on_peer_shutdown(conn));

@@ -107,7 +107,7 @@ impl Core {
             .get_mut(index as usize)
             .and_then(|s| s.conn.as_mut())
         else {
-            return !cqueue::notif(flags);
+            return !cqueue::more(flags) && !cqueue::notif(flags);
         };
         if cqueue::notif(flags) {
             // The kernel is done reading the buffer of the send `op.tag` names. A zero-copy
@@ -121,15 +121,19 @@ impl Core {
             self.maybe_finish(index);
             return true;
         }
-        c.ops -= 1;
-        if cqueue::more(flags) {
-            c.ops += 1; // its notification is still due
-        }
         let last = !cqueue::more(flags);
         // Tags keep 24 bits: find the full sequence number of the send this names.
         let Some(seq) = c.send.owns(|s| op.tag_matches(s)) else {
+            debug_assert!(
+                false,
+                "a send completion no send of this connection waits for"
+            );
             return last;
         };
+        c.ops -= 1;
+        if !last {
+            c.ops += 1; // its notification is still due
+        }
         if res > 0 {
             WorkerStats::add(&self.stats.sent_bytes, res as u64);
         }
