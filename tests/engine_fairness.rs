@@ -67,6 +67,7 @@ fn one_stalled_peer_beside_live_ones(t: Transport) {
         let dir = TempDir::new();
         let e = Engine::builder().workers(1).build().unwrap();
         let ep = e.listen(&bind_endpoint(t, &dir), |_| Echo::new()).unwrap();
+        let ep = util::connect_endpoint(&ep);
         let stalled = stalled_peer(&ep, 99, 8 << 20);
         // The stalled connection has filled its share: it holds buffers it cannot send back.
         wait_stats(&e, "the stalled peer's connection to fill its share", |s| {
