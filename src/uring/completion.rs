@@ -12,17 +12,20 @@ pub(crate) fn cqe_result(op: &'static str, res: i32) -> io::Result<u32> {
     Err(errno_error(op, -res))
 }
 
-/// An [`io::Error`] for errno `errno` of operation `op` with its kind kept.
+/// An [`io::Error`] for errno `errno` of operation `op`. A plain OS error keeps its errno
+/// (`raw_os_error`); one the engine has more to say about (`ENOBUFS`, `ECANCELED`,
+/// `EOPNOTSUPP`, `ETIME`) keeps its kind and says what it means, naming `op`. The caller's
+/// [`crate::Error`] adds the operation and endpoint for the rest.
 pub(crate) fn errno_error(op: &'static str, errno: i32) -> io::Error {
     let os = io::Error::from_raw_os_error(errno);
     let why = match errno {
-        libc::ENOBUFS => " (the provided-buffer ring was empty: all receive buffers are held)",
-        libc::ECANCELED => " (cancelled: the connection is closing)",
-        libc::EOPNOTSUPP => " (not supported on this socket family)",
-        libc::ETIME => " (deadline passed)",
-        _ => "",
+        libc::ENOBUFS => "the provided-buffer ring was empty: all receive buffers are held",
+        libc::ECANCELED => "cancelled: the connection is closing",
+        libc::EOPNOTSUPP => "not supported on this socket family",
+        libc::ETIME => "deadline passed",
+        _ => return os,
     };
-    io::Error::new(os.kind(), format!("{op}: {os}{why}"))
+    io::Error::new(os.kind(), format!("{op}: {os} ({why})"))
 }
 
 #[cfg(test)]
@@ -40,5 +43,10 @@ mod tests {
         assert!(e.to_string().starts_with("recv: "), "{e}");
         let e = cqe_result("send", -libc::ECONNRESET).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ECONNRESET),
+            "the errno is kept"
+        );
     }
 }

@@ -173,8 +173,16 @@ impl Core {
             self.free_slot(index);
             return;
         }
-        let timed_out = cs.timeout_res == Some(-libc::ETIME)
-            && (res == -libc::ECANCELED || res == -libc::EALREADY || res == -libc::EINPROGRESS);
+        // The deadline's cancel ends the connect with ECANCELED, or, where io-wq ran it as a
+        // blocking connect (unix, waiting for backlog room), interrupts it: EINTR, and the
+        // linked timeout then reports ENOENT (its target was not cancellable in place). So a
+        // deadline that has passed counts too.
+        let past = cs.deadline.is_some_and(|d| Instant::now() >= d);
+        let timed_out = (cs.timeout_res == Some(-libc::ETIME) || past)
+            && matches!(
+                -res,
+                libc::ECANCELED | libc::EALREADY | libc::EINPROGRESS | libc::EINTR
+            );
         let err = if timed_out {
             let after = cs.timeout.unwrap_or_default();
             io::Error::new(
