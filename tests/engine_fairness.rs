@@ -53,6 +53,20 @@ fn wait_stats(e: &Engine, what: &str, cond: impl Fn(&uring_vsock::uring::EngineS
     engine_support::wait_until(what, || cond(&e.stats()));
 }
 
+/// `n` clients at once, each echoing `bytes` checksummed; fails (as `what`) if one does not
+/// get its echo.
+fn live_clients(ep: &Endpoint, n: u64, bytes: u64, what: &str) {
+    let live: Vec<_> = (0..n)
+        .map(|i| {
+            let ep = ep.clone();
+            thread::spawn(move || echo_client(&ep, i, bytes))
+        })
+        .collect();
+    for c in live {
+        c.join().expect(what);
+    }
+}
+
 fn end(peers: Vec<(uring_vsock::blocking::Stream, thread::JoinHandle<()>)>) {
     for (s, t) in peers {
         let _ = s.shutdown(Shutdown::Both);
@@ -73,15 +87,7 @@ fn one_stalled_peer_beside_live_ones(t: Transport) {
         wait_stats(&e, "the stalled peer's connection to fill its share", |s| {
             s.recv_share_pauses > 0
         });
-        let live: Vec<_> = (0..20u64)
-            .map(|i| {
-                let ep = ep.clone();
-                thread::spawn(move || echo_client(&ep, i, MIB / 2))
-            })
-            .collect();
-        for c in live {
-            c.join().expect("a live client beside the stalled peer");
-        }
+        live_clients(&ep, 20, MIB / 2, "a live client beside the stalled peer");
         end(vec![stalled]);
         e.shutdown();
     });
@@ -115,15 +121,7 @@ fn engine_many_stalled_peers_never_stall_the_others() {
             "several stalled connections to fill their shares",
             |s| s.recv_share_pauses >= 4,
         );
-        let live: Vec<_> = (0..16u64)
-            .map(|i| {
-                let ep = ep.clone();
-                thread::spawn(move || echo_client(&ep, i, MIB / 4))
-            })
-            .collect();
-        for c in live {
-            c.join().expect("a live client beside many stalled peers");
-        }
+        live_clients(&ep, 16, MIB / 4, "a live client beside many stalled peers");
         assert!(
             e.stats().own_buffer_recvs > 0,
             "the ring ran dry and receives went into own buffers: {:?}",

@@ -86,9 +86,6 @@ pub struct EngineBuilder {
     pub(crate) task_run: Option<TaskRunMode>,
     pub(crate) on_thread_start: Option<ThreadHook>,
     pub(crate) socket: SocketSettings,
-    pub(crate) socket_send_buffer: Option<usize>,
-    pub(crate) socket_recv_buffer: Option<usize>,
-    pub(crate) backlog: u32,
 }
 
 impl Default for EngineBuilder {
@@ -110,9 +107,6 @@ impl Default for EngineBuilder {
             task_run: None,
             on_thread_start: None,
             socket: SocketSettings::default(),
-            socket_send_buffer: None,
-            socket_recv_buffer: None,
-            backlog: crate::DEFAULT_BACKLOG as u32,
         }
     }
 }
@@ -198,14 +192,14 @@ impl EngineBuilder {
     /// The listen backlog of [`Engine::listen`] (default [`crate::DEFAULT_BACKLOG`]; the
     /// kernel caps it at `net.core.somaxconn`).
     pub fn listen_backlog(mut self, n: u32) -> Self {
-        self.backlog = n;
+        self.socket.backlog = n.min(i32::MAX as u32) as i32;
         self
     }
 
     /// `SO_SNDBUF` and `SO_RCVBUF` of engine sockets, in bytes (default: the kernel's).
     pub fn socket_buffers(mut self, send: Option<usize>, recv: Option<usize>) -> Self {
-        self.socket_send_buffer = send;
-        self.socket_recv_buffer = recv;
+        self.socket.send_buffer = send;
+        self.socket.recv_buffer = recv;
         self
     }
 
@@ -319,8 +313,8 @@ impl EngineBuilder {
             )));
         }
         for (name, v) in [
-            ("socket send buffer", self.socket_send_buffer),
-            ("socket receive buffer", self.socket_recv_buffer),
+            ("socket send buffer", self.socket.send_buffer),
+            ("socket receive buffer", self.socket.recv_buffer),
         ] {
             if v.is_some_and(|n| n == 0 || n > i32::MAX as usize / 2) {
                 return Err(invalid(format!(
@@ -354,10 +348,6 @@ impl EngineBuilder {
             )));
         }
         let fitted = self.fit_memlock(limit)?;
-        let mut socket = fitted.socket.clone();
-        socket.send_buffer = fitted.socket_send_buffer;
-        socket.recv_buffer = fitted.socket_recv_buffer;
-        socket.backlog = fitted.backlog.min(i32::MAX as u32) as i32;
         Ok(Settings {
             workers: fitted.workers,
             pin: fitted.pin,
@@ -373,7 +363,7 @@ impl EngineBuilder {
             zero_copy_threshold: fitted.zero_copy_threshold,
             task_run: fitted.task_run,
             on_thread_start: fitted.on_thread_start,
-            socket,
+            socket: fitted.socket,
         })
     }
 

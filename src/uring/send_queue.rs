@@ -54,10 +54,8 @@ pub(crate) struct SubmitSend {
 /// What a final send completion means for the connection.
 #[derive(Debug)]
 pub(crate) enum SendEvent {
-    /// Nothing more to do now.
+    /// Nothing beyond starting the next chain, if the queue has one ([`SendQueue::start`]).
     Nothing,
-    /// The chain is over and sends are queued: call [`SendQueue::start`].
-    Restart,
     /// A send failed: the connection closes with this error.
     Failed(io::Error),
 }
@@ -307,11 +305,7 @@ impl SendQueue {
         while let Some(p) = self.retry.pop_back() {
             self.queued.push_front(p);
         }
-        if self.queued.is_empty() || self.closing {
-            SendEvent::Nothing
-        } else {
-            SendEvent::Restart
-        }
+        SendEvent::Nothing
     }
 
     /// Takes the zero-copy notification of the send whose tag matches: the kernel is done

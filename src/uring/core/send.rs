@@ -130,9 +130,8 @@ impl Core {
             );
             return last;
         };
-        c.ops -= 1;
-        if !last {
-            c.ops += 1; // its notification is still due
+        if last {
+            c.ops -= 1; // else its notification is still due
         }
         if res > 0 {
             WorkerStats::add(&self.stats.sent_bytes, res as u64);
@@ -141,14 +140,13 @@ impl Core {
             WorkerStats::add(&self.stats.zero_copy_fallbacks, 1);
         }
         let event = c.send.on_complete(seq, res, cqueue::more(flags));
-        if c.closing.is_some() && c.send.in_kernel() && c.send_cancel.is_none() {
-            self.cancel_send_head(index);
-        }
+        // Closing: the chain's next send is running now; stop it too.
+        self.cancel_send_head(index);
         let c = self.conn_mut(index).expect("live");
         match event {
-            // Restart: the chain was cut short; the rest goes in a new one. Nothing: sends
-            // the handler queued meanwhile may be waiting for the chain to end.
-            SendEvent::Nothing | SendEvent::Restart => self.pump_send(index),
+            // The chain may be over: what is left (a cut chain's rest, sends the handler
+            // queued meanwhile) goes in the next one.
+            SendEvent::Nothing => self.pump_send(index),
             SendEvent::Failed(e) => {
                 let peer = c.peer.clone();
                 self.begin_close(index, CloseReason::from_io("send", &peer, e));
