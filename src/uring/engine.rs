@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -159,6 +160,95 @@ impl Engine {
             self.cfg.socket.apply(s, ep, "listen")
         })?;
         let local = crate::socket::local_endpoint(&socket)?;
+        self.serve(("listen", ep), socket, local, factory)
+    }
+
+    /// Serves an inherited listening socket (socket activation: systemd's `LISTEN_FDS`, or
+    /// any listener made elsewhere) as [`listen`](Self::listen) serves one it binds: the
+    /// first worker accepts on it through its ring and each connection gets
+    /// `factory(&peer)`'s handler. Returns the endpoint the socket is bound to.
+    ///
+    /// The fd must be a listening stream socket of the vsock, unix or tcp (IPv4 or IPv6)
+    /// family. It is made close-on-exec (a per-descriptor flag: whoever passed it keeps its
+    /// own copy as it was); its blocking mode, a flag shared with every copy, is left as it
+    /// is, since the ring accepts either way. The engine's socket options
+    /// ([`tcp_nodelay`](crate::uring::EngineBuilder::tcp_nodelay),
+    /// [`socket_buffers`](crate::uring::EngineBuilder::socket_buffers),
+    /// [`vsock_buffer_size`](crate::uring::EngineBuilder::vsock_buffer_size)) are set on it
+    /// for accepted sockets to inherit; its backlog is the one it was given
+    /// ([`listen_backlog`](crate::uring::EngineBuilder::listen_backlog) does not apply).
+    ///
+    /// # Errors
+    ///
+    /// `adopt listener: …` with `InvalidInput` saying what the fd is instead when it is not
+    /// a listening stream socket of a served family (another family, a datagram or
+    /// seqpacket socket, a socket that is not listening), or the errno of a failed check
+    /// (`ENOTSOCK` for a file); a socket option the engine sets that fails, named;
+    /// `NotConnected` once the engine has shut down. The fd is closed on error.
+    ///
+    /// # Examples
+    ///
+    /// A listener bound elsewhere (here by std, as a service manager would pass it), served
+    /// by the engine:
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::os::fd::OwnedFd;
+    /// use uring_vsock::uring::{Conn, Engine, Handler, RecvBuf};
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
+    ///         let _ = conn.send(buf); // a full queue drops the bytes: fine for a demo
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let inherited = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let engine = Engine::builder().workers(1).build()?;
+    /// let local = engine.listen_fd(OwnedFd::from(inherited), |_peer| Echo)?;
+    ///
+    /// let mut client = uring_vsock::blocking::Stream::connect(&local)?;
+    /// client.write_all(b"ping")?;
+    /// let mut echo = [0; 4];
+    /// client.read_exact(&mut echo)?;
+    /// assert_eq!(&echo, b"ping");
+    ///
+    /// // A socket that is not listening is refused, saying so.
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+    /// let err = engine.listen_fd(OwnedFd::from(a), |_peer| Echo).unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// assert!(err.to_string().contains("not listening"), "{err}");
+    /// # Ok(()) }
+    /// ```
+    pub fn listen_fd<F, H>(&self, fd: OwnedFd, factory: F) -> Result<Endpoint>
+    where
+        F: Fn(&Endpoint) -> H + Send + Sync + 'static,
+        H: Handler,
+    {
+        const OP: &str = "adopt listener";
+        let socket = crate::socket::adopt_listener(fd)?;
+        socket
+            .set_cloexec(true)
+            .map_err(|e| Error::new(OP, None, e))?;
+        let local = crate::socket::local_endpoint(&socket)?;
+        self.cfg.socket.apply(&socket, &local, OP)?;
+        self.serve((OP, &local.clone()), socket, local, factory)
+    }
+
+    /// Gives `socket`, listening on `local`, to the first worker to accept on; `failed` names
+    /// the operation and endpoint for the error when the engine has shut down.
+    fn serve<F, H>(
+        &self,
+        failed: (&'static str, &Endpoint),
+        socket: socket2::Socket,
+        local: Endpoint,
+        factory: F,
+    ) -> Result<Endpoint>
+    where
+        F: Fn(&Endpoint) -> H + Send + Sync + 'static,
+        H: Handler,
+    {
         let factory: Factory =
             Arc::new(move |peer: &Endpoint| Box::new(factory(peer)) as Box<dyn Handler>);
         self.links[0]
@@ -167,7 +257,7 @@ impl Engine {
                 local: local.clone(),
                 factory,
             })
-            .map_err(|_| stopped_error("listen", ep))?;
+            .map_err(|_| stopped_error(failed.0, failed.1))?;
         Ok(local)
     }
 

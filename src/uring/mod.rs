@@ -9,6 +9,8 @@
 //!   bytes received ([`RecvBuf`]), send finished ([`SendBuf`] back), peer shut down, closed
 //!   ([`CloseReason`]). It acts through [`Conn`].
 //! - A [`ConnHandle`] drives a connection from any thread (send, shut down, close).
+//! - [`Engine::listen`] binds a listener; [`Engine::listen_fd`] serves one made elsewhere
+//!   (socket activation).
 //!
 //! Buffer ownership is always one owner at a time: the kernel (a receive buffer in the ring,
 //! a send buffer in flight), the engine (a queued send), or the application (a `RecvBuf` it

@@ -1,8 +1,8 @@
-//! Socket activation cases shared by the blocking and epoll tests: listeners of every family
-//! made without the library (as a service manager would pass them), and fds that must be
-//! refused. The engine has no fd adoption API, so it has no such tests.
+//! Socket activation cases shared by the blocking, epoll and engine tests: listeners of every
+//! family made without the library (as a service manager would pass them), and fds that must
+//! be refused.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 use uring_vsock::{Endpoint, VsockAddr};
@@ -111,4 +111,30 @@ pub fn assert_refused(what: &str, err: &uring_vsock::Error, want: Refusal) {
         }
         Refusal::Errno(errno) => assert_eq!(err.raw_os_error(), Some(errno), "{what}: {err}"),
     }
+}
+
+/// Sets or clears an fd's file status flag `flag` (`O_NONBLOCK`), as whoever passes a
+/// listener may have left it.
+pub fn set_status_flag(fd: &impl AsRawFd, flag: i32, on: bool) {
+    // SAFETY: F_GETFL/F_SETFL read and write the fd's status flags; no memory is passed.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        assert!(flags >= 0, "fcntl F_GETFL failed");
+        let flags = if on { flags | flag } else { flags & !flag };
+        assert_eq!(libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags), 0);
+    }
+}
+
+/// Whether an fd's file status flag `flag` is set.
+pub fn has_status_flag(fd: &impl AsRawFd, flag: i32) -> bool {
+    // SAFETY: F_GETFL reads the fd's status flags; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    assert!(flags >= 0, "fcntl F_GETFL failed");
+    flags & flag != 0
+}
+
+/// Clears close-on-exec, as an fd inherited across `exec` arrives.
+pub fn clear_cloexec(fd: &impl AsRawFd) {
+    // SAFETY: F_SETFD writes the fd's descriptor flags; no memory is passed.
+    assert_eq!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) }, 0);
 }
