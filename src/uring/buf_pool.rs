@@ -7,11 +7,11 @@
 //! hands it back to the application with the send's outcome; dropping the `SendBuf` puts the
 //! index back in the free list. No allocation happens on get or put.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::rc::Rc;
 
+use super::pool_shared::PoolShared;
 use super::region::{page_round, Region};
 use super::send_buf::SendBuf;
 
@@ -40,15 +40,6 @@ pub struct BufferPool {
     shared: Rc<PoolShared>,
 }
 
-pub(crate) struct PoolShared {
-    mem: Region,
-    size: usize,
-    count: usize,
-    free: RefCell<Vec<u16>>,
-    /// Index of buffer 0 in the ring's registered-buffer table, once registered.
-    fixed_base: std::cell::Cell<Option<u16>>,
-}
-
 impl BufferPool {
     /// Allocates `count` (at most 16384) buffers of `size` bytes (at most 1 GiB).
     ///
@@ -69,52 +60,44 @@ impl BufferPool {
                 format!("buffer pool of {count} x {size} bytes does not fit in memory"),
             )
         })?;
-        let mem = Region::new(bytes)?;
-        let free = (0..count as u16).rev().collect();
         Ok(BufferPool {
-            shared: Rc::new(PoolShared {
-                mem,
-                size,
-                count,
-                free: RefCell::new(free),
-                fixed_base: std::cell::Cell::new(None),
-            }),
+            shared: Rc::new(PoolShared::new(Region::new(bytes)?, size, count)),
         })
     }
 
     /// An empty buffer of [`buffer_size`](Self::buffer_size) capacity, or `None` when all are
     /// in use (they come back as sends complete and their `SendBuf`s are dropped).
     pub fn get(&self) -> Option<SendBuf> {
-        let idx = self.shared.free.borrow_mut().pop()?;
+        let idx = self.shared.take()?;
         Some(SendBuf::pooled(Rc::clone(&self.shared), idx))
     }
 
     /// Buffers free now.
     pub fn available(&self) -> usize {
-        self.shared.free.borrow().len()
+        self.shared.available()
     }
 
     /// Buffers in the pool.
     pub fn count(&self) -> usize {
-        self.shared.count
+        self.shared.count()
     }
 
     /// Bytes per buffer.
     pub fn buffer_size(&self) -> usize {
-        self.shared.size
+        self.shared.size()
     }
 
     /// One iovec per buffer, in index order, for `register_buffers`.
     pub(crate) fn iovecs(&self) -> impl Iterator<Item = libc::iovec> + '_ {
-        (0..self.shared.count).map(|i| libc::iovec {
+        (0..self.shared.count()).map(|i| libc::iovec {
             iov_base: self.shared.buf_ptr(i as u16).cast(),
-            iov_len: self.shared.size,
+            iov_len: self.shared.size(),
         })
     }
 
     /// Records that buffer 0 is entry `base` of the registered-buffer table.
     pub(crate) fn set_fixed_base(&self, base: u16) {
-        self.shared.fixed_base.set(Some(base));
+        self.shared.set_fixed_base(base);
     }
 
     /// Bytes of memory the kernel pins for a pool of this shape.
@@ -123,29 +106,11 @@ impl BufferPool {
     }
 }
 
-impl PoolShared {
-    pub(crate) fn buf_ptr(&self, idx: u16) -> *mut u8 {
-        self.mem.as_ptr().wrapping_add(idx as usize * self.size)
-    }
-
-    pub(crate) fn size(&self) -> usize {
-        self.size
-    }
-
-    pub(crate) fn fixed_index(&self, idx: u16) -> Option<u16> {
-        self.fixed_base.get().map(|b| b + idx)
-    }
-
-    pub(crate) fn put(&self, idx: u16) {
-        self.free.borrow_mut().push(idx);
-    }
-}
-
 impl fmt::Debug for BufferPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferPool")
-            .field("count", &self.shared.count)
-            .field("size", &self.shared.size)
+            .field("count", &self.shared.count())
+            .field("size", &self.shared.size())
             .field("available", &self.available())
             .finish()
     }

@@ -35,6 +35,7 @@ mod engine;
 mod fault_tests;
 mod handle;
 mod op;
+mod pool_shared;
 mod recv_side;
 mod region;
 mod ring;

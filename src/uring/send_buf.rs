@@ -5,8 +5,8 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 
-use super::buf_pool::PoolShared;
 use super::buf_ring::RecvBuf;
+use super::pool_shared::PoolShared;
 
 /// Bytes to send. Made by [`Conn::send_buf`](crate::uring::Conn::send_buf) /
 /// [`BufferPool::get`](crate::uring::BufferPool::get) (a registered pool buffer: filled with
