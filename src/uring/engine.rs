@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::conn::Handler;
-use super::handle::{Command, ConnHandle, Factory, Waker, WorkerLink};
+use super::core::{Factory, Handler};
+use super::handle::ConnHandle;
+use super::mailbox::{Command, Waker, WorkerLink};
+use super::on_worker::on_worker;
 use super::ring::{self, RingFeatures};
 use super::settings::Settings;
 use super::stats::{EngineStats, WorkerStats};
-use super::worker::{self, WorkerInit, ON_WORKER};
+use super::worker::{self, WorkerInit};
 use crate::{Endpoint, Error, Result};
 
 /// A thread-per-core io_uring engine for stream connections (vsock, unix, tcp).
@@ -281,7 +283,7 @@ impl Engine {
         F: FnOnce() -> H + Send + 'static,
         H: Handler,
     {
-        if ON_WORKER.with(|w| w.get()) {
+        if on_worker() {
             return Err(Error::new(
                 "connect",
                 Some(ep.clone()),
@@ -315,7 +317,7 @@ impl Engine {
 
     /// Tests only: makes worker `index` fail.
     #[cfg(test)]
-    pub(crate) fn inject(&self, index: usize, fault: super::handle::Fault) {
+    pub(crate) fn inject(&self, index: usize, fault: super::mailbox::Fault) {
         let _ = self.links[index].send(Command::Fault(fault));
     }
 
@@ -361,7 +363,7 @@ impl Engine {
         for link in self.links.iter() {
             let _ = link.send(Command::Shutdown);
         }
-        if ON_WORKER.with(|w| w.get()) {
+        if on_worker() {
             // Dropped in a handler (it held the last Engine): a worker cannot join itself,
             // nor wait for itself to stop. The workers stop once the handler returns; their
             // threads are detached.

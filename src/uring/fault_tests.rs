@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::handle::Fault;
+use super::mailbox::Fault;
 use super::{CloseReason, Conn, Engine, Handler, RecvBuf, SendError};
 use crate::Endpoint;
 

@@ -1,107 +1,34 @@
 //! [`ConnHandle`]: drives a connection from any thread. Requests go to the connection's
-//! worker through its command channel, with a wake-up the worker's ring sees (a socket pair the ring
-//! always has a read on); the handle's shared state says when the connection closed and
-//! bounds the bytes a handle may have queued.
+//! worker through a [`RequestSink`] (its mailbox); the handle's shared state says when the
+//! connection closed and bounds the bytes a handle may have queued.
 
 use std::fmt;
-use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use super::conn::{CloseReason, ConnId};
+use super::on_worker::on_worker;
+use crate::Result;
 
-use super::conn::{CloseReason, ConnId, Handler};
-use crate::{Endpoint, Result};
-
-/// Work for a worker from another thread.
-pub(crate) enum Command {
-    /// Serve a listener: multishot accept on it.
-    Listen {
-        socket: socket2::Socket,
-        local: Endpoint,
-        factory: Factory,
-    },
-    /// Adopt an accepted connection.
-    Adopt {
-        fd: OwnedFd,
-        local: Endpoint,
-        factory: Factory,
-    },
-    /// Connect through the ring.
-    Connect {
-        ep: Endpoint,
-        timeout: Option<Duration>,
-        make: MakeHandler,
-        reply: Sender<Result<ConnHandle>>,
-    },
-    Send(ConnId, Vec<u8>),
-    ShutdownWrite(ConnId),
-    Close(ConnId),
-    Abort(ConnId),
-    ResumeRecv(ConnId),
-    /// Stop accepting, close everything, exit.
-    Shutdown,
-    /// Tests only: make the worker fail as if its ring had.
-    #[cfg(test)]
-    Fault(Fault),
+/// What a handle asks of its connection's worker, in the order asked.
+pub(crate) enum Request {
+    Send(Vec<u8>),
+    ShutdownWrite,
+    Close,
+    Abort,
+    ResumeRecv,
 }
 
-/// A failure a test makes a worker have.
-#[cfg(test)]
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Fault {
-    /// `io_uring_enter` fails.
-    RingError,
-    /// The worker loop panics (a bug in the engine).
-    Panic,
-}
-
-/// Makes the handler of an outgoing connection, on its worker.
-pub(crate) type MakeHandler = Box<dyn FnOnce() -> Box<dyn Handler> + Send>;
-
-/// Makes the handler of an accepted connection, on the worker that will run it.
-pub(crate) type Factory = Arc<dyn Fn(&Endpoint) -> Box<dyn Handler> + Send + Sync>;
-
-/// Wakes a worker that may be asleep in the kernel: one byte into a socket pair whose other
-/// end the worker's ring always has a read on. `pending` coalesces wake-ups: only the first
-/// sender since the worker last looked writes. The writer is nonblocking: a full buffer
-/// already means a wake-up is due.
-pub(crate) struct Waker {
-    pub(crate) writer: std::os::unix::net::UnixStream,
-    pub(crate) pending: AtomicBool,
-}
-
-impl Waker {
-    pub(crate) fn wake(&self) {
-        if !self.pending.swap(true, Ordering::AcqRel) {
-            // A full buffer already wakes the worker, so a failed send loses nothing.
-            // MSG_NOSIGNAL: a worker that has gone (its end closed) is EPIPE, not SIGPIPE.
-            let _ = socket2::SockRef::from(&self.writer).send_with_flags(&[1], libc::MSG_NOSIGNAL);
-        }
-    }
-}
-
-/// Where to send a worker work.
-#[derive(Clone)]
-pub(crate) struct WorkerLink {
-    pub(crate) tx: Sender<Command>,
-    pub(crate) waker: Arc<Waker>,
-}
-
-impl WorkerLink {
-    /// Sends `cmd` and wakes the worker; gives it back if the worker is gone.
-    pub(crate) fn send(&self, cmd: Command) -> std::result::Result<(), Command> {
-        self.tx.send(cmd).map_err(|e| e.0)?;
-        self.waker.wake();
-        Ok(())
-    }
+/// Where a handle's requests go: its connection's worker (the mailbox implements it), which
+/// is woken for them.
+pub(crate) trait RequestSink: Send + Sync {
+    /// Queues `req` for connection `id`; gives it back if the worker is gone.
+    fn request(&self, id: ConnId, req: Request) -> std::result::Result<(), Request>;
 }
 
 /// State a connection shares with its handles.
 pub(crate) struct HandleShared {
     pub(crate) id: ConnId,
-    pub(crate) link: WorkerLink,
+    pub(crate) link: Arc<dyn RequestSink>,
     pub(crate) state: Mutex<HandleState>,
     pub(crate) changed: Condvar,
     pub(crate) max_queued: usize,
@@ -114,7 +41,11 @@ pub(crate) struct HandleState {
 }
 
 impl HandleShared {
-    pub(crate) fn new(id: ConnId, link: WorkerLink, max_queued: usize) -> Arc<HandleShared> {
+    pub(crate) fn new(
+        id: ConnId,
+        link: Arc<dyn RequestSink>,
+        max_queued: usize,
+    ) -> Arc<HandleShared> {
         Arc::new(HandleShared {
             id,
             link,
@@ -181,7 +112,7 @@ impl std::error::Error for SendError {}
 ///
 /// Cheap to clone; `Send + Sync`. Requests are carried out in order on the connection's
 /// worker. A handle's bytes are owned by the engine from [`send`](Self::send) until written
-/// (they are not passed to [`Handler::on_sent`]); a connection closing drops what was not
+/// (they are not passed to [`Handler::on_sent`](super::Handler::on_sent)); a connection closing drops what was not
 /// written yet.
 ///
 /// # Examples
@@ -230,7 +161,7 @@ impl ConnHandle {
     /// [`SendError::Closed`] with the bytes when the connection is closed;
     /// [`SendError::Full`] only when called on a worker thread.
     pub fn send(&self, data: Vec<u8>) -> std::result::Result<(), SendError> {
-        if super::worker::on_worker() {
+        if on_worker() {
             return self.try_send(data);
         }
         let mut st = self.shared.lock();
@@ -267,13 +198,17 @@ impl ConnHandle {
         }
         st.queued += 1;
         drop(st);
-        match self.shared.link.send(Command::Send(self.shared.id, data)) {
+        match self
+            .shared
+            .link
+            .request(self.shared.id, Request::Send(data))
+        {
             Ok(()) => Ok(()),
-            Err(Command::Send(_, data)) => {
+            Err(Request::Send(data)) => {
                 self.shared.send_done();
                 Err(SendError::Closed(data))
             }
-            Err(_) => unreachable!("link.send gives back the command it was given"),
+            Err(_) => unreachable!("request gives back the request it was given"),
         }
     }
 
@@ -283,25 +218,28 @@ impl ConnHandle {
         let _ = self
             .shared
             .link
-            .send(Command::ShutdownWrite(self.shared.id));
+            .request(self.shared.id, Request::ShutdownWrite);
     }
 
     /// Closes the connection gracefully once everything queued before is sent (FIN after the
     /// data), as [`Conn::close`](crate::uring::Conn::close); the handler's `on_close` gets
     /// [`CloseReason::Local`].
     pub fn close(&self) {
-        let _ = self.shared.link.send(Command::Close(self.shared.id));
+        let _ = self.shared.link.request(self.shared.id, Request::Close);
     }
 
     /// Closes the connection at once with a reset, as [`Conn::abort`](crate::uring::Conn::abort);
     /// the handler's `on_close` gets [`CloseReason::Aborted`].
     pub fn abort(&self) {
-        let _ = self.shared.link.send(Command::Abort(self.shared.id));
+        let _ = self.shared.link.request(self.shared.id, Request::Abort);
     }
 
     /// Re-arms receiving after [`Conn::pause_recv`](crate::uring::Conn::pause_recv).
     pub fn resume_recv(&self) {
-        let _ = self.shared.link.send(Command::ResumeRecv(self.shared.id));
+        let _ = self
+            .shared
+            .link
+            .request(self.shared.id, Request::ResumeRecv);
     }
 
     /// Why the connection closed, once it has.
@@ -317,7 +255,7 @@ impl ConnHandle {
     /// `WouldBlock` when called on an engine worker thread (in a handler), where waiting
     /// could be for that very worker; use [`closed`](Self::closed) there.
     pub fn wait_closed(&self) -> Result<CloseReason> {
-        if super::worker::on_worker() {
+        if on_worker() {
             return Err(crate::Error::new(
                 "wait_closed",
                 None,

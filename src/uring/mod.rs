@@ -34,6 +34,8 @@ mod engine;
 #[cfg(test)]
 mod fault_tests;
 mod handle;
+mod mailbox;
+mod on_worker;
 mod op;
 mod pool_shared;
 mod recv_side;
@@ -50,7 +52,8 @@ mod worker;
 pub use buf_pool::BufferPool;
 pub use buf_ring::RecvBuf;
 pub use builder::{EngineBuilder, DEFAULT_ZERO_COPY_THRESHOLD};
-pub use conn::{CloseReason, Conn, ConnId, Handler};
+pub use conn::{CloseReason, ConnId};
+pub use core::{Conn, Handler};
 pub use engine::Engine;
 pub use handle::{ConnHandle, SendError};
 pub use ring::{RingFeatures, TaskRunMode};

@@ -10,11 +10,11 @@ use io_uring::{opcode, squeue, types};
 use socket2::{SockAddr, Socket};
 
 use super::super::completion::errno_error;
-use super::super::conn::{CloseReason, Handler};
+use super::super::conn::CloseReason;
 use super::super::handle::ConnHandle;
 use super::super::op::{Kind, Op};
 use super::super::stats::WorkerStats;
-use super::Core;
+use super::{Core, Handler};
 use crate::{Endpoint, Error, Result};
 
 /// A connect in flight; boxed so the address and timespec the SQEs point to never move.

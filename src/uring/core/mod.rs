@@ -26,8 +26,8 @@ use socket2::Socket;
 
 use super::buf_pool::BufferPool;
 use super::buf_ring::BufRing;
-use super::conn::{CloseReason, Conn, ConnId, Handler};
-use super::handle::{ConnHandle, Factory, HandleShared, WorkerLink};
+use super::conn::{CloseReason, ConnId};
+use super::handle::{ConnHandle, HandleShared, Request, RequestSink};
 use super::op::{Kind, Op};
 use super::recv_side::{RecvShare, RecvSide, ResumeList};
 use super::send_buf::SendBuf;
@@ -40,8 +40,12 @@ use connect::Connecting;
 
 mod close;
 mod connect;
+mod handler;
 mod recv;
 mod send;
+
+pub use handler::{Conn, Handler};
+pub(crate) use handler::{Factory, MakeHandler};
 
 pub(crate) struct Core {
     pub(crate) worker: u32,
@@ -53,7 +57,8 @@ pub(crate) struct Core {
     /// Connections whose receive share freed up.
     resume: ResumeList,
     pub(crate) stats: Arc<WorkerStats>,
-    pub(crate) link: WorkerLink,
+    /// Where this worker's connections' handles send their requests (its mailbox).
+    requests: Arc<dyn RequestSink>,
     pub(crate) load: Arc<AtomicUsize>,
     live: usize,
     pub(crate) cfg: Arc<Settings>,
@@ -110,7 +115,7 @@ impl Core {
         pool: BufferPool,
         bufs: Rc<BufRing>,
         stats: Arc<WorkerStats>,
-        link: WorkerLink,
+        requests: Arc<dyn RequestSink>,
         load: Arc<AtomicUsize>,
         cfg: Arc<Settings>,
         send_zc: bool,
@@ -130,7 +135,7 @@ impl Core {
             bufs,
             resume: ResumeList::default(),
             stats,
-            link,
+            requests,
             load,
             live: 0,
             chain: Vec::with_capacity(cfg.max_send_chain()),
@@ -332,7 +337,7 @@ impl Core {
 
     pub(crate) fn handle(&mut self, index: u32) -> ConnHandle {
         let id = self.conn_id(index);
-        let (link, max) = (self.link.clone(), self.cfg.sends_per_conn);
+        let (link, max) = (Arc::clone(&self.requests), self.cfg.sends_per_conn);
         let c = self.conn_mut(index).expect("live");
         let shared = c
             .handle
@@ -342,27 +347,23 @@ impl Core {
         }
     }
 
-    pub(crate) fn handle_send(&mut self, id: ConnId, data: Vec<u8>) {
+    /// Carries out a handle's request (ignored once the connection is gone).
+    pub(crate) fn handle_request(&mut self, id: ConnId, req: Request) {
         let Some(index) = self.index_of(id) else {
             return;
         };
-        if let Err(_buf) = self.send(index, SendBuf::from(data), true) {
-            if let Some(h) = &self.conn(index).handle {
-                h.send_done();
+        match req {
+            Request::Send(data) => {
+                if let Err(_buf) = self.send(index, SendBuf::from(data), true) {
+                    if let Some(h) = &self.conn(index).handle {
+                        h.send_done();
+                    }
+                }
             }
-        }
-        self.maybe_finish(index);
-    }
-
-    pub(crate) fn handle_command(&mut self, id: ConnId, what: HandleOp) {
-        let Some(index) = self.index_of(id) else {
-            return;
-        };
-        match what {
-            HandleOp::ShutdownWrite => self.shutdown_write(index),
-            HandleOp::Close => self.close_gracefully(index),
-            HandleOp::Abort => self.abort(index),
-            HandleOp::ResumeRecv => self.resume_recv(index),
+            Request::ShutdownWrite => self.shutdown_write(index),
+            Request::Close => self.close_gracefully(index),
+            Request::Abort => self.abort(index),
+            Request::ResumeRecv => self.resume_recv(index),
         }
         self.maybe_finish(index);
     }
@@ -406,12 +407,4 @@ impl Core {
             Kind::Wake | Kind::Accept | Kind::AcceptBackoff => last,
         }
     }
-}
-
-/// Requests from a [`ConnHandle`] other than sends.
-pub(crate) enum HandleOp {
-    ShutdownWrite,
-    Close,
-    Abort,
-    ResumeRecv,
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, types};
 use socket2::Socket;
 
-use super::super::handle::{Command, Factory};
+use super::super::core::Factory;
+use super::super::mailbox::Command;
 use super::super::op::{Kind, Op};
 use super::super::stats::WorkerStats;
 use super::Worker;

@@ -16,25 +16,16 @@ use io_uring::{cqueue, opcode, types, IoUring};
 use super::buf_pool::BufferPool;
 use super::buf_ring::BufRing;
 use super::conn::CloseReason;
-use super::core::{Core, HandleOp};
-use super::handle::{Command, WorkerLink};
+use super::core::Core;
+use super::handle::RequestSink;
+use super::mailbox::{Command, WorkerLink};
+use super::on_worker::ON_WORKER;
 use super::op::{Kind, Op};
 use super::ring::{self, RingFeatures};
 use super::settings::Settings;
 use super::spin::Spin;
 use super::stats::WorkerStats;
 use crate::{Endpoint, Error};
-
-thread_local! {
-    /// Set on worker threads, so blocking engine calls made from a handler fail instead of
-    /// deadlocking the worker.
-    pub(crate) static ON_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether the calling thread is an engine worker.
-pub(crate) fn on_worker() -> bool {
-    ON_WORKER.with(|w| w.get())
-}
 
 /// What a worker thread starts with.
 pub(crate) struct WorkerInit {
@@ -67,7 +58,7 @@ struct Worker {
     /// Whether probing found ring-fd registration to work.
     register_ring_fd: bool,
     #[cfg(test)]
-    fault: Option<super::handle::Fault>,
+    fault: Option<super::mailbox::Fault>,
 }
 
 /// The worker thread's body; reports setup success or failure on `ready` first.
@@ -130,13 +121,14 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         }
     };
     let index = init.index;
-    let link = init.links[index].clone();
+    // The connections' handles send their requests into this worker's mailbox.
+    let requests: Arc<dyn RequestSink> = Arc::new(init.links[index].clone());
     let core = Core::new(
         index as u32,
         pool.clone(),
         Rc::clone(&bufs),
         Arc::clone(&init.stats),
-        link,
+        requests,
         Arc::clone(&init.loads[index]),
         Arc::clone(&cfg),
         init.features.send_zc,
@@ -272,10 +264,10 @@ impl Worker {
             }
             #[cfg(test)]
             match self.fault.take() {
-                Some(super::handle::Fault::RingError) => {
+                Some(super::mailbox::Fault::RingError) => {
                     return Err(io::Error::from_raw_os_error(libc::EBADF))
                 }
-                Some(super::handle::Fault::Panic) => panic!("injected worker panic (test)"),
+                Some(super::mailbox::Fault::Panic) => panic!("injected worker panic (test)"),
                 None => {}
             }
             cq.sync();
@@ -376,7 +368,10 @@ impl Worker {
         self.wake_armed = false;
         // Swap (not store) so that a sender whose `pending` swap we read also made its
         // command visible to the drain that follows in the loop.
-        self.core.link.waker.pending.swap(false, Ordering::AcqRel);
+        self.links[self.index]
+            .waker
+            .pending
+            .swap(false, Ordering::AcqRel);
         self.arm_wake();
     }
 
@@ -421,11 +416,7 @@ impl Worker {
                     }
                 }
             }
-            Command::Send(id, data) => self.core.handle_send(id, data),
-            Command::ShutdownWrite(id) => self.core.handle_command(id, HandleOp::ShutdownWrite),
-            Command::Close(id) => self.core.handle_command(id, HandleOp::Close),
-            Command::Abort(id) => self.core.handle_command(id, HandleOp::Abort),
-            Command::ResumeRecv(id) => self.core.handle_command(id, HandleOp::ResumeRecv),
+            Command::Request(id, req) => self.core.handle_request(id, req),
             #[cfg(test)]
             Command::Fault(f) => self.fault = Some(f),
             Command::Shutdown => {
@@ -462,7 +453,7 @@ impl Worker {
                 Command::Connect { ep, reply, .. } => {
                     let _ = reply.send(Err(shutting_down("connect", ep)));
                 }
-                Command::Send(..) | Command::Adopt { .. } | Command::Listen { .. } => {}
+                Command::Request(..) | Command::Adopt { .. } | Command::Listen { .. } => {}
                 _ => {}
             }
         }

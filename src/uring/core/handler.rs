@@ -1,0 +1,218 @@
+//! The completion-based connection API: the [`Handler`] trait the worker calls, the [`Conn`]
+//! view of the [`Core`] it passes (send, half-close, close, pause receiving), and the
+//! factories that make handlers on their worker.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use super::super::buf_ring::RecvBuf;
+use super::super::conn::{CloseReason, ConnId};
+use super::super::handle::ConnHandle;
+use super::super::send_buf::SendBuf;
+use super::Core;
+use crate::Endpoint;
+
+/// Makes the handler of an outgoing connection, on its worker.
+pub(crate) type MakeHandler = Box<dyn FnOnce() -> Box<dyn Handler> + Send>;
+
+/// Makes the handler of an accepted connection, on the worker that will run it.
+pub(crate) type Factory = Arc<dyn Fn(&Endpoint) -> Box<dyn Handler> + Send + Sync>;
+
+/// What a connection does with its completions; called on the connection's worker thread
+/// (the fast path: no locks, no hand-offs).
+///
+/// Each method gets the connection as a [`Conn`] to act on. Keep calls short: the worker
+/// serves its other connections between them. A panic closes just this connection
+/// ([`CloseReason::Panicked`]); the handler is then dropped without `on_close`.
+///
+/// # Examples
+///
+/// An echo handler: received buffers are sent back as they are (no copy); when the
+/// connection has too many sends queued, the buffer waits in a backlog that `on_sent`
+/// drains. The backlog holds at most the worker's receive buffers, so it stops growing.
+///
+/// ```
+/// use std::collections::VecDeque;
+/// use std::io;
+/// use uring_vsock::uring::{Conn, Handler, RecvBuf, SendBuf};
+///
+/// #[derive(Default)]
+/// struct Echo {
+///     backlog: VecDeque<SendBuf>,
+/// }
+///
+/// impl Handler for Echo {
+///     fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
+///         self.backlog.push_back(buf.into());
+///         self.on_sent_or_recv(conn);
+///     }
+///     fn on_sent(&mut self, conn: &mut Conn<'_>, _buf: SendBuf, res: io::Result<usize>) {
+///         if res.is_ok() {
+///             self.on_sent_or_recv(conn);
+///         }
+///     }
+/// }
+///
+/// impl Echo {
+///     fn on_sent_or_recv(&mut self, conn: &mut Conn<'_>) {
+///         while let Some(buf) = self.backlog.pop_front() {
+///             if let Err(buf) = conn.send(buf) {
+///                 self.backlog.push_front(buf);
+///                 break;
+///             }
+///         }
+///     }
+/// }
+/// ```
+pub trait Handler: 'static {
+    /// The connection was accepted or connected; receiving starts after this returns.
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        let _ = conn;
+    }
+
+    /// Bytes arrived. The buffer is the handler's: keep it, drop it (back to the ring), or
+    /// send it back with [`Conn::send`] (no copy).
+    fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf);
+
+    /// A send finished: `Ok(len)` when all of it was written, or the error (e.g. cancelled
+    /// because the connection closed). The buffer comes back to the handler.
+    fn on_sent(&mut self, conn: &mut Conn<'_>, buf: SendBuf, res: io::Result<usize>) {
+        let _ = (conn, buf, res);
+    }
+
+    /// The peer shut down its write side (EOF): no more `on_recv`. By default this shuts down
+    /// our write side once queued sends are out, which closes the connection with
+    /// [`CloseReason::Eof`].
+    fn on_peer_shutdown(&mut self, conn: &mut Conn<'_>) {
+        conn.shutdown_write();
+    }
+
+    /// Our write side was shut down (after [`Conn::shutdown_write`], all sends out).
+    fn on_shutdown(&mut self, conn: &mut Conn<'_>) {
+        let _ = conn;
+    }
+
+    /// The connection closed: every operation has completed and the socket is closed. Sends
+    /// still queued (after an abort or a failure) were returned through `on_sent` with an
+    /// error first.
+    fn on_close(&mut self, conn: &mut Conn<'_>, reason: &CloseReason) {
+        let _ = (conn, reason);
+    }
+}
+
+/// A connection as its handler sees it, during a handler call.
+///
+/// Buffer ownership: [`send`](Self::send) takes a buffer until its `on_sent`;
+/// [`send_buf`](Self::send_buf) lends an empty registered buffer from the worker's pool.
+pub struct Conn<'a> {
+    pub(crate) core: &'a mut Core,
+    pub(crate) index: u32,
+}
+
+impl Conn<'_> {
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.core.conn_id(self.index)
+    }
+
+    /// The peer's endpoint.
+    pub fn peer(&self) -> &Endpoint {
+        self.core.peer(self.index)
+    }
+
+    /// Queues `buf` to be sent after what is queued already. Sends go out in order: what is
+    /// queued goes to the kernel as one chain of linked sends, the next chain once it is
+    /// done; the buffer comes back in [`Handler::on_sent`].
+    ///
+    /// # Errors
+    ///
+    /// Gives the buffer back when the connection has the most sends queued (backpressure:
+    /// retry from `on_sent`) or is closing.
+    pub fn send(&mut self, buf: impl Into<SendBuf>) -> Result<(), SendBuf> {
+        self.core.send(self.index, buf.into(), false)
+    }
+
+    /// Copies `data` into pooled buffers and queues them; returns how many bytes were taken
+    /// (fewer when the pool or the send queue is full, 0 when closing).
+    pub fn send_copy(&mut self, mut data: &[u8]) -> usize {
+        let mut taken = 0;
+        while !data.is_empty() && self.can_send() {
+            let Some(mut buf) = self.core.pool.get() else {
+                break;
+            };
+            let n = buf.extend_from_slice(data);
+            if self.send(buf).is_err() {
+                break;
+            }
+            taken += n;
+            data = &data[n..];
+        }
+        taken
+    }
+
+    /// An empty buffer from the worker's registered pool, or `None` when all are in use.
+    pub fn send_buf(&mut self) -> Option<SendBuf> {
+        self.core.pool.get()
+    }
+
+    /// Whether [`send`](Self::send) would take a buffer now.
+    pub fn can_send(&self) -> bool {
+        self.core.can_send(self.index)
+    }
+
+    /// Sends queued or in flight.
+    pub fn sends_queued(&self) -> usize {
+        self.core.sends_queued(self.index)
+    }
+
+    /// Stops receiving: cancels the receive in flight (data already received may still be
+    /// delivered; nothing is lost: the rest stays in the socket) until [`resume_recv`].
+    ///
+    /// [`resume_recv`]: Self::resume_recv
+    pub fn pause_recv(&mut self) {
+        self.core.pause_recv(self.index);
+    }
+
+    /// Receives again after [`pause_recv`](Self::pause_recv).
+    pub fn resume_recv(&mut self) {
+        self.core.resume_recv(self.index);
+    }
+
+    /// Shuts down the write side once queued sends are out (the peer reads EOF).
+    pub fn shutdown_write(&mut self) {
+        self.core.shutdown_write(self.index);
+    }
+
+    /// Closes the connection gracefully: receiving stops, the sends already queued go out
+    /// (each comes back through `on_sent` as usual), then FIN, then the socket is closed and
+    /// `on_close` runs with [`CloseReason::Local`]. The peer reads every byte, then EOF.
+    ///
+    /// A peer that never reads holds the close until [`abort`](Self::abort) or the engine's
+    /// shutdown. Bytes the peer sent that were not received yet are discarded (on tcp the
+    /// kernel then answers with a reset, as a `close(2)` with unread data does).
+    pub fn close(&mut self) {
+        self.core.close_gracefully(self.index);
+    }
+
+    /// Closes the connection at once: operations in flight are cancelled and awaited, queued
+    /// sends come back through `on_sent` with an error (its [`PartialSend`] says how much of
+    /// each went out), and the peer gets a reset, not EOF, so it cannot take a cut message
+    /// for a complete one. `on_close` runs with [`CloseReason::Aborted`].
+    ///
+    /// [`PartialSend`]: crate::uring::PartialSend
+    pub fn abort(&mut self) {
+        self.core.abort(self.index);
+    }
+
+    /// A handle to drive this connection from other threads.
+    pub fn handle(&mut self) -> ConnHandle {
+        self.core.handle(self.index)
+    }
+}
+
+impl fmt::Debug for Conn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn").field("id", &self.id()).finish()
+    }
+}
