@@ -11,7 +11,7 @@ use super::buf_pool::BufferPool;
 use super::buf_ring::BufRing;
 use super::engine::Engine;
 use super::ring::TaskRunMode;
-use super::settings::{Settings, SocketSettings, ThreadHook};
+use super::settings::{Settings, SocketSettings};
 use crate::{Error, Result};
 
 /// Sends of registered buffers at least this long go zero-copy (`SEND_ZC`) on tcp and vsock.
@@ -70,43 +70,37 @@ const MAX_SENDS_PER_CONN: usize = 1 << 16;
 /// ```
 #[derive(Clone)]
 pub struct EngineBuilder {
-    pub(crate) workers: usize,
-    pub(crate) pin: Option<Vec<usize>>,
-    pub(crate) sq_entries: u32,
-    pub(crate) cq_entries: u32,
-    pub(crate) recv_buffers: usize,
-    pub(crate) recv_buffer_size: usize,
+    /// What the setters set; [`validated`](Self::validated) checks it and fills in the rest.
+    pub(crate) settings: Settings,
+    /// `None`: a quarter of the receive ring (known once the ring is sized).
     pub(crate) recv_share: Option<usize>,
-    pub(crate) send_buffers: usize,
-    pub(crate) send_buffer_size: usize,
+    /// Buffer counts were set, so they are not sized down to fit the memory-lock limit.
     pub(crate) buffers_explicit: bool,
-    pub(crate) spin: Option<Duration>,
-    pub(crate) sends_per_conn: usize,
-    pub(crate) zero_copy_threshold: usize,
-    pub(crate) task_run: Option<TaskRunMode>,
-    pub(crate) on_thread_start: Option<ThreadHook>,
-    pub(crate) socket: SocketSettings,
 }
 
 impl Default for EngineBuilder {
     fn default() -> EngineBuilder {
         EngineBuilder {
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            pin: None,
-            sq_entries: 512,
-            cq_entries: 4096,
-            recv_buffers: 128,
-            recv_buffer_size: 16 * 1024,
+            settings: Settings {
+                workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                pin: None,
+                sq_entries: 512,
+                cq_entries: 4096,
+                recv_buffers: 128,
+                recv_buffer_size: 16 * 1024,
+                // Set by validation, from `recv_share` or the ring's size.
+                recv_share: 0,
+                send_buffers: 32,
+                send_buffer_size: 64 * 1024,
+                spin: None,
+                sends_per_conn: 16,
+                zero_copy_threshold: DEFAULT_ZERO_COPY_THRESHOLD,
+                task_run: None,
+                on_thread_start: None,
+                socket: SocketSettings::default(),
+            },
             recv_share: None,
-            send_buffers: 32,
-            send_buffer_size: 64 * 1024,
             buffers_explicit: false,
-            spin: None,
-            sends_per_conn: 16,
-            zero_copy_threshold: DEFAULT_ZERO_COPY_THRESHOLD,
-            task_run: None,
-            on_thread_start: None,
-            socket: SocketSettings::default(),
         }
     }
 }
@@ -114,34 +108,34 @@ impl Default for EngineBuilder {
 impl EngineBuilder {
     /// Number of worker threads, each with its own ring (default: available cores).
     pub fn workers(mut self, n: usize) -> Self {
-        self.workers = n;
+        self.settings.workers = n;
         self
     }
 
     /// Pins worker `i` to CPU `cpus[i % cpus.len()]`.
     pub fn pin_to_cpus(mut self, cpus: Vec<usize>) -> Self {
-        self.pin = Some(cpus);
+        self.settings.pin = Some(cpus);
         self
     }
 
     /// Submission-queue entries per ring (default 512, at least 8; rounded up to a power of
     /// two).
     pub fn ring_entries(mut self, n: u32) -> Self {
-        self.sq_entries = n;
+        self.settings.sq_entries = n;
         self
     }
 
     /// Completion-queue entries per ring (default 4096).
     pub fn completion_entries(mut self, n: u32) -> Self {
-        self.cq_entries = n;
+        self.settings.cq_entries = n;
         self
     }
 
     /// The provided-buffer ring of each worker: `count` (a power of two) buffers of `size`
     /// bytes (default 128 × 16 KiB).
     pub fn recv_buffers(mut self, count: usize, size: usize) -> Self {
-        self.recv_buffers = count;
-        self.recv_buffer_size = size;
+        self.settings.recv_buffers = count;
+        self.settings.recv_buffer_size = size;
         self.buffers_explicit = true;
         self
     }
@@ -149,8 +143,8 @@ impl EngineBuilder {
     /// The registered send pool of each worker: `count` buffers of `size` bytes
     /// (default 32 × 64 KiB).
     pub fn send_buffers(mut self, count: usize, size: usize) -> Self {
-        self.send_buffers = count;
-        self.send_buffer_size = size;
+        self.settings.send_buffers = count;
+        self.settings.send_buffer_size = size;
         self.buffers_explicit = true;
         self
     }
@@ -161,7 +155,7 @@ impl EngineBuilder {
     ///
     /// [`EngineStats::spin_time_ns`]: crate::uring::EngineStats::spin_time_ns
     pub fn spin(mut self, budget: Duration) -> Self {
-        self.spin = (!budget.is_zero()).then_some(budget);
+        self.settings.spin = (!budget.is_zero()).then_some(budget);
         self
     }
 
@@ -169,7 +163,7 @@ impl EngineBuilder {
     /// past it [`Conn::send`](crate::uring::Conn::send) hands the buffer back. Up to this
     /// many (and a quarter of the ring's entries) go to the kernel at once as a linked chain.
     pub fn sends_per_connection(mut self, n: usize) -> Self {
-        self.sends_per_conn = n;
+        self.settings.sends_per_conn = n;
         self
     }
 
@@ -185,21 +179,21 @@ impl EngineBuilder {
 
     /// `TCP_NODELAY` on tcp connections (default on: the engine sends whole messages).
     pub fn tcp_nodelay(mut self, on: bool) -> Self {
-        self.socket.nodelay = on;
+        self.settings.socket.nodelay = on;
         self
     }
 
     /// The listen backlog of [`Engine::listen`] (default [`crate::DEFAULT_BACKLOG`]; the
     /// kernel caps it at `net.core.somaxconn`).
     pub fn listen_backlog(mut self, n: u32) -> Self {
-        self.socket.backlog = n.min(i32::MAX as u32) as i32;
+        self.settings.socket.backlog = n.min(i32::MAX as u32) as i32;
         self
     }
 
     /// `SO_SNDBUF` and `SO_RCVBUF` of engine sockets, in bytes (default: the kernel's).
     pub fn socket_buffers(mut self, send: Option<usize>, recv: Option<usize>) -> Self {
-        self.socket.send_buffer = send;
-        self.socket.recv_buffer = recv;
+        self.settings.socket.send_buffer = send;
+        self.settings.socket.recv_buffer = recv;
         self
     }
 
@@ -207,28 +201,28 @@ impl EngineBuilder {
     /// kernel's 256 KiB default caps a vsock stream's window; newer kernels also cap the
     /// sender's credit to its own buffer, so set it on both ends.
     pub fn vsock_buffer_size(mut self, bytes: u64) -> Self {
-        self.socket.vsock_buffer = Some(bytes);
+        self.settings.socket.vsock_buffer = Some(bytes);
         self
     }
 
     /// Forces the rings' task-run mode instead of the best one probing finds (to measure
     /// one against another); [`build`](Self::build) fails if the kernel refuses it.
     pub fn task_run(mut self, mode: TaskRunMode) -> Self {
-        self.task_run = Some(mode);
+        self.settings.task_run = Some(mode);
         self
     }
 
     /// Registered sends at least this long go zero-copy on tcp and vsock (default
     /// [`DEFAULT_ZERO_COPY_THRESHOLD`]); `usize::MAX` turns zero-copy off.
     pub fn zero_copy_threshold(mut self, bytes: usize) -> Self {
-        self.zero_copy_threshold = bytes;
+        self.settings.zero_copy_threshold = bytes;
         self
     }
 
     /// Runs `hook(worker_index)` on each worker thread when it starts (e.g. to set thread
     /// priorities, or to mark the thread for an allocation counter).
     pub fn on_thread_start(mut self, hook: impl Fn(usize) + Send + Sync + 'static) -> Self {
-        self.on_thread_start = Some(Arc::new(hook));
+        self.settings.on_thread_start = Some(Arc::new(hook));
         self
     }
 
@@ -259,62 +253,65 @@ impl EngineBuilder {
                 io::Error::new(io::ErrorKind::InvalidInput, msg),
             )
         };
-        if self.workers == 0 || self.workers > 1024 {
+        if self.settings.workers == 0 || self.settings.workers > 1024 {
             return Err(invalid(format!(
                 "workers must be 1..=1024, not {}",
-                self.workers
+                self.settings.workers
             )));
         }
-        if let Some(cpu) = self.pin.iter().flatten().find(|&&c| c >= MAX_CPUS) {
+        if let Some(cpu) = self.settings.pin.iter().flatten().find(|&&c| c >= MAX_CPUS) {
             return Err(invalid(format!(
                 "pin_to_cpus: CPU {cpu} is out of range (CPUs are numbered below {MAX_CPUS})"
             )));
         }
         // A connect and its linked timeout, and a chain of sends, enter the ring together:
         // a ring too small to hold such a group would wait for room forever.
-        if self.sq_entries < MIN_SQ_ENTRIES || self.sq_entries > MAX_SQ_ENTRIES {
+        if self.settings.sq_entries < MIN_SQ_ENTRIES || self.settings.sq_entries > MAX_SQ_ENTRIES {
             return Err(invalid(format!(
                 "ring_entries must be {MIN_SQ_ENTRIES}..={MAX_SQ_ENTRIES}, not {}",
-                self.sq_entries
+                self.settings.sq_entries
             )));
         }
         // The kernel rounds both up to powers of two and needs at least as many completion
         // entries as submission entries.
-        let sq = self.sq_entries.next_power_of_two();
-        if self.cq_entries < sq || self.cq_entries > MAX_CQ_ENTRIES {
+        let sq = self.settings.sq_entries.next_power_of_two();
+        if self.settings.cq_entries < sq || self.settings.cq_entries > MAX_CQ_ENTRIES {
             return Err(invalid(format!(
                 "completion_entries must be {sq}..={MAX_CQ_ENTRIES} (at least ring_entries, \
                  rounded up to a power of two), not {}",
-                self.cq_entries
+                self.settings.cq_entries
             )));
         }
-        if self.sends_per_conn == 0 || self.sends_per_conn > MAX_SENDS_PER_CONN {
+        if self.settings.sends_per_conn == 0 || self.settings.sends_per_conn > MAX_SENDS_PER_CONN {
             return Err(invalid(format!(
                 "sends_per_connection must be 1..={MAX_SENDS_PER_CONN}, not {}",
-                self.sends_per_conn
+                self.settings.sends_per_conn
             )));
         }
-        if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32768 {
+        if !self.settings.recv_buffers.is_power_of_two() || self.settings.recv_buffers > 32768 {
             return Err(invalid(format!(
                 "recv buffer count must be a power of two up to 32768, not {}",
-                self.recv_buffers
+                self.settings.recv_buffers
             )));
         }
-        if self.recv_buffer_size == 0 || self.recv_buffer_size > u32::MAX as usize {
+        if self.settings.recv_buffer_size == 0 || self.settings.recv_buffer_size > u32::MAX as usize
+        {
             return Err(invalid(format!(
                 "recv buffer size {} is out of range",
-                self.recv_buffer_size
+                self.settings.recv_buffer_size
             )));
         }
-        let recv_share = self.recv_share.unwrap_or((self.recv_buffers / 4).max(1));
+        let recv_share = self
+            .recv_share
+            .unwrap_or((self.settings.recv_buffers / 4).max(1));
         if recv_share == 0 || recv_share > MAX_SENDS_PER_CONN {
             return Err(invalid(format!(
                 "recv_buffers_per_connection must be 1..={MAX_SENDS_PER_CONN}, not {recv_share}"
             )));
         }
         for (name, v) in [
-            ("socket send buffer", self.socket.send_buffer),
-            ("socket receive buffer", self.socket.recv_buffer),
+            ("socket send buffer", self.settings.socket.send_buffer),
+            ("socket receive buffer", self.settings.socket.recv_buffer),
         ] {
             if v.is_some_and(|n| n == 0 || n > i32::MAX as usize / 2) {
                 return Err(invalid(format!(
@@ -326,45 +323,33 @@ impl EngineBuilder {
         }
         // The ring registers the pool's buffers plus one for the receive ring, and takes at
         // most IORING_MAX_REG_BUFFERS (1 << 14), each at most 1 GiB.
-        if self.send_buffers == 0
-            || self.send_buffers > MAX_REG_BUFFERS - 1
-            || self.send_buffer_size == 0
-            || self.send_buffer_size > MAX_REG_BUFFER_BYTES
+        if self.settings.send_buffers == 0
+            || self.settings.send_buffers > MAX_REG_BUFFERS - 1
+            || self.settings.send_buffer_size == 0
+            || self.settings.send_buffer_size > MAX_REG_BUFFER_BYTES
         {
             return Err(invalid(format!(
                 "send pool of {} x {} bytes: count must be 1..={} (the kernel registers at most \
                  {MAX_REG_BUFFERS} buffers, one is the receive ring's), size 1..=1 GiB",
-                self.send_buffers,
-                self.send_buffer_size,
+                self.settings.send_buffers,
+                self.settings.send_buffer_size,
                 MAX_REG_BUFFERS - 1
             )));
         }
-        let recv_bytes = self.recv_buffers.saturating_mul(self.recv_buffer_size);
+        let recv_bytes = self
+            .settings
+            .recv_buffers
+            .saturating_mul(self.settings.recv_buffer_size);
         if recv_bytes > MAX_REG_BUFFER_BYTES {
             return Err(invalid(format!(
                 "receive ring of {} x {} bytes is {recv_bytes} bytes: it is registered as one \
                  buffer, which the kernel caps at 1 GiB",
-                self.recv_buffers, self.recv_buffer_size
+                self.settings.recv_buffers, self.settings.recv_buffer_size
             )));
         }
-        let fitted = self.fit_memlock(limit)?;
-        Ok(Settings {
-            workers: fitted.workers,
-            pin: fitted.pin,
-            sq_entries: fitted.sq_entries,
-            cq_entries: fitted.cq_entries,
-            recv_buffers: fitted.recv_buffers,
-            recv_buffer_size: fitted.recv_buffer_size,
-            recv_share: recv_share as u32,
-            send_buffers: fitted.send_buffers,
-            send_buffer_size: fitted.send_buffer_size,
-            spin: fitted.spin,
-            sends_per_conn: fitted.sends_per_conn,
-            zero_copy_threshold: fitted.zero_copy_threshold,
-            task_run: fitted.task_run,
-            on_thread_start: fitted.on_thread_start,
-            socket: fitted.socket,
-        })
+        let mut settings = self.fit_memlock(limit)?.settings;
+        settings.recv_share = recv_share as u32;
+        Ok(settings)
     }
 
     /// Sizes defaults down to fit `limit` (bytes of locked memory; `None`: unlimited), or
@@ -374,9 +359,11 @@ impl EngineBuilder {
             let asked = self.locked_bytes();
             match limit {
                 Some(limit) if asked > limit => {
-                    if !self.buffers_explicit && (self.recv_buffers > 8 || self.send_buffers > 8) {
-                        self.recv_buffers = (self.recv_buffers / 2).max(8);
-                        self.send_buffers = (self.send_buffers / 2).max(8);
+                    if !self.buffers_explicit
+                        && (self.settings.recv_buffers > 8 || self.settings.send_buffers > 8)
+                    {
+                        self.settings.recv_buffers = (self.settings.recv_buffers / 2).max(8);
+                        self.settings.send_buffers = (self.settings.send_buffers / 2).max(8);
                         continue;
                     }
                     return Err(Error::new(
@@ -395,10 +382,12 @@ impl EngineBuilder {
 
     /// Registered (pinned) bytes for all workers.
     pub(crate) fn locked_bytes(&self) -> usize {
-        self.workers.saturating_mul(
-            BufRing::locked_bytes(self.recv_buffers, self.recv_buffer_size).saturating_add(
-                BufferPool::locked_bytes(self.send_buffers, self.send_buffer_size),
-            ),
+        self.settings.workers.saturating_mul(
+            BufRing::locked_bytes(self.settings.recv_buffers, self.settings.recv_buffer_size)
+                .saturating_add(BufferPool::locked_bytes(
+                    self.settings.send_buffers,
+                    self.settings.send_buffer_size,
+                )),
         )
     }
 }
@@ -424,11 +413,11 @@ fn memlock_message(b: &EngineBuilder, asked: usize, limit: usize) -> String {
         "registered buffers need {} KiB ({} workers x ({} recv x {} B + {} send x {} B)) but \
          RLIMIT_MEMLOCK is {} KiB; use fewer workers or buffers, or raise the limit",
         asked / 1024,
-        b.workers,
-        b.recv_buffers,
-        b.recv_buffer_size,
-        b.send_buffers,
-        b.send_buffer_size,
+        b.settings.workers,
+        b.settings.recv_buffers,
+        b.settings.recv_buffer_size,
+        b.settings.send_buffers,
+        b.settings.send_buffer_size,
         limit / 1024
     )
 }
@@ -466,15 +455,21 @@ fn has_cap_ipc_lock() -> bool {
 impl fmt::Debug for EngineBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EngineBuilder")
-            .field("workers", &self.workers)
-            .field("pin", &self.pin)
-            .field("sq_entries", &self.sq_entries)
-            .field("cq_entries", &self.cq_entries)
-            .field("recv_buffers", &(self.recv_buffers, self.recv_buffer_size))
-            .field("send_buffers", &(self.send_buffers, self.send_buffer_size))
-            .field("spin", &self.spin)
-            .field("sends_per_conn", &self.sends_per_conn)
-            .field("zero_copy_threshold", &self.zero_copy_threshold)
+            .field("workers", &self.settings.workers)
+            .field("pin", &self.settings.pin)
+            .field("sq_entries", &self.settings.sq_entries)
+            .field("cq_entries", &self.settings.cq_entries)
+            .field(
+                "recv_buffers",
+                &(self.settings.recv_buffers, self.settings.recv_buffer_size),
+            )
+            .field(
+                "send_buffers",
+                &(self.settings.send_buffers, self.settings.send_buffer_size),
+            )
+            .field("spin", &self.settings.spin)
+            .field("sends_per_conn", &self.settings.sends_per_conn)
+            .field("zero_copy_threshold", &self.settings.zero_copy_threshold)
             .finish()
     }
 }

@@ -13,7 +13,9 @@ use crate::{Endpoint, Error, Result, VsockOptions};
 
 pub(crate) type ThreadHook = Arc<dyn Fn(usize) + Send + Sync>;
 
-/// Validated engine settings.
+/// Engine settings. The builder holds one as its setters fill it in; what workers and the
+/// core take is the copy its validation returns (checked, sized to the memory-lock limit,
+/// `recv_share` filled in).
 #[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) workers: usize,
