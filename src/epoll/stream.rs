@@ -124,7 +124,21 @@ impl Stream {
     /// As above; a hybrid handshake's errors are `handshake <endpoint>: ...` and carry a
     /// [`HandshakeError`](crate::hybrid::HandshakeError) (refused, malformed, oversized).
     pub fn connect_result(&self) -> Result<()> {
-        let wrap = |e| Error::new("connect", self.peer.clone(), e);
+        let mut state = self.handshake_state();
+        // A unix connect is done when `connect` returns: a socket error after it (a reset
+        // from a VMM that hung up) belongs to the handshake.
+        let op = if state.is_some() {
+            "handshake"
+        } else {
+            "connect"
+        };
+        let wrap = |e: io::Error| {
+            let e = match state.as_ref() {
+                Some(connector) => connector.io_error(e),
+                None => e,
+            };
+            Error::new(op, self.peer.clone(), e)
+        };
         if let Some(e) = self.socket.take_error().map_err(wrap)? {
             return Err(wrap(e));
         }
@@ -135,18 +149,21 @@ impl Stream {
             }
             Err(e) => return Err(wrap(e)),
         }
-        let mut state = self.handshake_state();
         let Some(connector) = state.as_mut() else {
             return Ok(());
         };
-        let wrap = |e| Error::new("handshake", self.peer.clone(), e);
-        match advance(connector, &self.socket) {
+        let res = advance(connector, &self.socket);
+        match res {
             Ok(Progress::Done) => {
                 *state = None;
                 Ok(())
             }
-            Ok(Progress::Blocked { .. }) => Err(wrap(io::ErrorKind::WouldBlock.into())),
-            Err(e) => Err(wrap(e)),
+            Ok(Progress::Blocked { .. }) => Err(Error::new(
+                op,
+                self.peer.clone(),
+                io::ErrorKind::WouldBlock.into(),
+            )),
+            Err(e) => Err(Error::new(op, self.peer.clone(), e)),
         }
     }
 
