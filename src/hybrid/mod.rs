@@ -12,6 +12,30 @@
 //! ring), listeners bind `<uds_path>_<port>`. [`Handshake`] is the handshake alone, without
 //! I/O, for other runtimes. Bytes the guest sends right after `OK` are never lost: the
 //! reply is peeked and only its own bytes are consumed, so they are the stream's first bytes.
+//!
+//! # Errors
+//!
+//! A missing socket is `connect <endpoint>: ... (os error 2)` (`ENOENT`); the handshake's
+//! failures are `handshake <endpoint>: ...` with a [`HandshakeError`] inside (refused,
+//! malformed, oversized; [`HandshakeError::of`] finds it), or `TimedOut` at the deadline.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::io::{Read, Write};
+//! use std::time::Duration;
+//! use uring_vsock::blocking::Stream;
+//! use uring_vsock::hybrid::{HandshakeError, HandshakeErrorKind};
+//!
+//! let ep = "hybrid:/run/vm0.sock:5000".parse()?;
+//! match Stream::connect_timeout(&ep, Duration::from_secs(2)) {
+//!     Ok(mut conn) => conn.write_all(b"hello guest")?,
+//!     Err(e) if HandshakeError::of(e.io_error()).map(|h| h.kind())
+//!         == Some(HandshakeErrorKind::Refused) => println!("nothing listens on guest port 5000"),
+//!     Err(e) => return Err(e.into()),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod addr;
 pub(crate) mod connector;
