@@ -1,7 +1,7 @@
 //! Property tests of the hybrid handshake parser: however a valid reply and the stream bytes
 //! after it are split into reads, the result is the same host port and the bytes after the
 //! reply are exactly the payload; any input ends in a result within the reply bound, never
-//! a panic.
+//! a panic; and hybrid endpoints print and parse back the same.
 
 use proptest::prelude::*;
 use uring_vsock::hybrid::{Handshake, HandshakeErrorKind, Step, MAX_REPLY};
@@ -67,5 +67,17 @@ proptest! {
             }
             Err(_) => {}
         }
+    }
+}
+
+proptest! {
+    #[test]
+    fn hybrid_endpoint_round_trips(path in "[a-zA-Z0-9/_.: -]{1,100}", port: u32) {
+        use uring_vsock::hybrid::HybridAddr;
+        use uring_vsock::Endpoint;
+        let ep = Endpoint::Hybrid(HybridAddr::new(&path, port));
+        let text = ep.to_string();
+        prop_assert_eq!(&text, &format!("hybrid:{path}:{port}"));
+        prop_assert_eq!(text.parse::<Endpoint>(), Ok(ep));
     }
 }

@@ -135,6 +135,13 @@ impl Handshake {
             // newline that may never come.
             let n = self.line.len().min(OK.len());
             if self.line[..n] != OK[..n] {
+                // Show the rest of the line at hand too, within the bound, for the message.
+                let rest = input[i + 1..]
+                    .split(|&b| b == b'\n')
+                    .next()
+                    .unwrap_or_default();
+                let room = MAX_REPLY - 1 - self.line.len();
+                self.line.extend_from_slice(&rest[..rest.len().min(room)]);
                 return Err(self.error(HandshakeErrorKind::Malformed));
             }
         }
