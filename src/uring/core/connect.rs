@@ -252,7 +252,9 @@ impl Core {
             cs.res = None;
             cs.timeout_res = None;
             let hs = cs.handshake.insert(RingHandshake::new(h.port()));
-            let entry = hs.next_entry(fd)?;
+            let Some(entry) = hs.next_entry(fd) else {
+                return Some(Ok(())); // nothing to do (there always is: the request goes first)
+            };
             self.stage_connect_op(index, entry);
             return None;
         }
