@@ -1,5 +1,6 @@
-//! [`Endpoint`]: a stream socket address of any family we serve (vsock, unix, tcp), so every
-//! path and the CLI run the same code over another address family.
+//! [`Endpoint`]: a stream socket address of any family we serve (vsock, unix, tcp, and hybrid
+//! vsock behind a VMM's unix socket), so every path and the CLI run the same code over another
+//! address family.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -11,10 +12,12 @@ use std::str::FromStr;
 use socket2::{Domain, SockAddr};
 
 use crate::addr::{AddrParseError, AddrParseErrorKind};
+use crate::hybrid::HybridAddr;
 use crate::VsockAddr;
 
 /// Where a stream socket listens or connects: `vsock:CID:PORT`, `unix:/path`, `unix:@name`
-/// (abstract) or `tcp:HOST:PORT`.
+/// (abstract), `tcp:HOST:PORT`, or `hybrid:UDS_PATH:PORT` (a guest's vsock port behind its
+/// VMM's unix socket; see [`crate::hybrid`]).
 ///
 /// # Examples
 ///
@@ -30,6 +33,13 @@ use crate::VsockAddr;
 ///
 /// let ep: Endpoint = "tcp:127.0.0.1:80".parse()?;
 /// assert_eq!(ep.to_string(), "tcp:127.0.0.1:80");
+///
+/// // Firecracker / Cloud Hypervisor / vhost-device-vsock: connects reach guest port 5000
+/// // through the VMM's socket; a listener takes the guest's connects to host port 5000 on
+/// // /run/vm0.sock_5000.
+/// let ep: Endpoint = "hybrid:/run/vm0.sock:5000".parse()?;
+/// assert_eq!(ep, Endpoint::Hybrid(uring_vsock::hybrid::HybridAddr::new("/run/vm0.sock", 5000)));
+/// assert_eq!(ep.to_string(), "hybrid:/run/vm0.sock:5000");
 /// # Ok::<(), uring_vsock::AddrParseError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,6 +52,9 @@ pub enum Endpoint {
     UnixAbstract(Vec<u8>),
     /// A TCP address.
     Tcp(SocketAddr),
+    /// Hybrid vsock: a guest port behind a VMM's unix socket. A connect is a unix connect to
+    /// the socket plus the `CONNECT` handshake; a listener binds `<uds_path>_<port>`.
+    Hybrid(HybridAddr),
 }
 
 impl Endpoint {
@@ -55,7 +68,7 @@ impl Endpoint {
     pub fn domain(&self) -> Domain {
         match self {
             Endpoint::Vsock(_) => Domain::VSOCK,
-            Endpoint::Unix(_) | Endpoint::UnixAbstract(_) => Domain::UNIX,
+            Endpoint::Unix(_) | Endpoint::UnixAbstract(_) | Endpoint::Hybrid(_) => Domain::UNIX,
             Endpoint::Tcp(SocketAddr::V4(_)) => Domain::IPV4,
             Endpoint::Tcp(SocketAddr::V6(_)) => Domain::IPV6,
         }
@@ -66,7 +79,8 @@ impl Endpoint {
         matches!(self, Endpoint::Vsock(_))
     }
 
-    /// The kernel socket address.
+    /// The kernel socket address connects go to: for [`Endpoint::Hybrid`], the VMM's socket
+    /// (a listener binds [`HybridAddr::listen_path`] instead).
     ///
     /// # Errors
     ///
@@ -88,6 +102,16 @@ impl Endpoint {
                 SockAddr::unix(OsStr::from_bytes(&bytes))
             }
             Endpoint::Tcp(addr) => Ok(SockAddr::from(*addr)),
+            Endpoint::Hybrid(h) => SockAddr::unix(h.uds_path()),
+        }
+    }
+
+    /// The kernel socket address a listener binds: [`Endpoint::to_sock_addr`], but for
+    /// [`Endpoint::Hybrid`], `<uds_path>_<port>`.
+    pub(crate) fn listen_sock_addr(&self) -> std::io::Result<SockAddr> {
+        match self {
+            Endpoint::Hybrid(h) => SockAddr::unix(h.listen_path()),
+            other => other.to_sock_addr(),
         }
     }
 
@@ -126,6 +150,7 @@ impl fmt::Display for Endpoint {
                 write!(f, "unix:@{}", String::from_utf8_lossy(name))
             }
             Endpoint::Tcp(addr) => write!(f, "tcp:{addr}"),
+            Endpoint::Hybrid(h) => write!(f, "hybrid:{h}"),
         }
     }
 }
@@ -150,14 +175,15 @@ impl FromStr for Endpoint {
 
     /// Parses `vsock:CID:PORT` (any form [`VsockAddr`] accepts, also `vsock://CID:PORT`),
     /// `unix:/path`, `unix:@abstract`, and `tcp:HOST:PORT` (an IP literal, `[v6]:port`, or a
-    /// host name resolved now, first address wins).
+    /// host name resolved now, first address wins), and `hybrid:UDS_PATH:PORT` (the port a
+    /// decimal `u32`; the path may contain `:`).
     fn from_str(input: &str) -> Result<Endpoint, AddrParseError> {
         let bad = |what: &str| {
             AddrParseError::new(input, AddrParseErrorKind::BadEndpoint(what.to_owned()))
         };
-        let (scheme, rest) = input
-            .split_once(':')
-            .ok_or_else(|| bad("expected vsock:CID:PORT, unix:PATH or tcp:HOST:PORT"))?;
+        let (scheme, rest) = input.split_once(':').ok_or_else(|| {
+            bad("expected vsock:CID:PORT, unix:PATH, tcp:HOST:PORT or hybrid:PATH:PORT")
+        })?;
         match scheme {
             "vsock" => {
                 let addr = rest.strip_prefix("//").unwrap_or(rest);
@@ -200,11 +226,35 @@ impl FromStr for Endpoint {
                     .map(Endpoint::Tcp)
                     .ok_or_else(|| bad("host resolves to no address"))
             }
+            "hybrid" => parse_hybrid(rest)
+                .map(Endpoint::Hybrid)
+                .map_err(|kind| AddrParseError::new(input, kind)),
             _ => Err(bad(&format!(
-                "unknown scheme {scheme:?}: expected vsock, unix or tcp"
+                "unknown scheme {scheme:?}: expected vsock, unix, tcp or hybrid"
             ))),
         }
     }
+}
+
+/// `UDS_PATH:PORT`: the port is after the last `:`, so the path may hold `:`s.
+fn parse_hybrid(rest: &str) -> Result<HybridAddr, AddrParseErrorKind> {
+    let bad = |what: &str| AddrParseErrorKind::BadEndpoint(what.to_owned());
+    let (path, port) = rest
+        .rsplit_once(':')
+        .ok_or(AddrParseErrorKind::MissingPort)?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AddrParseErrorKind::BadPort(port.to_owned()));
+    }
+    let port: u32 = port
+        .parse()
+        .map_err(|_| AddrParseErrorKind::BadPort(port.to_owned()))?;
+    if path.is_empty() {
+        return Err(bad("empty hybrid vsock socket path"));
+    }
+    if path.len() >= SUN_PATH_LEN {
+        return Err(bad("hybrid vsock socket path longer than 107 bytes"));
+    }
+    Ok(HybridAddr::new(path, port))
 }
 
 #[cfg(test)]
@@ -229,6 +279,14 @@ mod tests {
                 Endpoint::Tcp("127.0.0.1:80".parse().unwrap()),
             ),
             ("tcp:[::1]:443", Endpoint::Tcp("[::1]:443".parse().unwrap())),
+            (
+                "hybrid:/run/vm0.sock:5000",
+                Endpoint::Hybrid(HybridAddr::new("/run/vm0.sock", 5000)),
+            ),
+            (
+                "hybrid:rel:with:colons.sock:4294967295",
+                Endpoint::Hybrid(HybridAddr::new("rel:with:colons.sock", u32::MAX)),
+            ),
         ];
         for (s, want) in cases {
             assert_eq!(s.parse::<Endpoint>().as_ref(), Ok(&want), "{s}");
@@ -247,14 +305,17 @@ mod tests {
     #[test]
     fn bad_endpoints_say_what_is_wrong() {
         let cases = [
-            ("", "expected vsock:CID:PORT, unix:PATH or tcp:HOST:PORT"),
+            (
+                "",
+                "expected vsock:CID:PORT, unix:PATH, tcp:HOST:PORT or hybrid:PATH:PORT",
+            ),
             (
                 "nothing",
-                "expected vsock:CID:PORT, unix:PATH or tcp:HOST:PORT",
+                "expected vsock:CID:PORT, unix:PATH, tcp:HOST:PORT or hybrid:PATH:PORT",
             ),
             (
                 "udp:1.2.3.4:5",
-                "unknown scheme \"udp\": expected vsock, unix or tcp",
+                "unknown scheme \"udp\": expected vsock, unix, tcp or hybrid",
             ),
             ("unix:", "empty unix path"),
             ("unix:@", "empty abstract unix name"),
@@ -268,6 +329,14 @@ mod tests {
             ),
             ("vsock:3:x", "port \"x\" is not a number"),
             ("vsock:3", "missing \":PORT\""),
+            ("hybrid:/run/vm.sock", "missing \":PORT\""),
+            ("hybrid:/run/vm.sock:", "port \"\" is not a number"),
+            ("hybrid:/run/vm.sock:+5", "port \"+5\" is not a number"),
+            (
+                "hybrid:/run/vm.sock:4294967296",
+                "port \"4294967296\" is not a number",
+            ),
+            ("hybrid::5000", "empty hybrid vsock socket path"),
         ];
         for (s, want) in cases {
             let err = s.parse::<Endpoint>().unwrap_err();
@@ -281,6 +350,30 @@ mod tests {
             .unwrap_err()
             .to_string()
             .ends_with("longer than 107 bytes"));
+        let long = format!("hybrid:/{}:1", "x".repeat(120));
+        let err = long.parse::<Endpoint>().unwrap_err();
+        assert!(matches!(err.kind(), AddrParseErrorKind::BadEndpoint(_)));
+        assert!(err.to_string().ends_with("longer than 107 bytes"), "{err}");
+        assert_eq!(
+            "hybrid:/x:port".parse::<Endpoint>().unwrap_err().kind(),
+            &AddrParseErrorKind::BadPort("port".into())
+        );
+    }
+
+    #[test]
+    fn hybrid_connects_to_the_vmm_socket_and_listens_beside_it() {
+        let ep: Endpoint = "hybrid:/run/vm0.sock:5000".parse().unwrap();
+        assert_eq!(ep.domain(), Domain::UNIX);
+        let connect = ep.to_sock_addr().unwrap();
+        assert_eq!(
+            connect.as_pathname(),
+            Some(std::path::Path::new("/run/vm0.sock"))
+        );
+        let listen = ep.listen_sock_addr().unwrap();
+        assert_eq!(
+            listen.as_pathname(),
+            Some(std::path::Path::new("/run/vm0.sock_5000"))
+        );
     }
 
     #[test]

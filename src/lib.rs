@@ -1,8 +1,9 @@
 //! uring-vsock: fast, correct Linux `AF_VSOCK` streams.
 //!
 //! Layers, bottom up:
-//! - [`VsockAddr`] and [`Endpoint`]: addresses (vsock, and unix and tcp for testing and
-//!   benchmarking on machines without vsock); [`Error`]: errors with operation and endpoint;
+//! - [`VsockAddr`] and [`Endpoint`]: addresses (vsock, hybrid vsock behind a VMM's unix
+//!   socket in [`hybrid`], and unix and tcp for testing and benchmarking on machines without
+//!   vsock); [`Error`]: errors with operation and endpoint;
 //!   [`VsockOptions`]: vsock socket options; [`local_cid`].
 //! - The I/O paths over the same stream sockets, side by side: [`blocking`] (std-like),
 //!   [`epoll`] (readiness-based, nonblocking, with mio) and [`uring`] (a thread-per-core
@@ -34,6 +35,7 @@ mod sys;
 
 pub mod blocking;
 pub mod epoll;
+pub mod hybrid;
 pub mod uring;
 
 pub use addr::{AddrParseError, AddrParseErrorKind, VsockAddr};

@@ -43,7 +43,7 @@ pub(crate) fn listen_with(
     nonblocking: bool,
     configure: impl FnOnce(&Socket) -> Result<()>,
 ) -> Result<Socket> {
-    let addr = sock_addr("bind", ep)?;
+    let addr = ep.listen_sock_addr().map_err(Error::with("bind", ep))?;
     let socket = new_stream(ep, nonblocking)?;
     configure(&socket)?;
     if matches!(ep, Endpoint::Tcp(_)) {
@@ -57,7 +57,8 @@ pub(crate) fn listen_with(
 }
 
 /// Connects a new blocking socket to `ep`, giving up after `timeout` when one is given
-/// (the error is then `TimedOut`).
+/// (the error is then `TimedOut`). A hybrid endpoint's handshake is part of the connect, and
+/// of its deadline.
 pub(crate) fn connect(ep: &Endpoint, timeout: Option<Duration>) -> Result<Socket> {
     connect_then(ep, timeout, false)
 }
@@ -70,6 +71,7 @@ pub(crate) fn connect_then(
     nonblocking: bool,
 ) -> Result<Socket> {
     let addr = sock_addr("connect", ep)?;
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
     let socket = new_stream(ep, false)?;
     match timeout {
         None => socket.connect(&addr),
@@ -81,7 +83,7 @@ pub(crate) fn connect_then(
             ))
         }
         Some(t) => match ep {
-            Endpoint::Unix(_) | Endpoint::UnixAbstract(_) => {
+            Endpoint::Unix(_) | Endpoint::UnixAbstract(_) | Endpoint::Hybrid(_) => {
                 connect_unix_timeout(&socket, &addr, t)
             }
             Endpoint::Vsock(_) => {
@@ -93,10 +95,19 @@ pub(crate) fn connect_then(
         },
     }
     .map_err(Error::with("connect", ep))?;
-    if nonblocking {
+    if nonblocking || matches!(ep, Endpoint::Hybrid(_)) {
         socket
             .set_nonblocking(true)
             .map_err(Error::with("fcntl O_NONBLOCK", ep))?;
+    }
+    if let Endpoint::Hybrid(h) = ep {
+        crate::hybrid::drive::handshake(&socket, h.port(), deadline, timeout)
+            .map_err(Error::with("handshake", ep))?;
+        if !nonblocking {
+            socket
+                .set_nonblocking(false)
+                .map_err(Error::with("fcntl O_NONBLOCK", ep))?;
+        }
     }
     Ok(socket)
 }

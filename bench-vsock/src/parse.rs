@@ -100,7 +100,9 @@ pub fn backends(s: &str) -> Result<Vec<BackendKind>, String> {
     Ok(list)
 }
 
-/// Parses an endpoint: `vsock:CID:PORT`, `unix:/path`, `unix:@name`, `tcp:HOST:PORT`.
+/// Parses an endpoint: `vsock:CID:PORT`, `unix:/path`, `unix:@name`, `tcp:HOST:PORT`,
+/// `hybrid:UDS_PATH:PORT` (a guest port behind a Firecracker / Cloud Hypervisor /
+/// vhost-device-vsock socket).
 pub fn endpoint(s: &str) -> Result<Endpoint, String> {
     s.parse()
         .map_err(|e: uring_vsock::AddrParseError| e.to_string())
@@ -213,6 +215,13 @@ mod tests {
             Ok(Endpoint::UnixAbstract(b"x".to_vec()))
         );
         assert!(endpoint("udp:1:2").unwrap_err().contains("unknown scheme"));
+        assert_eq!(
+            endpoint("hybrid:/run/vm0.sock:5000"),
+            Ok(Endpoint::Hybrid(uring_vsock::hybrid::HybridAddr::new(
+                "/run/vm0.sock",
+                5000
+            )))
+        );
         assert_eq!(positive("256"), Ok(256));
         assert!(positive("0").unwrap_err().contains("at least 1"));
         assert!(positive("x").unwrap_err().contains("bad number"));

@@ -35,7 +35,8 @@ impl Transport {
     /// The transport of an endpoint.
     pub fn of(ep: &Endpoint) -> Transport {
         match ep {
-            Endpoint::Vsock(_) => Transport::Vsock,
+            // Hybrid vsock is a unix socket here, but the guest's end is a vsock transport.
+            Endpoint::Vsock(_) | Endpoint::Hybrid(_) => Transport::Vsock,
             Endpoint::Unix(_) | Endpoint::UnixAbstract(_) => Transport::Unix,
             Endpoint::Tcp(_) => Transport::Tcp,
         }

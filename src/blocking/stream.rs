@@ -48,7 +48,9 @@ impl Stream {
     /// # Errors
     ///
     /// `connect <endpoint>: ...` with the OS error: `ECONNRESET` from vsock with no listener,
-    /// `ECONNREFUSED` from unix and tcp.
+    /// `ECONNREFUSED` from unix and tcp. A hybrid endpoint's handshake errors are
+    /// `handshake <endpoint>: ...` (see [`crate::hybrid`]); with no deadline, its handshake
+    /// waits for the VMM's reply as long as that takes: prefer [`Stream::connect_timeout`].
     pub fn connect(ep: &Endpoint) -> Result<Stream> {
         socket::connect(ep, None).map(Stream::from_socket)
     }
@@ -60,7 +62,8 @@ impl Stream {
     /// # Errors
     ///
     /// As [`Stream::connect`]; [`io::ErrorKind::TimedOut`] when the peer does not answer in
-    /// time; `InvalidInput` for a zero timeout.
+    /// time (for a hybrid endpoint, the deadline covers the handshake); `InvalidInput` for a
+    /// zero timeout.
     pub fn connect_timeout(ep: &Endpoint, timeout: Duration) -> Result<Stream> {
         socket::connect(ep, Some(timeout)).map(Stream::from_socket)
     }

@@ -3,11 +3,14 @@
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use socket2::Socket;
 
 use super::source_by_fd;
+use crate::hybrid::connector::Connector;
+use crate::hybrid::drive::{advance, Progress};
 use crate::{socket, sys, Endpoint, Error, Result};
 
 /// A nonblocking stream socket. Reads and writes return `WouldBlock` instead of waiting;
@@ -30,15 +33,26 @@ pub struct Stream {
     socket: Socket,
     /// The endpoint connected to, for error messages; `None` for an adopted fd.
     peer: Option<Endpoint>,
+    /// A hybrid endpoint's handshake while [`Stream::connect_result`] still drives it (a
+    /// mutex because that takes `&self`; it is never contended).
+    handshake: Mutex<Option<Connector>>,
 }
 
 impl Stream {
     pub(crate) fn from_socket(socket: Socket, peer: Option<Endpoint>) -> Stream {
-        Stream { socket, peer }
+        Stream {
+            socket,
+            peer,
+            handshake: Mutex::new(None),
+        }
     }
 
     /// Starts connecting to `ep` without waiting. Register the stream for `WRITABLE`; after
     /// the event, [`Stream::connect_result`] says whether the connection was made.
+    ///
+    /// A hybrid endpoint's handshake is driven by [`Stream::connect_result`] too: register for
+    /// `READABLE | WRITABLE` and call it after each event until it is no longer `WouldBlock`;
+    /// then read until `WouldBlock`, as the guest's first bytes may already be queued.
     ///
     /// # Errors
     ///
@@ -53,14 +67,19 @@ impl Stream {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(Error::new("connect", Some(ep.clone()), e)),
         }
-        Ok(Stream::from_socket(socket, Some(ep.clone())))
+        let stream = Stream::from_socket(socket, Some(ep.clone()));
+        if let Endpoint::Hybrid(h) = ep {
+            *stream.handshake_state() = Some(Connector::new(h.port()));
+        }
+        Ok(stream)
     }
 
     /// Connects to `ep`, waiting at most `timeout`: for a client that has nothing to do
     /// before it is connected. A nonblocking connect polled until the deadline (unix, which
     /// has no connect in progress, waits for backlog room with `SO_SNDTIMEO`); on vsock,
     /// `SO_VM_SOCKETS_CONNECT_TIMEOUT` is raised to `timeout` when that is longer, as it
-    /// bounds nonblocking connects too. The stream is nonblocking once connected.
+    /// bounds nonblocking connects too. A hybrid endpoint's handshake runs nonblocking, on
+    /// readiness, within the same deadline. The stream is nonblocking once connected.
     ///
     /// # Errors
     ///
@@ -97,23 +116,63 @@ impl Stream {
     }
 
     /// The outcome of [`Stream::connect`]: `Ok` once connected, `WouldBlock` while still in
-    /// progress, or the connect error (`connect <endpoint>: ...`).
+    /// progress, or the connect error (`connect <endpoint>: ...`). For a hybrid endpoint it
+    /// also runs the handshake as far as the socket allows: `Ok` once the guest accepted.
     ///
     /// # Errors
     ///
-    /// As above.
+    /// As above; a hybrid handshake's errors are `handshake <endpoint>: ...` and carry a
+    /// [`HandshakeError`](crate::hybrid::HandshakeError) (refused, malformed, oversized).
     pub fn connect_result(&self) -> Result<()> {
-        let wrap = |e| Error::new("connect", self.peer.clone(), e);
+        let mut state = self.handshake_state();
+        // A unix connect is done when `connect` returns: a socket error after it (a reset
+        // from a VMM that hung up) belongs to the handshake.
+        let op = if state.is_some() {
+            "handshake"
+        } else {
+            "connect"
+        };
+        let wrap = |e: io::Error| {
+            let e = match state.as_ref() {
+                Some(connector) => connector.io_error(e),
+                None => e,
+            };
+            Error::new(op, self.peer.clone(), e)
+        };
         if let Some(e) = self.socket.take_error().map_err(wrap)? {
             return Err(wrap(e));
         }
         match self.socket.peer_addr() {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                Err(wrap(io::ErrorKind::WouldBlock.into()))
+                return Err(wrap(io::ErrorKind::WouldBlock.into()))
             }
-            Err(e) => Err(wrap(e)),
+            Err(e) => return Err(wrap(e)),
         }
+        let Some(connector) = state.as_mut() else {
+            return Ok(());
+        };
+        let res = advance(connector, &self.socket);
+        match res {
+            Ok(Progress::Done) => {
+                *state = None;
+                Ok(())
+            }
+            Ok(Progress::Blocked { .. }) => Err(Error::new(
+                op,
+                self.peer.clone(),
+                io::ErrorKind::WouldBlock.into(),
+            )),
+            Err(e) => Err(Error::new(op, self.peer.clone(), e)),
+        }
+    }
+
+    /// The handshake slot; a panic elsewhere cannot leave it half-updated, so a poisoned
+    /// lock is still usable.
+    fn handshake_state(&self) -> std::sync::MutexGuard<'_, Option<Connector>> {
+        self.handshake
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The peer's endpoint.

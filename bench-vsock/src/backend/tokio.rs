@@ -109,6 +109,20 @@ async fn connect_and_drive(ep: &Endpoint, session: &mut dyn Session, buf: &mut [
             s.set_nodelay(true)?;
             drive(&mut s, session, buf).await
         }
+        Endpoint::Hybrid(_) => {
+            // tokio has no hybrid vsock: the library's connect runs the handshake (within
+            // the deadline) off the runtime's threads; tokio then takes the stream.
+            let target = ep.clone();
+            let std_stream = tokio::task::spawn_blocking(move || {
+                uring_vsock::blocking::Stream::connect_timeout(&target, CONNECT_TIMEOUT)
+            })
+            .await
+            .map_err(|e| Error::new(format!("hybrid connect task: {e}")))??;
+            std_stream.set_nonblocking(true)?;
+            let fd = OwnedFd::from(std_stream);
+            let mut s = tokio::net::UnixStream::from_std(fd.into())?;
+            drive(&mut s, session, buf).await
+        }
         Endpoint::Vsock(addr) => {
             let fut = tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(
                 addr.cid(),
@@ -131,9 +145,11 @@ impl AnyListener {
     /// Takes over a bound, listening, nonblocking socket. Must run inside the runtime.
     fn from_fd(fd: OwnedFd, ep: &Endpoint) -> Result<AnyListener> {
         Ok(match ep {
-            Endpoint::Unix(_) | Endpoint::UnixAbstract(_) => AnyListener::Unix(
-                tokio::net::UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))?,
-            ),
+            Endpoint::Unix(_) | Endpoint::UnixAbstract(_) | Endpoint::Hybrid(_) => {
+                AnyListener::Unix(tokio::net::UnixListener::from_std(
+                    std::os::unix::net::UnixListener::from(fd),
+                )?)
+            }
             Endpoint::Tcp(_) => AnyListener::Tcp(tokio::net::TcpListener::from_std(
                 std::net::TcpListener::from(fd),
             )?),

@@ -1,8 +1,11 @@
 //! Connecting through the ring: the connect (linked to a timeout for the caller's deadline),
 //! and, where vsock leaves a connect under way (`EALREADY`), a writability poll within the
-//! same deadline; then the connection opens, or the caller gets the typed error.
+//! same deadline; for a hybrid vsock endpoint, the `CONNECT` handshake's sends and receives,
+//! each linked to what is left of the deadline; then the connection opens, or the caller gets
+//! the typed error.
 
 use std::io;
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -15,6 +18,8 @@ use super::super::handle::ConnHandle;
 use super::super::op::{Kind, Op};
 use super::super::stats::WorkerStats;
 use super::{Core, Handler};
+use crate::hybrid::connector::{Action, Connector};
+use crate::hybrid::MAX_REPLY;
 use crate::{Endpoint, Error, Result};
 
 /// A connect in flight; boxed so the address and timespec the SQEs point to never move.
@@ -30,6 +35,73 @@ pub(crate) struct Connecting {
     reply: Sender<Result<ConnHandle>>,
     res: Option<i32>,
     timeout_res: Option<i32>,
+    /// A hybrid endpoint's handshake, once the unix connect is made.
+    handshake: Option<RingHandshake>,
+}
+
+/// A hybrid handshake on the ring: the [`Connector`] says what to do, this turns it into an
+/// SQE. The request it sends and the buffer it receives into live in the boxed
+/// [`Connecting`], which outlives every op of the connection, so they stay in place until
+/// each completion.
+struct RingHandshake {
+    connector: Connector,
+    buf: [u8; MAX_REPLY],
+    /// What the op in the kernel does.
+    pending: Action,
+}
+
+impl RingHandshake {
+    fn new(port: u32) -> RingHandshake {
+        RingHandshake {
+            connector: Connector::new(port),
+            buf: [0; MAX_REPLY],
+            pending: Action::Done,
+        }
+    }
+
+    /// The SQE of the next action, `None` when the handshake is done. The reply is peeked,
+    /// then only its bytes are consumed, so the guest's first stream bytes stay queued for
+    /// the connection's receives.
+    fn next_entry(&mut self, fd: RawFd) -> Option<squeue::Entry> {
+        self.pending = self.connector.action();
+        let entry = match self.pending {
+            Action::Done => return None,
+            Action::Send => {
+                let unsent = self.connector.unsent();
+                opcode::Send::new(types::Fd(fd), unsent.as_ptr(), unsent.len() as u32)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            }
+            Action::Peek(n) => opcode::Recv::new(
+                types::Fd(fd),
+                self.buf.as_mut_ptr(),
+                n.min(MAX_REPLY) as u32,
+            )
+            .flags(libc::MSG_PEEK)
+            .build(),
+            Action::Consume(n) => opcode::Recv::new(
+                types::Fd(fd),
+                self.buf.as_mut_ptr(),
+                n.min(MAX_REPLY) as u32,
+            )
+            .build(),
+        };
+        Some(entry)
+    }
+
+    /// The pending op transferred `n` bytes.
+    fn complete(&mut self, n: usize) -> io::Result<()> {
+        let n = n.min(MAX_REPLY);
+        match self.pending {
+            Action::Send => self.connector.sent(n),
+            Action::Peek(_) => self.connector.peeked(&self.buf[..n])?,
+            // The bytes were peeked, so they are queued: none means the queue vanished.
+            Action::Consume(_) if n == 0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Action::Consume(_) => self.connector.consumed(n),
+            Action::Done => {}
+        }
+        Ok(())
+    }
 }
 
 impl Connecting {
@@ -79,6 +151,7 @@ impl Core {
             reply,
             res: None,
             timeout_res: None,
+            handshake: None,
         }));
         let entry =
             opcode::Connect::new(types::Fd(c.fd), cs.addr.as_ptr().cast(), cs.addr.len()).build();
@@ -132,10 +205,25 @@ impl Core {
         if c.ops > 0 {
             return;
         }
-        let Some(cs) = c.connecting.as_mut() else {
+        let Some(cs) = c.connecting.as_ref() else {
             return;
         };
-        let mut res = cs.res.unwrap_or(-libc::ECANCELED);
+        let res = cs.res.unwrap_or(-libc::ECANCELED);
+        let outcome = if cs.handshake.is_some() {
+            self.handshake_step(index, res)
+        } else {
+            self.connect_step(index, res)
+        };
+        if let Some(outcome) = outcome {
+            self.finish_connect(index, outcome);
+        }
+    }
+
+    /// The connect (or the poll after it) completed with `res`: the outcome, or `None` when
+    /// a next op (the poll, the handshake) is staged.
+    fn connect_step(&mut self, index: u32, mut res: i32) -> Option<Result<()>> {
+        let c = self.conn_mut(index)?;
+        let cs = c.connecting.as_mut()?;
         if cs.polling && res >= 0 {
             // The poll saw the socket writable or in error: SO_ERROR says which.
             res = connect_outcome(c.socket.as_ref());
@@ -152,57 +240,133 @@ impl Core {
             let poll = opcode::PollAdd::new(types::Fd(c.fd), events).build();
             WorkerStats::add(&self.stats.connect_polls, 1);
             self.stage_connect_op(index, poll);
-            return;
+            return None;
         }
+        let ep = c.peer.clone();
+        if res == 0 && c.closing.is_none() {
+            let Endpoint::Hybrid(h) = &c.peer else {
+                return Some(Ok(()));
+            };
+            // Connected to the VMM's socket: now the handshake, within the same deadline.
+            let fd = c.fd;
+            cs.res = None;
+            cs.timeout_res = None;
+            let hs = cs.handshake.insert(RingHandshake::new(h.port()));
+            let Some(entry) = hs.next_entry(fd) else {
+                return Some(Ok(())); // nothing to do (there always is: the request goes first)
+            };
+            self.stage_connect_op(index, entry);
+            return None;
+        }
+        // The deadline's cancel ends the connect with ECANCELED, or, where io-wq ran it as a
+        // blocking connect (unix, waiting for backlog room), interrupts it: EINTR, and the
+        // linked timeout then reports ENOENT (its target was not cancellable in place). So a
+        // deadline that has passed counts too.
+        let timed_out = cs.deadline_hit()
+            && matches!(
+                -res,
+                libc::ECANCELED | libc::EALREADY | libc::EINPROGRESS | libc::EINTR
+            );
+        let err = if timed_out {
+            cs.timed_out()
+        } else if res == 0 || res == -libc::ECANCELED {
+            cancelled()
+        } else {
+            errno_error("connect", -res)
+        };
+        Some(Err(Error::new("connect", Some(ep), err)))
+    }
+
+    /// A hybrid handshake op completed with `res`: the outcome, or `None` when the next op
+    /// is staged.
+    fn handshake_step(&mut self, index: u32, res: i32) -> Option<Result<()>> {
+        let c = self.conn_mut(index)?;
+        let fd = c.fd;
+        let closing = c.closing.is_some();
+        let ep = c.peer.clone();
+        let cs = c.connecting.as_mut()?;
+        let deadline_hit = cs.deadline_hit();
+        let hs = cs.handshake.as_mut()?;
+        let fail = |e| Some(Err(Error::new("handshake", Some(ep.clone()), e)));
+        if closing {
+            return fail(cancelled());
+        }
+        if res < 0 {
+            if deadline_hit && matches!(-res, libc::ECANCELED | libc::EINTR) {
+                return fail(cs.timed_out());
+            }
+            return fail(hs.connector.io_error(errno_error("handshake", -res)));
+        }
+        if let Err(e) = hs.complete(res as usize) {
+            return fail(hs.connector.io_error(e));
+        }
+        let entry = hs.next_entry(fd);
+        match entry {
+            None => Some(Ok(())),
+            Some(_) if deadline_hit => fail(cs.timed_out()),
+            Some(entry) => {
+                cs.res = None;
+                cs.timeout_res = None;
+                self.stage_connect_op(index, entry);
+                None
+            }
+        }
+    }
+
+    /// Ends a connect: the connection opens, or the caller gets `outcome`'s error.
+    fn finish_connect(&mut self, index: u32, outcome: Result<()>) {
         let Some(c) = self.conn_mut(index) else {
             return;
         };
         let Some(cs) = c.connecting.take() else {
             return;
         };
-        let ep = c.peer.clone();
-        if res == 0 && c.closing.is_none() {
-            let handle = self.handle(index);
-            if cs.reply.send(Ok(handle)).is_ok() {
-                WorkerStats::add(&self.stats.connected, 1);
-                self.open(index);
-                return;
+        match outcome {
+            Ok(()) => {
+                let handle = self.handle(index);
+                if cs.reply.send(Ok(handle)).is_ok() {
+                    WorkerStats::add(&self.stats.connected, 1);
+                    self.open(index);
+                    return;
+                }
+                // The caller gave up waiting: nobody can drive this connection; close it (the
+                // handler is dropped, never opened).
+                self.free_slot(index);
             }
-            // The caller gave up waiting: nobody can drive this connection; close it (the
-            // handler is dropped, never opened).
-            self.free_slot(index);
-            return;
+            Err(e) => {
+                let _ = cs.reply.send(Err(e));
+                if let Some(h) = self.conn_mut(index).and_then(|c| c.handle.take()) {
+                    h.set_closed(CloseReason::EngineShutdown);
+                }
+                self.free_slot(index);
+            }
         }
-        // The deadline's cancel ends the connect with ECANCELED, or, where io-wq ran it as a
-        // blocking connect (unix, waiting for backlog room), interrupts it: EINTR, and the
-        // linked timeout then reports ENOENT (its target was not cancellable in place). So a
-        // deadline that has passed counts too.
-        let past = cs.deadline.is_some_and(|d| Instant::now() >= d);
-        let timed_out = (cs.timeout_res == Some(-libc::ETIME) || past)
-            && matches!(
-                -res,
-                libc::ECANCELED | libc::EALREADY | libc::EINPROGRESS | libc::EINTR
-            );
-        let err = if timed_out {
-            let after = cs.timeout.unwrap_or_default();
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connect timed out after {after:?}"),
-            )
-        } else if res == 0 || res == -libc::ECANCELED {
-            io::Error::new(
-                io::ErrorKind::Interrupted,
-                "connect cancelled: engine shutting down",
-            )
-        } else {
-            errno_error("connect", -res)
-        };
-        let _ = cs.reply.send(Err(Error::new("connect", Some(ep), err)));
-        if let Some(h) = self.conn_mut(index).and_then(|c| c.handle.take()) {
-            h.set_closed(CloseReason::EngineShutdown);
-        }
-        self.free_slot(index);
     }
+}
+
+impl Connecting {
+    /// Whether the caller's deadline cut the op short (its linked timeout fired) or has
+    /// passed.
+    fn deadline_hit(&self) -> bool {
+        self.timeout_res == Some(-libc::ETIME) || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The error of a connect (handshake included) the deadline cut short.
+    fn timed_out(&self) -> io::Error {
+        let after = self.timeout.unwrap_or_default();
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connect timed out after {after:?}"),
+        )
+    }
+}
+
+/// The error of a connect the engine's shutdown (or the connection's close) cancelled.
+fn cancelled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Interrupted,
+        "connect cancelled: engine shutting down",
+    )
 }
 
 /// The outcome of a connect whose socket polled writable or in error: 0 when connected,
