@@ -100,7 +100,10 @@ fn epoll_client(dir: &TempDir, interest: Interest) -> (Polled, blocking::Stream)
     let mut c = Polled::new(epoll::Stream::connect(&ep).unwrap(), Interest::WRITABLE);
     c.wait("the epoll connect to finish");
     c.stream.connect_result().expect("the epoll connect");
-    c.poll.registry().reregister(&mut c.stream, Token(0), interest).unwrap();
+    c.poll
+        .registry()
+        .reregister(&mut c.stream, Token(0), interest)
+        .unwrap();
     let (s, _) = l.accept().unwrap();
     watchdog(&s);
     (c, s)
@@ -138,9 +141,9 @@ fn assert_bounded_by_credit(queued: usize, what: &str) {
     );
 }
 
-/// The slow reader: reads `zeros` zero bytes, then `total` bytes in 1000-byte reads with a
-/// pause after each, publishing its progress in `progress`; returns the checksum of the
-/// pattern part.
+/// The slow reader: reads `zeros` zero bytes, then `total` more, in reads of at most 1000
+/// bytes with a pause after each, publishing its progress in `progress` after each read;
+/// returns the checksum of the part after the zeros.
 fn slow_reader(
     mut r: blocking::Stream,
     zeros: usize,
@@ -148,17 +151,22 @@ fn slow_reader(
     progress: Arc<AtomicUsize>,
 ) -> thread::JoinHandle<(u64, u64)> {
     thread::spawn(move || {
-        let mut z = vec![1u8; zeros];
-        r.read_exact(&mut z).expect("read the zeros");
-        assert!(z.iter().all(|&b| b == 0), "the zeros changed");
-        progress.store(zeros, Ordering::Release);
         let (mut sum, mut got, mut buf) = (Sum::default(), 0, [0u8; 1000]);
-        while got < total {
-            let n = r.read(&mut buf[..(total - got).min(1000)]).expect("slow read");
-            assert!(n > 0, "EOF after {got} of {total} bytes");
-            sum.add(&buf[..n]);
+        while got < zeros + total {
+            let want = if got < zeros {
+                zeros - got
+            } else {
+                zeros + total - got
+            };
+            let n = r.read(&mut buf[..want.min(1000)]).expect("slow read");
+            assert!(n > 0, "EOF after {got} of {} bytes", zeros + total);
+            if got < zeros {
+                assert!(buf[..n].iter().all(|&b| b == 0), "the zeros changed");
+            } else {
+                sum.add(&buf[..n]);
+            }
             got += n;
-            progress.store(zeros + got, Ordering::Release);
+            progress.store(got, Ordering::Release);
             thread::sleep(Duration::from_micros(200));
         }
         sum.value()
@@ -226,7 +234,11 @@ fn vsock_credit_flow_bounds_the_blocking_path_writer() {
     shrink_and_sync(&s, &c, &c);
     c.set_nonblocking(true).unwrap();
     credit_flow(&c, s, "blocking", || {
-        assert_ne!(poll_once(&c, libc::POLLOUT, 60_000) & libc::POLLOUT, 0, "never writable");
+        assert_ne!(
+            poll_once(&c, libc::POLLOUT, 60_000) & libc::POLLOUT,
+            0,
+            "never writable"
+        );
     });
 }
 
@@ -309,7 +321,11 @@ fn vsock_credit_flow_engine_buffer_size_bounds_its_peer() {
     want.add(&vec![0u8; queued]);
     want.add(&data);
     let got = recv_or_hang(&drx, "the engine's checksum at EOF");
-    assert_eq!(got, want.value(), "bytes lost or changed through the engine");
+    assert_eq!(
+        got,
+        want.value(),
+        "bytes lost or changed through the engine"
+    );
 }
 
 // --- SO_RCVLOWAT with poll ---------------------------------------------------------------
@@ -427,7 +443,11 @@ fn siocoutq_on_unix_counts_bytes_until_the_peer_reads() {
     assert_eq!(util::checksum(&got), util::checksum(&data));
     let start = Instant::now();
     while outq(&c).unwrap() != 0 {
-        assert!(start.elapsed() < WATCHDOG, "SIOCOUTQ stays {}", outq(&c).unwrap());
+        assert!(
+            start.elapsed() < WATCHDOG,
+            "SIOCOUTQ stays {}",
+            outq(&c).unwrap()
+        );
         thread::sleep(Duration::from_millis(1));
     }
 }
@@ -469,7 +489,10 @@ fn write_until_error(mut w: impl Write, mut wait: impl FnMut()) -> (io::Error, u
 /// The writer's side of a peer's abort on vsock: `EPIPE` (the abort arrives as the peer's
 /// shutdown), after more than the peer read, never a write that succeeds on and on.
 fn assert_abort_seen(err: &io::Error, total: usize, what: &str) {
-    assert!(total >= BEFORE_ABORT, "{what}: failed before the abort: {err}");
+    assert!(
+        total >= BEFORE_ABORT,
+        "{what}: failed before the abort: {err}"
+    );
     assert_eq!(
         err.raw_os_error(),
         Some(libc::EPIPE),
@@ -570,7 +593,10 @@ fn vsock_reset_mid_stream_engine_both_ways() {
         .join()
         .unwrap();
     let reason = recv_or_hang(&rx, "the streaming engine connection's close");
-    assert!(matches!(reason, CloseReason::Reset), "engine writer: {reason}");
+    assert!(
+        matches!(reason, CloseReason::Reset),
+        "engine writer: {reason}"
+    );
     // The engine reads and aborts: its peer's writes fail.
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);

@@ -64,8 +64,14 @@ pub fn wait_peek_len(fd: &impl AsFd, want: usize, what: &str) {
         if n == want {
             return;
         }
-        assert!(n < want, "{what}: {n} bytes readable, more than the {want} sent");
-        assert!(start.elapsed() < WATCHDOG, "{what}: only {n} of {want} bytes arrived");
+        assert!(
+            n < want,
+            "{what}: {n} bytes readable, more than the {want} sent"
+        );
+        assert!(
+            start.elapsed() < WATCHDOG,
+            "{what}: only {n} of {want} bytes arrived"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
