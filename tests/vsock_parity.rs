@@ -506,7 +506,9 @@ fn vsock_reset_mid_stream_blocking_path() {
     let dir = TempDir::new();
     let (c, s) = blocking_pair(&dir);
     let aborter = abort_after_reading(c);
-    let (err, total) = write_until_error(&s, || unreachable!("blocking writes do not WouldBlock"));
+    let (err, total) = write_until_error(&s, || {
+        panic!("a blocking write outlived its watchdog timeout")
+    });
     aborter.join().unwrap();
     assert_abort_seen(&err, total, "blocking");
 }
@@ -607,7 +609,9 @@ fn vsock_reset_mid_stream_engine_both_ways() {
         })
         .unwrap();
     let c = engine_support::connect(&connect_endpoint(&local));
-    let (err, total) = write_until_error(&c, || unreachable!("blocking writes do not WouldBlock"));
+    let (err, total) = write_until_error(&c, || {
+        panic!("a blocking write outlived its watchdog timeout")
+    });
     assert_abort_seen(&err, total, "writer to an aborting engine");
     let reason = recv_or_hang(&rx, "the aborting engine connection's close");
     assert!(matches!(reason, CloseReason::Aborted), "{reason}");
