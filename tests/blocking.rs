@@ -299,24 +299,50 @@ fn vsock_vm_has_loopback_and_local_cid_agrees_with_its_transports() {
     check_local_cid();
 }
 
+/// `SO_VM_SOCKETS_BUFFER_SIZE` is the credit a vsock peer gets: against a reader that does
+/// not read, a nonblocking writer queues exactly the buffer size before `WouldBlock`, 16 KiB
+/// with a small buffer and 1 MiB with a large one (set on both ends: newer kernels also cap a
+/// sender's credit to its own buffer). The queued bytes then arrive intact.
 #[test]
 #[ignore = "needs vsock loopback; run tools/vm-test"]
-fn vsock_buffer_size_applies_to_a_connected_stream() {
+fn vsock_buffer_size_bounds_what_a_writer_can_queue() {
     let dir = TempDir::new();
     let l = Listener::bind(&bind_endpoint(Transport::Vsock, &dir)).unwrap();
     let ep = connect_endpoint(&l.local_addr().unwrap());
-    let mut c = Stream::connect(&ep).unwrap();
-    let (mut s, _) = l.accept().unwrap();
-    c.set_vsock_buffer_size(64 * 1024).unwrap();
-    assert_eq!(c.vsock_buffer_size().unwrap(), 64 * 1024);
-    let data = pattern(9, 1 << 20);
-    let writer = std::thread::spawn(move || {
-        c.write_all(&data).unwrap();
-        util::checksum(&data)
-    });
-    let mut got = vec![0; 1 << 20];
-    s.read_exact(&mut got).unwrap();
-    assert_eq!(util::checksum(&got), writer.join().unwrap());
+    let mut queued = Vec::new();
+    for size in [16 * 1024u64, 1 << 20] {
+        let mut c = Stream::connect(&ep).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        for end in [&c, &s] {
+            end.set_vsock_buffer_max_size(size.max(256 * 1024)).unwrap();
+            end.set_vsock_buffer_size(size).unwrap();
+            assert_eq!(end.vsock_buffer_size().unwrap(), size);
+        }
+        // Every vsock packet carries its sender's buffer size: one byte from the reader brings
+        // the writer its new credit before it writes.
+        s.write_all(b"s").unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        c.set_nonblocking(true).unwrap();
+        let n = util::sockopt::fill_until_would_block(&c, 4096);
+        let mut got = vec![1u8; n];
+        s.read_exact(&mut got).unwrap();
+        assert!(
+            got.iter().all(|&b| b == 0),
+            "size {size}: the bytes changed"
+        );
+        assert_eq!(
+            util::sockopt::peek_len(&s),
+            0,
+            "size {size}: more than was queued"
+        );
+        queued.push((size, n));
+    }
+    assert_eq!(
+        queued,
+        [(16 * 1024, 16 * 1024), (1 << 20, 1 << 20)],
+        "(buffer size, bytes queued before WouldBlock)"
+    );
 }
 
 #[test]

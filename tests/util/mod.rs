@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub mod activation;
 pub mod engine_path;
 pub mod path;
+pub mod sockopt;
 
 use uring_vsock::{Endpoint, VsockAddr};
 
