@@ -127,10 +127,26 @@ impl RunSpec {
         }
     }
 
-    /// The configuration without the backend and repeat, e.g. `rr 64 B x256 @20000/s`:
-    /// runs with the same label are compared with each other.
+    /// The configuration without the backend and repeat, e.g. `rr 64 B x256 @20000/s`, or
+    /// `rr 64 B x256 (1 worker)` away from [`DEFAULT_WORKERS`]: runs with the same label are
+    /// compared with each other.
     pub fn label(&self) -> String {
         config_label(self.workload, self.size, self.slots(), self.rate)
+            + &workers_suffix(self.workers as u64)
+    }
+}
+
+/// Worker threads per side when `--workers` is not given.
+pub const DEFAULT_WORKERS: u64 = 2;
+
+/// What a label adds for a run's workers: nothing at [`DEFAULT_WORKERS`], else
+/// ` (1 worker)`, ` (4 workers)`, so runs at other counts (a compare's scaling runs) are
+/// never folded in with the others.
+pub fn workers_suffix(workers: u64) -> String {
+    match workers {
+        DEFAULT_WORKERS => String::new(),
+        1 => " (1 worker)".to_owned(),
+        n => format!(" ({n} workers)"),
     }
 }
 
@@ -189,6 +205,10 @@ mod tests {
         assert_eq!(plan.interval, Some(Duration::from_millis(10)));
         assert_eq!(s.slots(), 256);
         assert_eq!(s.label(), "rr 64 B x256 @25600/s");
+        s.workers = 1;
+        assert_eq!(s.label(), "rr 64 B x256 @25600/s (1 worker)");
+        s.workers = 4;
+        assert!(s.label().ends_with(" (4 workers)"));
     }
 
     #[test]
