@@ -44,7 +44,8 @@ impl fmt::Display for Workload {
 /// How long a run lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Length {
-    /// Until this much time has passed (messages in flight finish).
+    /// Until this much time has passed (messages in flight finish, and each connection
+    /// completes at least one).
     Time(Duration),
     /// This many messages (connections for `connect`), spread over the connections.
     Count(u64),
