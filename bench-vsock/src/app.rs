@@ -134,7 +134,7 @@ pub fn finish(
         if !report.ratios.is_empty() {
             writeln!(
                 out,
-                "\nRatios (higher msgs/s ratio and lower p99 ratio favour the first):"
+                "\nRatios (a higher msgs/s ratio, lower p99 and CPU/msg ratios favour the first):"
             )?;
             table::write_ratios(out, &report.ratios)?;
         }

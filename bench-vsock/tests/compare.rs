@@ -147,6 +147,11 @@ fn a_compare_reports_cpu_ratios_scaling_and_engine_counters() {
         "no engine, no row: {engine_table}"
     );
 
+    // The HTML page has them too.
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("Scaling (rr msgs/s"), "{html}");
+    assert!(html.contains("enters/msg"), "{html}");
+
     // RESULTS.md from the same report.
     let md = dir.join("RESULTS.md");
     let (r, _, stderr) = common::run(&[
