@@ -9,6 +9,7 @@ use crate::report::files::Outputs;
 use crate::report::{progress, table};
 use crate::results::Report;
 use crate::runner;
+use crate::scaling::scaling;
 use crate::settings::{settings, Settings, Suite};
 use crate::summary::summarize;
 use crate::workload::Workload;
@@ -109,6 +110,7 @@ pub fn measure(s: &Settings, command_line: &str, log: &mut dyn Write) -> Result<
     }
     if s.compare {
         report.ratios = ratios(&report.runs);
+        report.scaling = scaling(&report.runs);
     }
     Ok(report)
 }
@@ -132,12 +134,26 @@ pub fn finish(
         if !report.ratios.is_empty() {
             writeln!(
                 out,
-                "\nRatios (higher msgs/s ratio and lower p99 ratio favour the first):"
+                "\nRatios (a higher msgs/s ratio, lower p99 and CPU/msg ratios favour the first):"
             )?;
             table::write_ratios(out, &report.ratios)?;
         }
+        if !report.scaling.is_empty() {
+            writeln!(
+                out,
+                "\nScaling (closed-loop rr msgs/s, 2 workers / 1 worker per side):"
+            )?;
+            table::write_scaling(out, &report.scaling)?;
+        }
     } else {
         table::write_runs(out, &report.runs)?;
+    }
+    if sums.iter().any(|s| s.engine.is_some()) {
+        writeln!(
+            out,
+            "\nEngine counters per message (uring backends, both ends, medians over repeats):"
+        )?;
+        table::write_engine(out, &sums)?;
     }
     let written = outputs.write(&mut report, &sums)?;
     let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();

@@ -104,6 +104,10 @@ pub struct RunArgs {
     /// backend.
     #[arg(long)]
     pub quick: bool,
+    /// compare: leave out the scaling runs (closed-loop rr of uring and epoll at 1 and 2
+    /// workers, for the 2 ÷ 1 worker msgs/s figure).
+    #[arg(long)]
+    pub no_scaling: bool,
     /// Also write the JSON report to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,

@@ -1,9 +1,10 @@
 //! The io_uring engine's own counters over a run (uring backends), so a report shows what
-//! each message cost the engine: completions, bytes per completion, time spent spinning.
+//! each message cost the engine: `io_uring_enter` calls, completions, bytes per completion,
+//! time spent spinning.
 //!
 //! Counters are read from [`EngineStats`] by [`COUNTERS`], one line each, and reported by
-//! name: a counter the engine gains (say `enters`, its `io_uring_enter` calls) is one more
-//! line there, and its total and per-message value appear in every report.
+//! name: a counter the engine gains is one more line there, and its total and per-message
+//! value appear in every report.
 
 use std::collections::BTreeMap;
 
@@ -14,13 +15,18 @@ use uring_vsock::uring::EngineStats;
 type Counter = (&'static str, fn(&EngineStats) -> u64);
 
 /// The counters every uring run reports.
-pub const COUNTERS: [Counter; 6] = [
+pub const COUNTERS: [Counter; 11] = [
+    ("enters", |s| s.enters),
     ("completions", |s| s.completions),
     ("recv_bytes", |s| s.recv_bytes),
     ("sent_bytes", |s| s.sent_bytes),
     ("spins", |s| s.spins),
     ("spin_time_ns", |s| s.spin_time_ns),
     ("sleeps", |s| s.sleeps),
+    ("send_chains", |s| s.send_chains),
+    ("zero_copy_sends", |s| s.zero_copy_sends),
+    ("copy_sends", |s| s.copy_sends),
+    ("enobufs", |s| s.enobufs),
 ];
 
 /// Counter values by name.
@@ -70,8 +76,8 @@ impl Counters {
 pub struct EngineReport {
     /// Each counter's total.
     pub totals: Counters,
-    /// Each counter divided by the messages (`completions` per message, `spin_time_ns`
-    /// per message: the spin's CPU cost, ...).
+    /// Each counter divided by the messages (`enters` and `completions` per message,
+    /// `spin_time_ns` per message: the spin's CPU cost, ...).
     pub per_msg: BTreeMap<String, f64>,
     /// Bytes received and sent per completion (of any kind).
     pub bytes_per_completion: f64,
@@ -108,6 +114,7 @@ mod tests {
     #[allow(clippy::field_reassign_with_default)]
     fn stats(completions: u64, recv: u64, sent: u64, spin_ns: u64) -> EngineStats {
         let mut s = EngineStats::default();
+        s.enters = completions / 2;
         s.completions = completions;
         s.recv_bytes = recv;
         s.sent_bytes = sent;
@@ -133,6 +140,7 @@ mod tests {
             [c.get("spin_time_ns"), c.get("spins"), c.get("sleeps")],
             [40, 3, 2]
         );
+        assert_eq!(c.get("enters"), 5);
     }
 
     #[test]
@@ -147,6 +155,7 @@ mod tests {
         assert_eq!(before.since(&after).get("completions"), 0);
         let r = EngineReport::new(phase, 20, 0.001);
         assert_eq!(r.per_msg["completions"], 4.0);
+        assert_eq!(r.per_msg["enters"], 2.0);
         assert_eq!(r.per_msg["spin_time_ns"], 200.0);
         assert_eq!(r.bytes_per_completion, 6000.0 / 80.0);
         assert_eq!(r.spin_cpu_share, 4000.0 / 1e6);

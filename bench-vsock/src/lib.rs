@@ -27,6 +27,7 @@ pub mod results;
 pub mod roles;
 pub mod runner;
 pub mod rusage;
+pub mod scaling;
 pub mod session;
 pub mod settings;
 pub mod summary;

@@ -29,7 +29,7 @@ fn pairs(present: &[BackendKind]) -> Vec<(BackendKind, BackendKind)> {
 }
 
 /// The ratios of `runs`: for each transport and configuration and each pair of backends,
-/// msgs/s and p99 of subject / baseline per repeat, as median and range.
+/// msgs/s, p99 and CPU per message of subject / baseline per repeat, as median and range.
 pub fn ratios(runs: &[RunResult]) -> Vec<Ratio> {
     let mut present: Vec<BackendKind> =
         runs.iter().filter_map(|r| r.backend.parse().ok()).collect();
@@ -66,6 +66,7 @@ pub fn ratios(runs: &[RunResult]) -> Vec<Ratio> {
                     (|r: &RunResult| r.msgs_per_s) as fn(&RunResult) -> f64,
                 ),
                 ("p99_us", |r: &RunResult| r.p99_us),
+                ("cpu_us_per_msg", |r: &RunResult| r.cpu_us_per_msg),
             ] {
                 let spread = Spread::of(
                     paired

@@ -7,7 +7,7 @@ use crate::counters::EngineReport;
 use crate::latency::{CurvePoint, LatencySummary};
 use crate::machine::Machine;
 use crate::session::ServerCounts;
-use crate::workload::{config_label, Workload};
+use crate::workload::{config_label, workers_suffix, Workload};
 
 /// The result of one measured run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,7 +89,7 @@ impl RunResult {
             self.msg_size as usize,
             self.conns as usize,
             self.rate,
-        )
+        ) + &workers_suffix(self.workers)
     }
 
     /// A file-name-safe id: `000-blocking-pingpong-64-r0`.
@@ -120,7 +120,7 @@ pub struct Ratio {
     pub subject: String,
     /// The backend it is measured against (e.g. `blocking`).
     pub baseline: String,
-    /// `msgs_per_s` (higher is better) or `p99_us` (lower is better).
+    /// `msgs_per_s` (higher is better), `p99_us` or `cpu_us_per_msg` (lower is better).
     pub metric: String,
     /// Median over repeats of subject / baseline, pairing runs of the same repeat.
     pub median: f64,
@@ -148,6 +148,33 @@ pub struct Report {
     /// Ratios between backends (compare only).
     #[serde(default)]
     pub ratios: Vec<Ratio>,
+    /// How rr throughput scales from 1 to 2 workers, per backend (compare only).
+    #[serde(default)]
+    pub scaling: Vec<Scaling>,
+}
+
+/// How a backend's closed-loop rr throughput scales with workers: msgs/s at `workers`
+/// divided by msgs/s at `base_workers`, over the repeats of one configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaling {
+    /// `unix`, `tcp` or `vsock`.
+    pub transport: String,
+    /// The configuration, without workers, e.g. `rr 64 B x256`.
+    pub config: String,
+    /// Backend name.
+    pub backend: String,
+    /// Workers per side of the numerator (2).
+    pub workers: u64,
+    /// Workers per side of the denominator (1).
+    pub base_workers: u64,
+    /// Median over repeats of the msgs/s ratio, pairing runs of the same repeat.
+    pub median: f64,
+    /// Smallest per-repeat ratio.
+    pub min: f64,
+    /// Largest per-repeat ratio.
+    pub max: f64,
+    /// Repeats paired.
+    pub repeats: usize,
 }
 
 impl Report {
@@ -162,6 +189,7 @@ impl Report {
             machine: Machine::current(),
             runs: Vec::new(),
             ratios: Vec::new(),
+            scaling: Vec::new(),
         }
     }
 }

@@ -96,6 +96,9 @@ fn run_phases(
     ep: &Endpoint,
     spec: &RunSpec,
 ) -> Result<(Phase, ServerCounts)> {
+    // Starts the clients' engine (uring backends) before any timed phase, so neither the
+    // warmup nor the measured phase spends its time setting up a ring.
+    engine_counters(backend, None, spec.workers)?;
     let mut ended = 0;
     if !spec.warmup.is_zero() {
         let warm = run_phase(backend, ep, spec, Length::Time(spec.warmup)).context("warmup")?;

@@ -9,8 +9,9 @@ use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::limits::{self, MAX_CONNS, MAX_REPEAT, MAX_WORKERS};
 use crate::runner::Target;
+use crate::scaling::{BACKENDS as SCALING_BACKENDS, WORKERS as SCALING_WORKERS};
 use crate::transport::{self, local_listen, require_loopback};
-use crate::workload::{Length, RunSpec, Workload};
+use crate::workload::{Length, RunSpec, Workload, DEFAULT_WORKERS};
 
 /// What to run and where to put the results.
 #[derive(Debug, Clone)]
@@ -39,8 +40,6 @@ pub enum Suite {
 }
 
 const KIB: usize = 1024;
-/// Workers per side when `--workers` is not given.
-const DEFAULT_WORKERS: u64 = 2;
 
 fn target(args: &RunArgs, notes: &mut Vec<String>) -> Result<Target> {
     if let Some(ep) = &args.connect {
@@ -197,6 +196,22 @@ pub fn settings(suite: Suite, args: &RunArgs) -> Result<Settings> {
         1
     });
     let workers = args.workers.unwrap_or(DEFAULT_WORKERS) as usize;
+    // A compare's scaling runs: closed-loop rr of the scaling backends at each scaling
+    // worker count the main runs do not already have.
+    let scaling: Vec<(Config, usize)> = if compare && !args.no_scaling {
+        configs
+            .iter()
+            .filter(|c| c.0 == Workload::Rr && c.3.is_none())
+            .flat_map(|&c| {
+                SCALING_WORKERS
+                    .into_iter()
+                    .filter(|&w| w as usize != workers)
+                    .map(move |w| (c, w as usize))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut specs = Vec::new();
     for repeat in 0..repeats as u32 {
         // Rotating the backend order each repeat spreads slow drift of the machine
@@ -204,8 +219,15 @@ pub fn settings(suite: Suite, args: &RunArgs) -> Result<Settings> {
         let mut order = backends.clone();
         let n = order.len().max(1);
         order.rotate_left(repeat as usize % n);
-        for &(workload, size, conns, rate) in &configs {
-            for &backend in &order {
+        let scaling_order: Vec<BackendKind> = order
+            .iter()
+            .copied()
+            .filter(|b| SCALING_BACKENDS.contains(b))
+            .collect();
+        let main = configs.iter().map(|&c| (c, workers, &order[..]));
+        let scaled = scaling.iter().map(|&(c, w)| (c, w, &scaling_order[..]));
+        for ((workload, size, conns, rate), workers, order) in main.chain(scaled) {
+            for &backend in order {
                 specs.push(RunSpec {
                     backend,
                     workload,
@@ -272,6 +294,43 @@ mod tests {
         assert_eq!(s.specs[0].backend, BackendKind::Blocking);
         assert_eq!(s.specs[8].backend, BackendKind::Tokio);
         assert_eq!(s.specs[0].workers, 2);
+    }
+
+    #[test]
+    fn a_compare_adds_one_worker_rr_runs_of_uring_and_epoll_for_scaling() {
+        let mut a = quick();
+        a.backends = Some(BackendList(vec![
+            BackendKind::Blocking,
+            BackendKind::Uring,
+            BackendKind::Epoll,
+        ]));
+        let s = settings(Suite::Compare, &a).unwrap();
+        let one: Vec<&RunSpec> = s.specs.iter().filter(|r| r.workers == 1).collect();
+        // Per repeat: closed-loop rr of uring and epoll, interleaved with the rest.
+        assert_eq!(one.len(), 3 * 2, "{one:?}");
+        assert!(one
+            .iter()
+            .all(|r| r.workload == Workload::Rr && r.rate.is_none()));
+        assert!(one.iter().all(|r| r.backend != BackendKind::Blocking));
+        assert_eq!(one[0].label(), "rr 64 B x256 (1 worker)");
+        assert!(s.specs.iter().any(|r| r.repeat == 2 && r.workers == 1));
+        // At --workers 4, both counts of the figure are added.
+        a.workers = Some(4);
+        let s = settings(Suite::Compare, &a).unwrap();
+        let per_repeat: Vec<usize> = s
+            .specs
+            .iter()
+            .filter(|r| r.repeat == 0 && r.workload == Workload::Rr)
+            .map(|r| r.workers)
+            .collect();
+        assert_eq!(per_repeat, [4, 4, 4, 1, 1, 2, 2]);
+        // --no-scaling, or a single workload: none.
+        a.no_scaling = true;
+        let s = settings(Suite::Compare, &a).unwrap();
+        assert!(s.specs.iter().all(|r| r.workers == 4));
+        a.no_scaling = false;
+        let s = settings(Suite::One(Workload::Rr), &a).unwrap();
+        assert!(s.specs.iter().all(|r| r.workers == 4));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::backend::BackendKind;
+use crate::counters::EngineReport;
 use crate::latency::CurvePoint;
 use crate::results::RunResult;
 use crate::workload::Workload;
@@ -74,10 +75,49 @@ pub struct Summary {
     pub cpu_us_per_msg: Spread,
     /// The harness's own ceiling, GB/s (stream runs only).
     pub harness_gbytes_per_s: Option<Spread>,
+    /// uring backends: the engines' counters per message, over repeats.
+    pub engine: Option<EngineSummary>,
     /// Bytes verified, summed over repeats.
     pub bytes_verified: u64,
     /// The latency curve: each percentile's median over repeats.
     pub curve: Vec<CurvePoint>,
+}
+
+/// What the io_uring engines did per message (uring backends), over repeats: the costs the
+/// engine's targets are about.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EngineSummary {
+    /// `io_uring_enter` calls per message.
+    pub enters_per_msg: Spread,
+    /// Completions per message.
+    pub completions_per_msg: Spread,
+    /// Bytes received and sent per completion.
+    pub bytes_per_completion: Spread,
+    /// Time spent spinning per message, µs: the spin's CPU cost.
+    pub spin_us_per_msg: Spread,
+    /// Share of the process CPU time spent spinning, 0 to 1.
+    pub spin_cpu_share: Spread,
+}
+
+impl EngineSummary {
+    /// The summary of these runs' engine reports; `None` when no run has one.
+    fn of(group: &[&RunResult]) -> Option<EngineSummary> {
+        let reports: Vec<&EngineReport> = group.iter().filter_map(|r| r.engine.as_ref()).collect();
+        if reports.is_empty() {
+            return None;
+        }
+        let spread = |f: &dyn Fn(&EngineReport) -> f64| Spread::of(reports.iter().map(|e| f(e)));
+        let per_msg = |name: &'static str| {
+            move |e: &EngineReport| e.per_msg.get(name).copied().unwrap_or(0.0)
+        };
+        Some(EngineSummary {
+            enters_per_msg: spread(&per_msg("enters")),
+            completions_per_msg: spread(&per_msg("completions")),
+            bytes_per_completion: spread(&|e| e.bytes_per_completion),
+            spin_us_per_msg: spread(&|e| per_msg("spin_time_ns")(e) / 1e3),
+            spin_cpu_share: spread(&|e| e.spin_cpu_share),
+        })
+    }
 }
 
 fn backend_rank(name: &str) -> usize {
@@ -144,6 +184,7 @@ pub fn summarize(runs: &[RunResult]) -> Vec<Summary> {
                         .collect();
                     (!h.is_empty()).then(|| Spread::of(h))
                 },
+                engine: EngineSummary::of(&group),
                 bytes_verified: group.iter().map(|r| r.bytes_verified).sum(),
                 curve,
                 transport,

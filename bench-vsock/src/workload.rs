@@ -44,7 +44,8 @@ impl fmt::Display for Workload {
 /// How long a run lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Length {
-    /// Until this much time has passed (messages in flight finish).
+    /// Until this much time has passed (messages in flight finish, and each connection
+    /// completes at least one).
     Time(Duration),
     /// This many messages (connections for `connect`), spread over the connections.
     Count(u64),
@@ -127,10 +128,26 @@ impl RunSpec {
         }
     }
 
-    /// The configuration without the backend and repeat, e.g. `rr 64 B x256 @20000/s`:
-    /// runs with the same label are compared with each other.
+    /// The configuration without the backend and repeat, e.g. `rr 64 B x256 @20000/s`, or
+    /// `rr 64 B x256 (1 worker)` away from [`DEFAULT_WORKERS`]: runs with the same label are
+    /// compared with each other.
     pub fn label(&self) -> String {
         config_label(self.workload, self.size, self.slots(), self.rate)
+            + &workers_suffix(self.workers as u64)
+    }
+}
+
+/// Worker threads per side when `--workers` is not given.
+pub const DEFAULT_WORKERS: u64 = 2;
+
+/// What a label adds for a run's workers: nothing at [`DEFAULT_WORKERS`], else
+/// ` (1 worker)`, ` (4 workers)`, so runs at other counts (a compare's scaling runs) are
+/// never folded in with the others.
+pub fn workers_suffix(workers: u64) -> String {
+    match workers {
+        DEFAULT_WORKERS => String::new(),
+        1 => " (1 worker)".to_owned(),
+        n => format!(" ({n} workers)"),
     }
 }
 
@@ -189,6 +206,10 @@ mod tests {
         assert_eq!(plan.interval, Some(Duration::from_millis(10)));
         assert_eq!(s.slots(), 256);
         assert_eq!(s.label(), "rr 64 B x256 @25600/s");
+        s.workers = 1;
+        assert_eq!(s.label(), "rr 64 B x256 @25600/s (1 worker)");
+        s.workers = 4;
+        assert!(s.label().ends_with(" (4 workers)"));
     }
 
     #[test]

@@ -79,8 +79,10 @@ fn contradictions_are_run_errors() {
     fails_with(&["report"], "--json");
 }
 
+// A host check (without loopback, a local run would leave the machine), so its name leaves
+// out the word that sends tests to the VM.
 #[test]
-fn vsock_without_loopback_is_refused() {
+fn a_local_run_without_the_loopback_transport_is_refused() {
     if !uring_vsock::loopback_available() {
         // Refused before any vsock socket is made: without loopback it would leave the host.
         fails_with(

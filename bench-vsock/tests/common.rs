@@ -6,6 +6,50 @@ use std::path::PathBuf;
 use bench_vsock::cli::Cli;
 use clap::Parser;
 
+/// The marker `tools/vm-run` puts on the guest's kernel command line.
+pub const VM_MARKER: &str = "uring_vsock_vm=1";
+
+/// Refuses to go on outside the test VM: on the host a vsock connect leaves the machine.
+pub fn require_vm() {
+    let in_vm = std::fs::read_to_string("/proc/cmdline")
+        .map(|c| c.split_whitespace().any(|w| w == VM_MARKER))
+        .unwrap_or(false);
+    assert!(
+        in_vm,
+        "refusing vsock traffic: not in the test VM (no `{VM_MARKER}` on the kernel command \
+         line). Run tools/vm-test."
+    );
+}
+
+/// Runs `cmd` to its end with its output captured, killing it and failing the test if it
+/// takes longer than `limit`.
+pub fn output_within(
+    cmd: &mut std::process::Command,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    use std::process::Stdio;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}")),
+        Err(_) => {
+            // The waiting thread still owns the child: end it by its pid.
+            // SAFETY: kill(2) on a pid we spawned and have not reaped; no memory involved.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("{cmd:?} did not finish within {limit:?}; killed");
+        }
+    }
+}
+
 /// A fresh, empty folder for one test's results.
 pub fn fresh_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bench-vsock-test-{}-{name}", std::process::id()));
@@ -107,8 +151,13 @@ impl Serve {
     /// Starts `bench-vsock serve` on a fresh abstract unix name with `backend`, exiting
     /// after `max_conns` connections, and waits (up to 30 s) until it says it listens.
     pub fn start(name: &str, backend: &str, max_conns: u32) -> Serve {
-        use std::io::{BufRead, BufReader};
         let endpoint = format!("unix:@bench-vsock-{name}-{}", std::process::id());
+        Serve::start_on(endpoint, backend, max_conns)
+    }
+
+    /// [`Serve::start`] on `endpoint`.
+    pub fn start_on(endpoint: String, backend: &str, max_conns: u32) -> Serve {
+        use std::io::{BufRead, BufReader};
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bench-vsock"))
             .args(["serve", "--listen", &endpoint, "--backend", backend])
             .args(["--max-conns", &max_conns.to_string()])
@@ -128,10 +177,7 @@ impl Serve {
             .recv_timeout(std::time::Duration::from_secs(30))
             .expect("bench-vsock serve said nothing within 30 s");
         let first = first.expect("serve's stderr").expect("serve's first line");
-        assert!(
-            first.starts_with("serving on unix:@bench-vsock-"),
-            "{first}"
-        );
+        assert!(first.starts_with("serving on "), "{first}");
         serve
     }
 

@@ -54,11 +54,27 @@ fn a_compare_report_matches_the_schema() {
     assert!(errors.is_empty(), "{errors:#?}");
     let runs = report["runs"].as_array().unwrap();
     assert!(runs.iter().any(|r| r["rate"] == 5000));
+    let uring = runs
+        .iter()
+        .find(|r| r["engine"].is_object())
+        .expect("uring runs are in it");
+    // Every counter is required: a report without `enters` per message is wrong.
+    let mut bad = report.clone();
+    let i = runs.iter().position(|r| r == uring).unwrap();
+    bad["runs"][i]["engine"]["per_msg"]
+        .as_object_mut()
+        .unwrap()
+        .remove("enters");
+    let place = format!("/runs/{i}/engine/per_msg: ");
     assert!(
-        runs.iter().any(|r| r["engine"].is_object()),
-        "uring runs are in it"
+        validate(&bad).iter().any(|e| e.starts_with(&place)),
+        "a missing enters was not caught"
     );
     assert!(!report["ratios"].as_array().unwrap().is_empty());
+    assert!(
+        !report["scaling"].as_array().unwrap().is_empty(),
+        "a compare with uring and epoll has scaling figures"
+    );
 }
 
 #[test]
@@ -127,7 +143,7 @@ fn the_schema_catches_a_wrong_report() {
     let good = common::read_json(&json);
     assert!(validate(&good).is_empty(), "{:#?}", validate(&good));
     // Each change alone must be caught, at its place.
-    let cases: [(&str, Change); 8] = [
+    let cases: [(&str, Change); 10] = [
         ("/machine/cores", |v| v["machine"]["cores"] = json!(0)),
         ("/runs/0/backend", |v| {
             v["runs"][0]["backend"] = json!("carrier-pigeon")
@@ -152,6 +168,15 @@ fn the_schema_catches_a_wrong_report() {
         }),
         ("/runs/0/server/connections", |v| {
             v["runs"][0]["server"]["connections"] = json!("one")
+        }),
+        ("", |v| {
+            v.as_object_mut().unwrap().remove("scaling");
+        }),
+        // A scaling figure of zero means a run moved nothing.
+        ("/scaling/0/median", |v| {
+            v["scaling"] = json!([{ "transport": "unix", "config": "rr 64 B x4",
+                "backend": "uring", "workers": 2, "base_workers": 1,
+                "median": 0.0, "min": 0.5, "max": 1.0, "repeats": 1 }])
         }),
     ];
     for (place, change) in cases {

@@ -7,6 +7,7 @@ mod common;
 
 use bench_vsock::backend::BackendKind;
 use common::{fresh_dir, read_json, run, runs_of};
+use serde_json::Value;
 
 const URING: [&str; 2] = ["uring", "uring-spin"];
 
@@ -212,17 +213,28 @@ fn default_compare_measures_uring_against_every_other_backend() {
     assert!(stdout.contains("Ratios"), "{stdout}");
     let report = read_json(&dir.join("report.json"));
     let runs = report["runs"].as_array().unwrap();
+    // The runs at the default 2 workers; the compare's scaling runs are at 1.
+    let (main, scaling): (Vec<&Value>, Vec<&Value>) = runs.iter().partition(|r| r["workers"] == 2);
     for b in BackendKind::ALL {
-        let of_b: Vec<_> = runs.iter().filter(|r| r["backend"] == b.name()).collect();
+        let of_b: Vec<_> = main.iter().filter(|r| r["backend"] == b.name()).collect();
         assert_eq!(of_b.len(), 4, "pingpong, stream, rr, connect of {b}");
         // Every configuration verifies the same bytes, whichever backend moved them.
         for (r, first) in of_b
             .iter()
-            .zip(runs.iter().filter(|r| r["backend"] == "uring"))
+            .zip(main.iter().filter(|r| r["backend"] == "uring"))
         {
             assert_eq!(r["bytes_verified"], first["bytes_verified"], "{r}");
         }
     }
+    let mut scaled: Vec<(&str, &str, u64)> = scaling
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap();
+            (s("backend"), s("workload"), r["workers"].as_u64().unwrap())
+        })
+        .collect();
+    scaled.sort();
+    assert_eq!(scaled, [("epoll", "rr", 1), ("uring", "rr", 1)]);
     let mut pairs: Vec<(String, String)> = report["ratios"]
         .as_array()
         .unwrap()

@@ -59,15 +59,23 @@ fn carry(data: &[u8], dir: Dir, index: usize, damage: Damage) -> Option<Vec<u8>>
 /// delivered whole (or damaged as `damage` says). Returns the source (for its outcome)
 /// and how the connection ended.
 fn pump(mode: Mode, size: usize, count: u64, damage: Damage) -> (SessionSource, End) {
-    let source = SessionSource::new(SessionPlan {
-        mode,
-        size,
-        sessions: 1,
-        per_session: Some(count),
-        deadline: None,
-        interval: None,
-        from_connect: false,
-    });
+    pump_plan(
+        SessionPlan {
+            mode,
+            size,
+            sessions: 1,
+            per_session: Some(count),
+            deadline: None,
+            interval: None,
+            from_connect: false,
+        },
+        damage,
+    )
+}
+
+/// [`pump`] with a plan of its own.
+fn pump_plan(plan: SessionPlan, damage: Damage) -> (SessionSource, End) {
+    let source = SessionSource::new(plan);
     let mut client = source.next_session().unwrap();
     let mut server = ServerSession::new();
     let (mut up, mut down) = (0, 0);
@@ -167,6 +175,26 @@ fn clean_link_verifies_every_byte_on_both_ends() {
         "{end:?}"
     );
     assert_eq!(source.finish().unwrap().bytes_verified, 3 * 4096);
+}
+
+#[test]
+fn a_session_whose_deadline_passed_while_connecting_still_completes_one_message() {
+    // A slow machine's connects can outlast a short timed run: it must still measure.
+    for (mode, size) in [(Mode::Echo, 64), (Mode::Sink, 4096)] {
+        let plan = SessionPlan {
+            mode,
+            size,
+            sessions: 1,
+            per_session: None,
+            deadline: Some(Instant::now()),
+            interval: None,
+            from_connect: false,
+        };
+        let (source, end) = pump_plan(plan, Damage::None);
+        assert!(matches!(end, End::Clean { .. }), "{end:?}");
+        let outcome = source.finish().expect("one message verified");
+        assert_eq!((outcome.messages, outcome.bytes_verified), (1, size as u64));
+    }
 }
 
 #[test]

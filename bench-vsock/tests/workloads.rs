@@ -160,8 +160,13 @@ fn compare_reports_summaries_and_ratios() {
     let report = read_json(&dir.join("report.json"));
     let runs = report["runs"].as_array().unwrap();
     let n = backends().len();
-    // pingpong, stream, rr, connect; every backend; two repeats.
-    assert_eq!(runs.len(), 4 * n * 2);
+    // pingpong, stream, rr, connect; every backend; two repeats; plus the scaling runs
+    // (rr at 1 worker) of uring and epoll.
+    let scaled = backends()
+        .iter()
+        .filter(|b| ["uring", "epoll"].contains(b))
+        .count();
+    assert_eq!(runs.len(), (4 * n + scaled) * 2);
     if n > 1 {
         assert!(stdout.contains("Ratios"), "{stdout}");
         assert!(!report["ratios"].as_array().unwrap().is_empty());

@@ -2,8 +2,8 @@
 //! RESULTS.md render the same [`Grid`], so their columns cannot drift apart.
 
 use super::cells;
-use crate::results::Ratio;
-use crate::summary::{Spread, Summary};
+use crate::results::{Ratio, Scaling};
+use crate::summary::{EngineSummary, Spread, Summary};
 
 /// A table as text cells: headers, rows, and how many leading columns are text (aligned
 /// left; the rest are numbers).
@@ -96,6 +96,119 @@ pub fn summaries(sums: &[Summary], transport: bool) -> Grid {
     }
 }
 
+/// One column of the engine-counters table.
+struct EngineColumn {
+    header: &'static str,
+    cell: fn(&EngineSummary) -> String,
+}
+
+/// The engine-counters table's columns after transport, config and backend: medians over
+/// repeats.
+const ENGINE: [EngineColumn; 5] = [
+    EngineColumn {
+        header: "enters/msg",
+        cell: |e| per_msg(e.enters_per_msg.median),
+    },
+    EngineColumn {
+        header: "completions/msg",
+        cell: |e| per_msg(e.completions_per_msg.median),
+    },
+    EngineColumn {
+        header: "bytes/completion",
+        cell: |e| cells::bytes(e.bytes_per_completion.median.round() as u64),
+    },
+    EngineColumn {
+        header: "spin µs/msg",
+        cell: |e| cells::us(e.spin_us_per_msg.median),
+    },
+    EngineColumn {
+        header: "spin CPU",
+        cell: |e| format!("{:.0}%", e.spin_cpu_share.median * 100.0),
+    },
+];
+
+/// A count per message: `0.031`, `2.05`, `18.4`.
+fn per_msg(x: f64) -> String {
+    if x < 1.0 {
+        format!("{x:.3}")
+    } else if x < 10.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// The engine-counters table: a row per uring backend and configuration (the others have no
+/// engine), what the engines did per message; with a transport column when `transport`.
+pub fn engine(sums: &[Summary], transport: bool) -> Grid {
+    let mut headers = Vec::new();
+    if transport {
+        headers.push("transport");
+    }
+    headers.extend(["config", "backend"]);
+    let left = headers.len();
+    headers.extend(ENGINE.iter().map(|c| c.header));
+    let rows = sums
+        .iter()
+        .filter_map(|s| {
+            let e = s.engine.as_ref()?;
+            let mut row = Vec::new();
+            if transport {
+                row.push(s.transport.clone());
+            }
+            row.extend([s.config.clone(), s.backend.clone()]);
+            row.extend(ENGINE.iter().map(|c| (c.cell)(e)));
+            Some(row)
+        })
+        .collect();
+    Grid {
+        headers,
+        rows,
+        left,
+    }
+}
+
+/// The scaling table: a row per backend and rr configuration, msgs/s at 2 workers ÷ at 1,
+/// with its range; with a transport column when `transport`.
+pub fn scaling(scaling: &[Scaling], transport: bool) -> Grid {
+    let mut headers = Vec::new();
+    if transport {
+        headers.push("transport");
+    }
+    headers.extend(["config", "backend"]);
+    let left = headers.len();
+    headers.extend(["workers", "msgs/s ratio (min–max)", "n"]);
+    let rows = scaling
+        .iter()
+        .map(|s| {
+            let mut row = Vec::new();
+            if transport {
+                row.push(s.transport.clone());
+            }
+            row.extend([
+                s.config.clone(),
+                s.backend.clone(),
+                format!("{} / {}", s.workers, s.base_workers),
+                cells::spread(
+                    &Spread {
+                        median: s.median,
+                        min: s.min,
+                        max: s.max,
+                    },
+                    cells::ratio,
+                ),
+                s.repeats.to_string(),
+            ]);
+            row
+        })
+        .collect();
+    Grid {
+        headers,
+        rows,
+        left,
+    }
+}
+
 /// A ratio with its range over repeats: `1.23x (1.10x–1.31x)`.
 pub fn ratio_cell(r: &Ratio) -> String {
     cells::spread(
@@ -108,8 +221,8 @@ pub fn ratio_cell(r: &Ratio) -> String {
     )
 }
 
-/// The ratio table: a row per configuration and backend pair, the msgs/s and p99 ratios
-/// with their ranges; with a transport column when `transport`.
+/// The ratio table: a row per configuration and backend pair, the msgs/s, p99 and CPU per
+/// message ratios with their ranges; with a transport column when `transport`.
 pub fn ratios(ratios: &[Ratio], transport: bool) -> Grid {
     let mut headers = Vec::new();
     if transport {
@@ -117,18 +230,28 @@ pub fn ratios(ratios: &[Ratio], transport: bool) -> Grid {
     }
     headers.extend(["config", "vs"]);
     let left = headers.len();
-    headers.extend(["msgs/s ratio (min–max)", "p99 ratio (min–max)", "n"]);
+    headers.extend([
+        "msgs/s ratio (min–max)",
+        "p99 ratio (min–max)",
+        "CPU/msg ratio (min–max)",
+        "n",
+    ]);
     let rows = ratios
         .iter()
         .filter(|r| r.metric == "msgs_per_s")
         .map(|r| {
-            let p99 = ratios.iter().find(|q| {
-                q.metric == "p99_us"
-                    && q.transport == r.transport
-                    && q.config == r.config
-                    && q.subject == r.subject
-                    && q.baseline == r.baseline
-            });
+            let other = |metric: &str| {
+                ratios
+                    .iter()
+                    .find(|q| {
+                        q.metric == metric
+                            && q.transport == r.transport
+                            && q.config == r.config
+                            && q.subject == r.subject
+                            && q.baseline == r.baseline
+                    })
+                    .map_or_else(|| "-".to_owned(), ratio_cell)
+            };
             let mut row = Vec::new();
             if transport {
                 row.push(r.transport.clone());
@@ -137,7 +260,8 @@ pub fn ratios(ratios: &[Ratio], transport: bool) -> Grid {
                 r.config.clone(),
                 format!("{} / {}", r.subject, r.baseline),
                 ratio_cell(r),
-                p99.map_or_else(|| "-".to_owned(), ratio_cell),
+                other("p99_us"),
+                other("cpu_us_per_msg"),
                 r.repeats.to_string(),
             ]);
             row
@@ -167,15 +291,22 @@ mod tests {
             max: median,
             repeats: 3,
         };
-        let rs = [r("msgs_per_s", 1.5), r("p99_us", 0.5)];
+        let rs = [
+            r("msgs_per_s", 1.5),
+            r("p99_us", 0.5),
+            r("cpu_us_per_msg", 0.75),
+        ];
         for transport in [true, false] {
             let g = ratios(&rs, transport);
             assert_eq!(g.rows.len(), 1);
             assert_eq!(g.rows[0].len(), g.headers.len());
             assert_eq!(g.headers[g.left], "msgs/s ratio (min–max)");
             let cells = &g.rows[0][g.left..];
-            assert_eq!(cells, ["1.50x", "0.50x", "3"]);
+            assert_eq!(cells, ["1.50x", "0.50x", "0.75x", "3"]);
         }
         assert_eq!(ratios(&rs, true).rows[0][0], "unix");
+        // A report from before the CPU ratio shows a dash there.
+        let g = ratios(&rs[..2], false);
+        assert_eq!(&g.rows[0][g.left..], ["1.50x", "0.50x", "-", "3"]);
     }
 }

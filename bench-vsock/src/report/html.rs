@@ -37,6 +37,14 @@ pub fn write(w: &mut dyn Write, report: &Report, sums: &[Summary]) -> io::Result
         writeln!(text)?;
         table::write_ratios(&mut text, &report.ratios)?;
     }
+    if !report.scaling.is_empty() {
+        writeln!(text, "\nScaling (rr msgs/s, 2 workers / 1 worker):")?;
+        table::write_scaling(&mut text, &report.scaling)?;
+    }
+    if sums.iter().any(|s| s.engine.is_some()) {
+        writeln!(text, "\nEngine counters per message:")?;
+        table::write_engine(&mut text, sums)?;
+    }
     writeln!(
         w,
         "<h2>Medians over repeats</h2><pre>{}</pre>",

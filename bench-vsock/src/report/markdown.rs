@@ -46,7 +46,7 @@ fn write_grid(w: &mut dyn Write, g: &Grid) -> io::Result<()> {
 pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
     writeln!(w, "# bench-vsock results\n")?;
     writeln!(w, "Produced by `bench-vsock report` from `bench-vsock compare` JSON reports (`tools/results`); do not edit by hand.\n")?;
-    writeln!(w, "Each configuration runs every backend, interleaved (backend order rotated each repeat); tables show medians over repeats with the range (min–max). Ratios pair runs of the same repeat: a msgs/s ratio above 1 and a p99 ratio below 1 favour the first backend. Every byte moved is verified; `verified` is the total. CPU µs/msg is process CPU time (user + system, both ends when the server is local) per message. `harness GB/s` (stream rows) is the harness's own ceiling: making and checking each byte as a stream run does, on one thread with no socket.\n")?;
+    writeln!(w, "Each configuration runs every backend, interleaved (backend order rotated each repeat); tables show medians over repeats with the range (min–max). Ratios pair runs of the same repeat: a msgs/s ratio above 1 and a p99 ratio below 1 favour the first backend. Every byte moved is verified; `verified` is the total. CPU µs/msg is process CPU time (user + system, both ends when the server is local) per message; the CPU/msg ratio compares it between backends. A label such as `(1 worker)` marks runs at other than the default 2 workers per side. `harness GB/s` (stream rows) is the harness's own ceiling: making and checking each byte as a stream run does, on one thread with no socket.\n")?;
     writeln!(w, "## How to reproduce\n\n```sh\ntools/results --vm --profile   # compares on unix and tcp here, on vsock in the test VM, profiles, then this file\n```\n\nEach section below gives its exact compare command; extra options after `--` go to every compare.\n")?;
     for s in sections {
         let r = s.report;
@@ -67,6 +67,17 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
         if !r.ratios.is_empty() {
             writeln!(w, "\n### Ratios\n")?;
             write_grid(w, &columns::ratios(&r.ratios, false))?;
+        }
+        if !r.scaling.is_empty() {
+            writeln!(w, "\n### Scaling\n")?;
+            writeln!(w, "Closed-loop rr msgs/s with 2 workers per side divided by 1 worker, paired by repeat (uring, and epoll for reference).\n")?;
+            write_grid(w, &columns::scaling(&r.scaling, false))?;
+        }
+        let engine = columns::engine(&s.summaries, false);
+        if !engine.rows.is_empty() {
+            writeln!(w, "\n### Engine counters\n")?;
+            writeln!(w, "What the io_uring engines did per message (both ends of a local run added), medians over repeats: `io_uring_enter` calls, completions, bytes per completion, time spent spinning and its share of the process CPU.\n")?;
+            write_grid(w, &engine)?;
         }
         writeln!(w, "\n### Targets\n")?;
         writeln!(w, "The project's aims for one compare run (measured, never asserted in a test); a verdict compares the median ratio with the aim.\n")?;

@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use super::cells;
 use super::columns::{self, Grid};
-use crate::results::{Ratio, RunResult};
+use crate::results::{Ratio, RunResult, Scaling};
 use crate::summary::Summary;
 
 /// A table of text cells, printed with aligned columns (text left, numbers right).
@@ -114,6 +114,16 @@ pub fn write_summaries(w: &mut dyn Write, sums: &[Summary]) -> io::Result<()> {
 /// One row per configuration and backend pair: throughput and p99 ratios with ranges.
 pub fn write_ratios(w: &mut dyn Write, ratios: &[Ratio]) -> io::Result<()> {
     Table::from(columns::ratios(ratios, true)).write(w)
+}
+
+/// One row per backend whose rr throughput was measured at 1 and 2 workers.
+pub fn write_scaling(w: &mut dyn Write, scaling: &[Scaling]) -> io::Result<()> {
+    Table::from(columns::scaling(scaling, true)).write(w)
+}
+
+/// One row per uring backend and configuration: what the engines did per message.
+pub fn write_engine(w: &mut dyn Write, sums: &[Summary]) -> io::Result<()> {
+    Table::from(columns::engine(sums, true)).write(w)
 }
 
 impl From<Grid> for Table {

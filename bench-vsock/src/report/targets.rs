@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use crate::results::RunResult;
 use crate::summary::Spread;
-use crate::workload::Workload;
+use crate::workload::{Workload, DEFAULT_WORKERS};
 
 /// What a target compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub enum Metric {
     P50,
     /// Messages per second: higher is better.
     MsgsPerS,
+    /// Process CPU time per message: lower is better.
+    CpuPerMsg,
 }
 
 /// One target: `subject`'s metric divided by `baseline`'s, bounded by `bound`.
@@ -32,13 +34,15 @@ pub struct Target {
     pub baseline: &'static str,
     /// The metric.
     pub metric: Metric,
-    /// For `P50`, the ratio must be at most this; for `MsgsPerS`, at least.
+    /// For `P50` and `CpuPerMsg`, the ratio must be at most this; for `MsgsPerS`, at
+    /// least.
     pub bound: f64,
 }
 
 const KIB: u64 = 1024;
 
-/// The targets of issue 4 ("Targets"), in its order.
+/// The targets of issue 4 ("Targets"), in its order, then issue 7's: CPU per message in
+/// default mode no more than epoll's on every workload. All at the default workers.
 pub const TARGETS: &[Target] = &[
     t(
         Workload::Pingpong,
@@ -112,7 +116,25 @@ pub const TARGETS: &[Target] = &[
         Metric::MsgsPerS,
         1.5,
     ),
+    cpu(Workload::Pingpong, 64, None),
+    cpu(Workload::Stream, 64 * KIB, None),
+    cpu(Workload::Stream, 1024 * KIB, None),
+    cpu(Workload::Rr, 64, Some(256)),
+    cpu(Workload::Connect, 64, None),
 ];
+
+/// uring's CPU per message at most epoll's on one workload.
+const fn cpu(workload: Workload, msg_size: u64, conns: Option<u64>) -> Target {
+    t(
+        workload,
+        msg_size,
+        conns,
+        "uring",
+        "epoll",
+        Metric::CpuPerMsg,
+        1.0,
+    )
+}
 
 const fn t(
     workload: Workload,
@@ -149,12 +171,16 @@ pub struct Sample<'a> {
     pub conns: u64,
     /// Open-loop rate, if any.
     pub rate: Option<u64>,
+    /// Worker threads per side.
+    pub workers: u64,
     /// Which repeat.
     pub repeat: u32,
     /// Median latency, µs.
     pub p50_us: f64,
     /// Messages per second.
     pub msgs_per_s: f64,
+    /// Process CPU per message, µs.
+    pub cpu_us_per_msg: f64,
 }
 
 impl<'a> From<&'a RunResult> for Sample<'a> {
@@ -166,9 +192,11 @@ impl<'a> From<&'a RunResult> for Sample<'a> {
             msg_size: r.msg_size,
             conns: r.conns,
             rate: r.rate,
+            workers: r.workers,
             repeat: r.repeat,
             p50_us: r.p50_us,
             msgs_per_s: r.msgs_per_s,
+            cpu_us_per_msg: r.cpu_us_per_msg,
         }
     }
 }
@@ -180,6 +208,7 @@ impl Target {
             && r.workload == self.workload
             && r.msg_size == self.msg_size
             && r.rate.is_none()
+            && r.workers == DEFAULT_WORKERS
             && self.conns.is_none_or(|c| r.conns == c)
     }
 
@@ -187,13 +216,14 @@ impl Target {
         match self.metric {
             Metric::P50 => r.p50_us,
             Metric::MsgsPerS => r.msgs_per_s,
+            Metric::CpuPerMsg => r.cpu_us_per_msg,
         }
     }
 
     /// Whether a ratio meets the target.
     pub fn met_by(&self, ratio: f64) -> bool {
         match self.metric {
-            Metric::P50 => ratio <= self.bound,
+            Metric::P50 | Metric::CpuPerMsg => ratio <= self.bound,
             Metric::MsgsPerS => ratio >= self.bound,
         }
     }
@@ -209,6 +239,7 @@ impl Target {
         let (metric, op) = match self.metric {
             Metric::P50 => ("p50", "≤"),
             Metric::MsgsPerS => ("msgs/s", "≥"),
+            Metric::CpuPerMsg => ("CPU µs/msg", "≤"),
         };
         format!(
             "{config}: {} / {} {metric} {op} {}×",
@@ -275,7 +306,9 @@ pub fn write_markdown(w: &mut dyn Write, outcomes: &[Outcome]) -> io::Result<()>
                 } else {
                     let gap = (s.median - o.target.bound).abs();
                     match o.target.metric {
-                        Metric::P50 => format!("missed: {gap:.2}× over the aim"),
+                        Metric::P50 | Metric::CpuPerMsg => {
+                            format!("missed: {gap:.2}× over the aim")
+                        }
                         Metric::MsgsPerS => format!("missed: {gap:.2}× short of the aim"),
                     }
                 };
@@ -306,9 +339,11 @@ mod tests {
             msg_size,
             conns: 1,
             rate: None,
+            workers: DEFAULT_WORKERS,
             repeat,
             p50_us,
             msgs_per_s,
+            cpu_us_per_msg: p50_us / 2.0,
         }
     }
 
@@ -347,5 +382,45 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| pingpong 64 B: uring-spin / blocking p50 ≤ 0.3× | 0.35× (0.20×–0.50×) | missed: 0.05× over the aim |"), "{md}");
+    }
+
+    #[test]
+    fn cpu_per_message_is_lower_is_better_and_judged_at_the_default_workers() {
+        let mut u = run("uring", Workload::Rr, 64, 0, 0.0, 1.0);
+        u.conns = 256;
+        u.cpu_us_per_msg = 3.0;
+        let mut e = run("epoll", Workload::Rr, 64, 0, 0.0, 1.0);
+        e.conns = 256;
+        e.cpu_us_per_msg = 4.0;
+        // A compare's scaling run at 1 worker is not one of the targets' runs.
+        let mut one_worker = u.clone();
+        one_worker.workers = 1;
+        one_worker.cpu_us_per_msg = 100.0;
+        let out = evaluate_samples(&[one_worker, u, e]);
+        let cpu = out
+            .iter()
+            .find(|o| o.target.metric == Metric::CpuPerMsg && o.target.workload == Workload::Rr)
+            .expect("an rr CPU target");
+        assert_eq!(
+            cpu.target.describe(),
+            "rr 64 B x256: uring / epoll CPU µs/msg ≤ 1×"
+        );
+        let ratio = cpu.ratio.expect("measured").median;
+        assert_eq!(ratio, 0.75);
+        assert!(cpu.target.met_by(ratio));
+        assert!(!cpu.target.met_by(1.2));
+        let workloads: Vec<Workload> = TARGETS
+            .iter()
+            .filter(|t| t.metric == Metric::CpuPerMsg)
+            .map(|t| t.workload)
+            .collect();
+        for w in [
+            Workload::Pingpong,
+            Workload::Stream,
+            Workload::Rr,
+            Workload::Connect,
+        ] {
+            assert!(workloads.contains(&w), "a CPU target on {w}");
+        }
     }
 }

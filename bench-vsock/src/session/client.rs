@@ -123,9 +123,12 @@ impl ClientSession {
         self.state == State::Done
     }
 
+    /// Whether to start no more messages. The deadline stops a session only once it has
+    /// completed a message: on a slow machine, setting up many connections can outlast a
+    /// short run, which must still measure (and verify) something on each.
     fn should_stop(&self, now: Instant) -> bool {
         self.limit.is_some_and(|n| self.messages >= n)
-            || self.deadline.is_some_and(|d| now >= d)
+            || (self.messages > 0 && self.deadline.is_some_and(|d| now >= d))
             || self.shared.aborted()
     }
 

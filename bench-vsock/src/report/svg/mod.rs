@@ -97,6 +97,7 @@ mod tests {
             max_us: sp(90.0),
             cpu_us_per_msg: sp(5.0 + rate / 1e5),
             harness_gbytes_per_s: (workload == Workload::Stream).then(|| sp(6.25)),
+            engine: None,
             bytes_verified: 1000,
             curve: CURVE_PERCENTILES
                 .iter()
