@@ -7,10 +7,10 @@ use std::rc::Rc;
 use io_uring::{cqueue, opcode, types};
 
 use super::super::buf_ring::RecvBuf;
-use super::super::completion::cqe_result;
+use super::super::completion::errno_error;
 use super::super::conn::CloseReason;
 use super::super::op::{Kind, Op};
-use super::super::recv_side::Arm;
+use super::super::recv_side::{Arm, RecvEvent};
 use super::super::stats::WorkerStats;
 use super::Core;
 
@@ -55,6 +55,7 @@ impl Core {
 
     pub(super) fn on_recv_cqe(&mut self, index: u32, res: i32, flags: u32) {
         let more = cqueue::more(flags);
+        let gen = self.gen(index);
         let Some(c) = self
             .slots
             .get_mut(index as usize)
@@ -62,57 +63,52 @@ impl Core {
         else {
             return;
         };
-        // A receive into the connection's own buffer gives it back with its completion.
-        let own = if more {
-            None
-        } else {
+        // Take the ring's buffer first: whatever happens next, it goes back on drop.
+        let share = Rc::clone(&c.recv.share);
+        let ring_buf = cqueue::buffer_select(flags).and_then(|bid| {
+            self.bufs
+                .take(bid, res.max(0) as u32, Some(Rc::clone(&share)))
+        });
+        let step = c.recv.complete(res, more, u32::from(ring_buf.is_some()));
+        if step.ended {
             c.ops -= 1;
-            c.recv.ended()
-        };
-        // Take the buffer first: whatever happens next, it goes back on drop.
-        let share = Some(Rc::clone(&c.recv.share));
-        let buf = match cqueue::buffer_select(flags) {
-            Some(bid) => self.bufs.take(bid, res.max(0) as u32, share),
-            None => own
-                .filter(|_| res > 0)
-                .map(|b| RecvBuf::own(b, res as usize, share)),
-        };
-        let mut cancel = false;
-        if buf.is_some() && c.recv.share.take() {
-            // The connection holds its whole share: it stops receiving (alone) until it
-            // gives half back; the rest waits in its socket.
-            WorkerStats::add(&self.stats.recv_share_pauses, 1);
-            cancel = c.recv.cancel_armed();
         }
-        if cancel {
-            let gen = self.gen(index);
+        let buf = ring_buf.or_else(|| {
+            step.own
+                .filter(|_| res > 0)
+                .map(|b| RecvBuf::own(b, res as usize, Some(share)))
+        });
+        if step.share_filled {
+            WorkerStats::add(&self.stats.recv_share_pauses, 1);
+        }
+        if step.cancel {
             self.cancel(Op::new(Kind::Recv, gen, index), index);
         }
         let c = self.conn_mut(index).expect("live");
         let closing = c.closing.is_some();
-        match cqe_result("recv", res) {
+        match step.event {
             // EOF, whether or not a buffer came with it (dropped: it holds nothing).
-            Ok(0) => {
+            RecvEvent::Eof { first } => {
                 drop(buf);
-                if !closing && !c.recv.eof() {
-                    c.recv.set_eof();
+                if first && !closing {
                     self.call(index, |h, conn| h.on_peer_shutdown(conn));
                 }
             }
-            Ok(n) => {
+            RecvEvent::Data(n) => {
                 WorkerStats::add(&self.stats.recv_bytes, n as u64);
                 if let (false, Some(buf)) = (closing, buf) {
                     self.call(index, |h, conn| h.on_recv(conn, buf));
                 }
             }
-            Err(_) if res == -libc::ENOBUFS => WorkerStats::add(&self.stats.enobufs, 1),
-            Err(_) if res == -libc::ECANCELED => WorkerStats::add(&self.stats.recvs_cancelled, 1),
-            Err(e) => {
+            RecvEvent::NoBuffers => WorkerStats::add(&self.stats.enobufs, 1),
+            RecvEvent::Cancelled => WorkerStats::add(&self.stats.recvs_cancelled, 1),
+            RecvEvent::Failed(errno) => {
                 let peer = c.peer.clone();
+                let e = errno_error("recv", errno);
                 self.begin_close(index, CloseReason::from_io("recv", &peer, e));
             }
         }
-        if !more {
+        if step.ended {
             self.arm_recv(index);
         }
         self.maybe_finish(index);
