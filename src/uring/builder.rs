@@ -84,6 +84,7 @@ pub struct EngineBuilder {
     pub(crate) sends_per_conn: usize,
     pub(crate) zero_copy_threshold: usize,
     pub(crate) task_run: Option<TaskRunMode>,
+    pub(crate) recv_bundles: bool,
     pub(crate) on_thread_start: Option<ThreadHook>,
     pub(crate) socket: SocketSettings,
 }
@@ -105,6 +106,7 @@ impl Default for EngineBuilder {
             sends_per_conn: 16,
             zero_copy_threshold: DEFAULT_ZERO_COPY_THRESHOLD,
             task_run: None,
+            recv_bundles: true,
             on_thread_start: None,
             socket: SocketSettings::default(),
         }
@@ -215,6 +217,16 @@ impl EngineBuilder {
     /// one against another); [`build`](Self::build) fails if the kernel refuses it.
     pub fn task_run(mut self, mode: TaskRunMode) -> Self {
         self.task_run = Some(mode);
+        self
+    }
+
+    /// Whether receives take bundles of buffers (default on where the kernel has
+    /// `IORING_FEAT_RECVSEND_BUNDLE`, 6.10+): each receive is then a single receive whose
+    /// one completion carries as many ring buffers as the socket had data for, up to what is
+    /// left of the connection's share. Off: multishot receives, one buffer per completion
+    /// (to measure one against the other).
+    pub fn recv_bundles(mut self, on: bool) -> Self {
+        self.recv_bundles = on;
         self
     }
 
@@ -362,6 +374,7 @@ impl EngineBuilder {
             sends_per_conn: fitted.sends_per_conn,
             zero_copy_threshold: fitted.zero_copy_threshold,
             task_run: fitted.task_run,
+            recv_bundles: fitted.recv_bundles,
             on_thread_start: fitted.on_thread_start,
             socket: fitted.socket,
         })

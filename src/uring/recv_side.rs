@@ -64,6 +64,11 @@ impl RecvShare {
         }
     }
 
+    /// Buffers the connection may still take before its share is full (at least one).
+    pub(crate) fn room(&self) -> u32 {
+        self.limit.saturating_sub(self.held.get()).max(1)
+    }
+
     /// Whether receiving is stopped for the share.
     pub(crate) fn throttled(&self) -> bool {
         self.throttled.get()
@@ -72,7 +77,8 @@ impl RecvShare {
 
 /// The receive the kernel has for this connection.
 pub(crate) enum Armed {
-    /// A multishot receive picking buffers from the worker's ring.
+    /// A receive picking buffers from the worker's ring: multishot (one buffer per
+    /// completion), or a single bundle receive (several).
     Ring,
     /// A single receive into this buffer of the connection's own (the ring was empty); the
     /// buffer stays here, untouched, until the receive's completion.
@@ -81,7 +87,7 @@ pub(crate) enum Armed {
 
 /// Which receive to submit.
 pub(crate) enum Arm {
-    /// A multishot receive from the ring.
+    /// A receive from the ring (multishot, or a single bundle receive).
     Ring,
     /// A receive into the connection's own buffer at `ptr`, `len` bytes (held in the state
     /// until the completion).

@@ -2,9 +2,10 @@
 //! says (multishot from the ring, or into an own buffer), takes the completions, throttles
 //! and resumes for the buffer share, and hands buffers to the handler.
 
+use std::io;
 use std::rc::Rc;
 
-use io_uring::{cqueue, opcode, types};
+use io_uring::{cqueue, opcode, squeue, types};
 
 use super::super::buf_ring::RecvBuf;
 use super::super::completion::errno_error;
@@ -14,10 +15,15 @@ use super::super::recv_side::{Arm, RecvEvent};
 use super::super::stats::WorkerStats;
 use super::Core;
 
+/// `IORING_RECVSEND_BUNDLE`, as the receive's `ioprio` (the crate's bundle opcode has no
+/// length field, which caps the bundle).
+const RECVSEND_BUNDLE: u16 = 16;
+
 impl Core {
     pub(super) fn arm_recv(&mut self, index: u32) {
         let (free, own_size) = (self.bufs.available(), self.cfg.recv_buffer_size);
         let (gen, bgid) = (self.gen(index), self.bufs.bgid());
+        let (bundles, buf_size) = (self.bufs.bundles(), self.bufs.buf_size());
         let Some(c) = self
             .slots
             .get_mut(index as usize)
@@ -30,6 +36,17 @@ impl Core {
         }
         let entry = match c.recv.arm(free, own_size) {
             None => return,
+            Some(Arm::Ring) if bundles => {
+                // A single bundle receive of at most the buffers left in the connection's
+                // share, so its share holds exactly. (Multishot bundles would need the
+                // kernel's per-completion cap, which lost a peer's EOF on 6.18.)
+                let cap = c.recv.share.room().saturating_mul(buf_size);
+                opcode::Recv::new(types::Fd(c.fd), std::ptr::null_mut(), cap)
+                    .ioprio(RECVSEND_BUNDLE)
+                    .buf_group(bgid)
+                    .build()
+                    .flags(squeue::Flags::BUFFER_SELECT)
+            }
             Some(Arm::Ring) => opcode::RecvMulti::new(types::Fd(c.fd), bgid).build(),
             Some(Arm::Own { ptr, len }) => {
                 WorkerStats::add(&self.stats.own_buffer_recvs, 1);
@@ -63,13 +80,29 @@ impl Core {
         else {
             return;
         };
-        // Take the ring's buffer first: whatever happens next, it goes back on drop.
+        // Take the ring's buffers first: whatever happens next, they go back on drop. A
+        // bundle's buffers are the ring entries from the named one on; a bundle completion
+        // without data (res <= 0) took none, whatever buffer it names.
         let share = Rc::clone(&c.recv.share);
-        let ring_buf = cqueue::buffer_select(flags).and_then(|bid| {
-            self.bufs
-                .take(bid, res.max(0) as u32, Some(Rc::clone(&share)))
-        });
-        let step = c.recv.complete(res, more, u32::from(ring_buf.is_some()));
+        let (mut ring_buf, mut bundle, mut broken) = (None, None, false);
+        match cqueue::buffer_select(flags) {
+            Some(bid) if self.bufs.bundles() && res > 0 => {
+                bundle = self.bufs.take_bundle(bid, res as u32, &share);
+                broken = bundle.is_none();
+            }
+            Some(_) if self.bufs.bundles() => {}
+            Some(bid) => {
+                ring_buf = self
+                    .bufs
+                    .take(bid, res.max(0) as u32, Some(Rc::clone(&share)));
+            }
+            None => {}
+        }
+        let taken = bundle.as_ref().map_or(0, |b| b.len()) + u32::from(ring_buf.is_some());
+        if bundle.as_ref().is_some_and(|b| b.len() > 1) {
+            WorkerStats::add(&self.stats.recv_bundle_bufs, u64::from(taken));
+        }
+        let step = c.recv.complete(res, more, taken);
         if step.ended {
             c.ops -= 1;
         }
@@ -94,10 +127,24 @@ impl Core {
                     self.call(index, |h, conn| h.on_peer_shutdown(conn));
                 }
             }
+            RecvEvent::Data(_) if broken => {
+                let peer = c.peer.clone();
+                let e = io::Error::other(
+                    "recv: a bundle completion named buffers the ring does not hold",
+                );
+                self.begin_close(index, CloseReason::from_io("recv", &peer, e));
+            }
             RecvEvent::Data(n) => {
                 WorkerStats::add(&self.stats.recv_bytes, n as u64);
-                if let (false, Some(buf)) = (closing, buf) {
-                    self.call(index, |h, conn| h.on_recv(conn, buf));
+                let mut bufs = buf.into_iter().chain(bundle.iter_mut().flatten());
+                if !closing {
+                    for buf in bufs.by_ref() {
+                        self.call(index, |h, conn| h.on_recv(conn, buf));
+                        // The handler may have closed the connection: the rest is dropped.
+                        if self.conn_mut(index).is_none_or(|c| c.closing.is_some()) {
+                            break;
+                        }
+                    }
                 }
             }
             RecvEvent::NoBuffers => WorkerStats::add(&self.stats.enobufs, 1),
