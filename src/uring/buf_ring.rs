@@ -2,12 +2,20 @@
 //! for multishot receives, and [`RecvBuf`], one such buffer lent to the application.
 //!
 //! Ownership: a buffer whose id is in the ring (between head and tail) belongs to the kernel,
-//! which may write it at any time. A completion hands one buffer id back to us; it becomes a
-//! [`RecvBuf`] and stays ours (nobody else can name it) until the `RecvBuf` is dropped, which
-//! puts the id back at the tail. So the kernel never writes a buffer the application reads, and
-//! a buffer is never in the ring twice.
+//! which may write it at any time. A completion hands buffer ids back to us (one, or with
+//! receive bundles several consecutive ring entries); each becomes a [`RecvBuf`] and stays
+//! ours (nobody else can name it) until the `RecvBuf` is dropped, which queues the id to go
+//! back at the tail. So the kernel never writes a buffer the application reads, and a buffer
+//! is never in the ring twice.
+//!
+//! Bundles: a bundle completion names only its first buffer; the others are the ring entries
+//! after it, in ring order. So the ring keeps which id it put at each entry, and returned ids
+//! are put back ([`publish`](BufRing::publish)) only when the worker has seen every completion
+//! the kernel posted: then no entry a completion still has to name is overwritten. (The ring
+//! has as many entries as buffers, so the tail never laps an entry the kernel took from
+//! without us having seen its completion.)
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::ops::Deref;
@@ -42,8 +50,19 @@ pub(crate) struct BufRing {
     tail: Cell<u16>,
     /// Buffers currently given to the kernel.
     in_ring: Cell<u32>,
+    /// Which buffer id each ring entry was given (by entry index), and where each buffer id
+    /// went (its tail value when pushed): how a bundle's later buffers are found.
+    entry_bid: Box<[Cell<u16>]>,
+    bid_pos: Box<[Cell<u16>]>,
+    /// Whether each buffer id is ours (out of the ring): a bundle that names one twice is
+    /// refused instead of handing out a buffer the kernel may write.
+    ours: Box<[Cell<bool>]>,
+    /// Ids given back by dropped [`RecvBuf`]s, for the next [`publish`](Self::publish).
+    returned: RefCell<Vec<u16>>,
     /// Index of `bufs` in the ring's registered-buffer table, once registered.
     fixed_index: Cell<Option<u16>>,
+    /// Receives take bundles of buffers from this ring.
+    bundles: Cell<bool>,
 }
 
 impl BufRing {
@@ -75,7 +94,12 @@ impl BufRing {
             bgid,
             tail: Cell::new(0),
             in_ring: Cell::new(0),
+            entry_bid: (0..entries).map(|_| Cell::new(0)).collect(),
+            bid_pos: (0..entries).map(|_| Cell::new(0)).collect(),
+            ours: (0..entries).map(|_| Cell::new(true)).collect(),
+            returned: RefCell::new(Vec::with_capacity(entries as usize)),
             fixed_index: Cell::new(None),
+            bundles: Cell::new(false),
         }))
     }
 
@@ -98,6 +122,20 @@ impl BufRing {
         for bid in 0..self.entries {
             self.push(bid);
         }
+        self.store_tail();
+    }
+
+    /// Puts the buffers given back since the last call into the ring. Call only when every
+    /// completion the kernel posted has been taken (see the module docs).
+    pub(crate) fn publish(&self) {
+        let mut returned = self.returned.borrow_mut();
+        if returned.is_empty() {
+            return;
+        }
+        for bid in returned.drain(..) {
+            self.push(bid);
+        }
+        self.store_tail();
     }
 
     /// The buffer group id receives name.
@@ -105,9 +143,25 @@ impl BufRing {
         self.bgid
     }
 
-    /// Buffers the kernel can still pick from.
+    /// Buffers the kernel can pick from once the returned ones are published (which happens
+    /// before anything staged now is submitted).
     pub(crate) fn available(&self) -> u32 {
-        self.in_ring.get()
+        self.in_ring.get() + self.returned.borrow().len() as u32
+    }
+
+    /// Makes receives from this ring take bundles (the kernel has them, and they are wanted).
+    pub(crate) fn set_bundles(&self, on: bool) {
+        self.bundles.set(on);
+    }
+
+    /// Whether receives from this ring take bundles.
+    pub(crate) fn bundles(&self) -> bool {
+        self.bundles.get()
+    }
+
+    /// The size of each buffer.
+    pub(crate) fn buf_size(&self) -> u32 {
+        self.buf_size
     }
 
     /// The iovec covering every buffer, for the registered-buffer table (so a received buffer
@@ -138,9 +192,11 @@ impl BufRing {
         len: u32,
         share: Option<Rc<RecvShare>>,
     ) -> Option<RecvBuf> {
-        if bid >= self.entries || len > self.buf_size {
+        if bid >= self.entries || len > self.buf_size || self.ours[bid as usize].get() {
+            log::error!("uring-vsock: a receive completion named buffer {bid} ({len} bytes), which is not in the ring");
             return None;
         }
+        self.ours[bid as usize].set(true);
         self.in_ring.set(self.in_ring.get() - 1);
         Some(RecvBuf {
             data: Data::Ring {
@@ -152,13 +208,53 @@ impl BufRing {
         })
     }
 
-    /// Puts buffer `bid` back at the tail: from here on it is the kernel's.
+    /// Takes the buffers of a bundle completion: `len` bytes from buffer `first` on, filling
+    /// each ring entry after it in turn, for the connection whose share `share` is. `None`
+    /// (nothing taken) if the completion names buffers that are not in the ring, which would
+    /// mean the ring's bookkeeping broke.
+    pub(crate) fn take_bundle(
+        self: &Rc<Self>,
+        first: u16,
+        len: u32,
+        share: &Rc<RecvShare>,
+    ) -> Option<Bundle> {
+        let count = len.div_ceil(self.buf_size);
+        let start = self.bid_pos.get(first as usize)?.get();
+        let in_ring = |i: u32| !self.ours[self.bid_at(start, i) as usize].get();
+        if count == 0 || count > self.in_ring.get() || !(0..count).all(in_ring) {
+            log::error!(
+                "uring-vsock: a receive bundle of {len} bytes from buffer {first} names buffers \
+                 the ring does not hold"
+            );
+            return None;
+        }
+        for i in 0..count {
+            self.ours[self.bid_at(start, i) as usize].set(true);
+        }
+        self.in_ring.set(self.in_ring.get() - count);
+        Some(Bundle {
+            ring: Rc::clone(self),
+            share: Rc::clone(share),
+            start,
+            next: 0,
+            count,
+            left: len,
+        })
+    }
+
+    /// The buffer id at ring position `start + i`.
+    fn bid_at(&self, start: u16, i: u32) -> u16 {
+        self.entry_bid[(start.wrapping_add(i as u16) & (self.entries - 1)) as usize].get()
+    }
+
+    /// Writes buffer `bid` into the entry at the tail and moves our tail past it; the kernel
+    /// sees it at the next [`store_tail`](Self::store_tail).
     fn push(&self, bid: u16) {
         let tail = self.tail.get();
         let idx = (tail & (self.entries - 1)) as usize;
         let base = self.entries_mem.as_ptr().cast::<RingEntry>();
         // SAFETY: idx < entries, so the entry lies inside entries_mem. The entry is past the
-        // published tail, so the kernel does not read it until the tail store below; fields are
+        // published tail, so the kernel does not read it until the tail store; fields are
         // written one by one so entry 0's `resv` (the shared tail) is not touched.
         unsafe {
             let entry = base.add(idx);
@@ -166,18 +262,25 @@ impl BufRing {
             std::ptr::addr_of_mut!((*entry).len).write(self.buf_size);
             std::ptr::addr_of_mut!((*entry).bid).write(bid);
         }
-        let new_tail = tail.wrapping_add(1);
-        self.tail.set(new_tail);
+        self.entry_bid[idx].set(bid);
+        self.bid_pos[bid as usize].set(tail);
+        self.ours[bid as usize].set(false);
+        self.tail.set(tail.wrapping_add(1));
         self.in_ring.set(self.in_ring.get() + 1);
+    }
+
+    /// Publishes our tail to the kernel.
+    fn store_tail(&self) {
         // SAFETY: the tail is a 2-byte aligned u16 at offset 14 of the page-aligned mapping,
-        // which the kernel reads atomically; the release store publishes the entry written above.
+        // which the kernel reads atomically; the release store publishes the entries written
+        // before it.
         unsafe {
             let tail_ptr = self
                 .entries_mem
                 .as_ptr()
                 .add(TAIL_OFFSET)
                 .cast::<AtomicU16>();
-            (*tail_ptr).store(new_tail, Ordering::Release);
+            (*tail_ptr).store(self.tail.get(), Ordering::Release);
         }
     }
 
@@ -186,6 +289,57 @@ impl BufRing {
         self.bufs
             .as_ptr()
             .wrapping_add(bid as usize * self.buf_size as usize)
+    }
+}
+
+/// The buffers of one bundle completion, already ours, handed out in order as [`RecvBuf`]s;
+/// those not handed out go back to the ring when it is dropped.
+pub(crate) struct Bundle {
+    ring: Rc<BufRing>,
+    share: Rc<RecvShare>,
+    start: u16,
+    next: u32,
+    count: u32,
+    /// Received bytes not yet handed out.
+    left: u32,
+}
+
+impl Bundle {
+    /// How many buffers the bundle holds.
+    pub(crate) fn len(&self) -> u32 {
+        self.count
+    }
+}
+
+impl Iterator for Bundle {
+    type Item = RecvBuf;
+
+    fn next(&mut self) -> Option<RecvBuf> {
+        if self.next == self.count {
+            return None;
+        }
+        let bid = self.ring.bid_at(self.start, self.next);
+        let len = self.left.min(self.ring.buf_size);
+        self.next += 1;
+        self.left -= len;
+        Some(RecvBuf {
+            data: Data::Ring {
+                ring: Rc::clone(&self.ring),
+                bid,
+            },
+            len,
+            share: Some(Rc::clone(&self.share)),
+        })
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        // Each buffer not handed out is given back (to the ring and to the share) as a
+        // dropped RecvBuf would be.
+        for buf in self.by_ref() {
+            drop(buf);
+        }
     }
 }
 
@@ -272,7 +426,7 @@ impl fmt::Debug for RecvBuf {
 impl Drop for RecvBuf {
     fn drop(&mut self) {
         if let Data::Ring { ring, bid } = &self.data {
-            ring.push(*bid);
+            ring.returned.borrow_mut().push(*bid);
         }
         if let Some(share) = &self.share {
             share.give_back();

@@ -96,6 +96,7 @@ impl Default for EngineBuilder {
                 sends_per_conn: 16,
                 zero_copy_threshold: DEFAULT_ZERO_COPY_THRESHOLD,
                 task_run: None,
+                recv_bundles: true,
                 on_thread_start: None,
                 socket: SocketSettings::default(),
             },
@@ -209,6 +210,16 @@ impl EngineBuilder {
     /// one against another); [`build`](Self::build) fails if the kernel refuses it.
     pub fn task_run(mut self, mode: TaskRunMode) -> Self {
         self.settings.task_run = Some(mode);
+        self
+    }
+
+    /// Whether receives take bundles of buffers (default on where the kernel has
+    /// `IORING_FEAT_RECVSEND_BUNDLE`, 6.10+): each receive is then a single receive whose
+    /// one completion carries as many ring buffers as the socket had data for, up to what is
+    /// left of the connection's share. Off: multishot receives, one buffer per completion
+    /// (to measure one against the other).
+    pub fn recv_bundles(mut self, on: bool) -> Self {
+        self.settings.recv_bundles = on;
         self
     }
 

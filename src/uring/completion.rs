@@ -1,16 +1,8 @@
-//! The one place that turns a completion's `res` into an [`io::Result`], with a message that
+//! The one place that turns a completion's errno into an [`io::Error`], with a message that
 //! says what happened in engine terms (e.g. `ENOBUFS` on a receive means the worker's
 //! provided-buffer ring ran dry, which the engine treats as backpressure).
 
 use std::io;
-
-/// A CQE's `res`: the count on success, or an error naming the operation.
-pub(crate) fn cqe_result(op: &'static str, res: i32) -> io::Result<u32> {
-    if res >= 0 {
-        return Ok(res as u32);
-    }
-    Err(errno_error(op, -res))
-}
 
 /// An [`io::Error`] for errno `errno` of operation `op`. A plain OS error keeps its errno
 /// (`raw_os_error`); one the engine has more to say about (`ENOBUFS`, `ECANCELED`,
@@ -33,15 +25,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn results_and_messages() {
-        assert_eq!(cqe_result("recv", 17).unwrap(), 17);
-        let e = cqe_result("recv", -libc::ENOBUFS).unwrap_err();
+    fn errors_and_messages() {
+        let e = errno_error("recv", libc::ENOBUFS);
         assert!(
             e.to_string().contains("provided-buffer ring was empty"),
             "{e}"
         );
         assert!(e.to_string().starts_with("recv: "), "{e}");
-        let e = cqe_result("send", -libc::ECONNRESET).unwrap_err();
+        let e = errno_error("send", libc::ECONNRESET);
         assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
         assert_eq!(
             e.raw_os_error(),

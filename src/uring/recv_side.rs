@@ -64,6 +64,11 @@ impl RecvShare {
         }
     }
 
+    /// Buffers the connection may still take before its share is full (at least one).
+    pub(crate) fn room(&self) -> u32 {
+        self.limit.saturating_sub(self.held.get()).max(1)
+    }
+
     /// Whether receiving is stopped for the share.
     pub(crate) fn throttled(&self) -> bool {
         self.throttled.get()
@@ -72,7 +77,8 @@ impl RecvShare {
 
 /// The receive the kernel has for this connection.
 pub(crate) enum Armed {
-    /// A multishot receive picking buffers from the worker's ring.
+    /// A receive picking buffers from the worker's ring: multishot (one buffer per
+    /// completion), or a single bundle receive (several).
     Ring,
     /// A single receive into this buffer of the connection's own (the ring was empty); the
     /// buffer stays here, untouched, until the receive's completion.
@@ -81,11 +87,40 @@ pub(crate) enum Armed {
 
 /// Which receive to submit.
 pub(crate) enum Arm {
-    /// A multishot receive from the ring.
+    /// A receive from the ring (multishot, or a single bundle receive).
     Ring,
     /// A receive into the connection's own buffer at `ptr`, `len` bytes (held in the state
     /// until the completion).
     Own { ptr: *mut u8, len: usize },
+}
+
+/// What a receive completion was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecvEvent {
+    /// `n` bytes arrived.
+    Data(usize),
+    /// The peer shut down its write side; `first`: not seen before.
+    Eof { first: bool },
+    /// The ring was empty (`ENOBUFS`); the receive ended and is re-armed.
+    NoBuffers,
+    /// The receive was cancelled (pause, share full, close).
+    Cancelled,
+    /// The receive failed with this errno: the connection closes.
+    Failed(i32),
+}
+
+/// What follows a receive completion.
+#[derive(Debug)]
+pub(crate) struct RecvStep {
+    pub(crate) event: RecvEvent,
+    /// The completion filled the connection's share (counted once per throttle).
+    pub(crate) share_filled: bool,
+    /// Cancel the armed multishot receive (the share is full): once per receive.
+    pub(crate) cancel: bool,
+    /// The connection's own buffer, back from the kernel (it holds the `Data` bytes).
+    pub(crate) own: Option<Box<[u8]>>,
+    /// The receive is over (no `F_MORE`): arm the next one if [`RecvSide::arm`] allows.
+    pub(crate) ended: bool,
 }
 
 /// The receive direction of one connection.
@@ -149,9 +184,41 @@ impl RecvSide {
         matches!(self.armed, Some(Armed::Ring)) && !std::mem::replace(&mut self.cancelling, true)
     }
 
+    /// Takes a completion of the armed receive: `res` and `more` (`IORING_CQE_F_MORE`) as the
+    /// kernel gave them, and `ring_bufs`, how many ring buffers it handed over (the caller
+    /// took them; each counts against the share, and goes back to it on drop).
+    pub(crate) fn complete(&mut self, res: i32, more: bool, ring_bufs: u32) -> RecvStep {
+        // A receive into the connection's own buffer gives it back with its completion.
+        let own = if more { None } else { self.ended() };
+        let given = ring_bufs + u32::from(own.is_some() && res > 0);
+        let mut share_filled = false;
+        for _ in 0..given {
+            share_filled |= self.share.take();
+        }
+        // The connection holds its whole share: it stops receiving (alone) until it gives
+        // half back; the rest waits in its socket.
+        let cancel = share_filled && self.cancel_armed();
+        let event = match res {
+            0 => RecvEvent::Eof {
+                first: !std::mem::replace(&mut self.eof, true),
+            },
+            n if n > 0 => RecvEvent::Data(n as usize),
+            e if e == -libc::ENOBUFS => RecvEvent::NoBuffers,
+            e if e == -libc::ECANCELED => RecvEvent::Cancelled,
+            e => RecvEvent::Failed(-e),
+        };
+        RecvStep {
+            event,
+            share_filled,
+            cancel,
+            own,
+            ended: !more,
+        }
+    }
+
     /// The receive's final completion is in: returns the connection's own buffer if it was
     /// a receive into one (the kernel is done with it).
-    pub(crate) fn ended(&mut self) -> Option<Box<[u8]>> {
+    fn ended(&mut self) -> Option<Box<[u8]>> {
         self.cancelling = false;
         match self.armed.take() {
             Some(Armed::Own(b)) => Some(b),
@@ -163,11 +230,6 @@ impl RecvSide {
     #[cfg(test)]
     pub(crate) fn armed_own(&self) -> bool {
         matches!(self.armed, Some(Armed::Own(_)))
-    }
-
-    /// The peer's EOF: no receive after it.
-    pub(crate) fn set_eof(&mut self) {
-        self.eof = true;
     }
 
     /// Pauses receiving; returns whether the receive in the kernel must be cancelled.
@@ -194,6 +256,10 @@ impl RecvSide {
 }
 
 #[cfg(test)]
+#[path = "recv_side_model_tests.rs"]
+mod model_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -208,12 +274,22 @@ mod tests {
         let (mut r, list) = side(4);
         assert!(matches!(r.arm(10, 64), Some(Arm::Ring)));
         for i in 1..=4 {
-            assert_eq!(r.share.take(), i == 4, "fills at the limit");
+            let step = r.complete(64, true, 1);
+            assert_eq!(step.share_filled, i == 4, "fills at the limit");
+            assert_eq!(
+                step.cancel,
+                i == 4,
+                "the multishot receive is cancelled at the limit"
+            );
         }
-        assert!(r.cancel_armed(), "the multishot receive is cancelled");
-        assert!(!r.share.take(), "a late buffer: already throttled");
-        assert!(!r.cancel_armed(), "cancel only once");
-        assert!(r.ended().is_none());
+        let late = r.complete(64, true, 1);
+        assert!(
+            !late.share_filled && !late.cancel,
+            "a late buffer: already throttled, cancel once"
+        );
+        let end = r.complete(-libc::ECANCELED, false, 0);
+        assert_eq!(end.event, RecvEvent::Cancelled);
+        assert!(end.ended && end.own.is_none());
         assert!(r.arm(10, 64).is_none(), "throttled: no receive");
         for _ in 0..2 {
             r.share.give_back();
@@ -227,13 +303,23 @@ mod tests {
     #[test]
     fn an_empty_ring_arms_a_receive_into_an_own_buffer() {
         let (mut r, _) = side(4);
-        let Some(Arm::Own { len, .. }) = r.arm(0, 4096) else {
+        let Some(Arm::Own { ptr, len }) = r.arm(0, 4096) else {
             panic!("expected an own-buffer receive");
         };
         assert_eq!(len, 4096);
         assert!(r.armed_own());
         assert!(r.arm(0, 4096).is_none(), "one receive at a time");
-        assert_eq!(r.ended().map(|b| b.len()), Some(4096));
+        let step = r.complete(100, false, 0);
+        assert_eq!(step.event, RecvEvent::Data(100));
+        let own = step
+            .own
+            .expect("the own buffer comes back with the completion");
+        assert_eq!((own.as_ptr(), own.len()), (ptr.cast_const(), 4096));
+        assert_eq!(
+            r.share.held.get(),
+            1,
+            "the own buffer counts against the share"
+        );
         assert!(!r.is_armed());
     }
 
@@ -243,12 +329,12 @@ mod tests {
         assert!(r.arm(1, 64).is_some());
         assert!(r.pause(), "armed: cancel");
         assert!(!r.pause(), "cancel only once");
-        r.ended();
+        r.complete(-libc::ECANCELED, false, 0);
         assert!(r.arm(1, 64).is_none());
         r.resume();
         assert!(r.arm(1, 64).is_some());
-        r.ended();
-        r.set_eof();
+        let eof = r.complete(0, false, 0);
+        assert_eq!(eof.event, RecvEvent::Eof { first: true });
         assert!(r.arm(1, 64).is_none());
         assert!(!r.close(), "nothing armed: nothing to cancel");
     }

@@ -43,14 +43,17 @@ pub struct RingFeatures {
     /// Whether the kernel keeps completions that overflow the completion queue
     /// (`IORING_FEAT_NODROP`) instead of dropping them.
     pub no_drop: bool,
+    /// Whether receives can take bundles of provided buffers (`IORING_FEAT_RECVSEND_BUNDLE`,
+    /// 6.10+); used unless the builder's `recv_bundles(false)`.
+    pub recv_bundle: bool,
 }
 
 impl fmt::Display for RingFeatures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "task run {:?}, registered ring fd {}, send_zc {}, nodrop {}",
-            self.task_run, self.registered_ring_fd, self.send_zc, self.no_drop
+            "task run {:?}, registered ring fd {}, send_zc {}, nodrop {}, recv bundles {}",
+            self.task_run, self.registered_ring_fd, self.send_zc, self.no_drop, self.recv_bundle
         )
     }
 }
@@ -114,6 +117,7 @@ pub(crate) fn probe(sq: u32, cq: u32, forced: Option<TaskRunMode>) -> io::Result
                     registered_ring_fd,
                     send_zc: probe.is_supported(opcode::SendZc::CODE),
                     no_drop: ring.params().is_feature_nodrop(),
+                    recv_bundle: ring.params().is_feature_recvsend_bundle(),
                 });
             }
             // EINVAL: this kernel does not know the flags; try the next mode.

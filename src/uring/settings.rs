@@ -32,6 +32,8 @@ pub(crate) struct Settings {
     pub(crate) sends_per_conn: usize,
     pub(crate) zero_copy_threshold: usize,
     pub(crate) task_run: Option<TaskRunMode>,
+    /// Receive bundles wanted (used where the kernel has them).
+    pub(crate) recv_bundles: bool,
     pub(crate) on_thread_start: Option<ThreadHook>,
     pub(crate) socket: SocketSettings,
 }

@@ -31,6 +31,7 @@ pub(crate) struct WorkerStats {
     pub recv_share_pauses: AtomicU64,
     pub own_buffer_recvs: AtomicU64,
     pub stray_notifs: AtomicU64,
+    pub recv_bundle_bufs: AtomicU64,
 }
 
 impl WorkerStats {
@@ -65,6 +66,7 @@ impl WorkerStats {
             recv_share_pauses: g(&self.recv_share_pauses),
             own_buffer_recvs: g(&self.own_buffer_recvs),
             stray_notifs: g(&self.stray_notifs),
+            recv_bundle_bufs: g(&self.recv_bundle_bufs),
         }
     }
 }
@@ -134,6 +136,8 @@ pub struct EngineStats {
     pub own_buffer_recvs: u64,
     /// Zero-copy notifications that no send was waiting for (the kernel posts one for a zero-copy send cut from its chain although its completion promised none); ignored.
     pub stray_notifs: u64,
+    /// Receive buffers that arrived in bundles of two or more (one completion carrying several ring buffers; see [`EngineBuilder::recv_bundles`](crate::uring::EngineBuilder::recv_bundles)).
+    pub recv_bundle_bufs: u64,
 }
 
 impl std::iter::Sum for EngineStats {
@@ -163,6 +167,7 @@ impl std::iter::Sum for EngineStats {
             recv_share_pauses: a.recv_share_pauses + b.recv_share_pauses,
             own_buffer_recvs: a.own_buffer_recvs + b.own_buffer_recvs,
             stray_notifs: a.stray_notifs + b.stray_notifs,
+            recv_bundle_bufs: a.recv_bundle_bufs + b.recv_bundle_bufs,
         })
     }
 }

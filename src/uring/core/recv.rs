@@ -2,22 +2,28 @@
 //! says (multishot from the ring, or into an own buffer), takes the completions, throttles
 //! and resumes for the buffer share, and hands buffers to the handler.
 
+use std::io;
 use std::rc::Rc;
 
-use io_uring::{cqueue, opcode, types};
+use io_uring::{cqueue, opcode, squeue, types};
 
 use super::super::buf_ring::RecvBuf;
-use super::super::completion::cqe_result;
+use super::super::completion::errno_error;
 use super::super::conn::CloseReason;
 use super::super::op::{Kind, Op};
-use super::super::recv_side::Arm;
+use super::super::recv_side::{Arm, RecvEvent};
 use super::super::stats::WorkerStats;
 use super::Core;
+
+/// `IORING_RECVSEND_BUNDLE`, as the receive's `ioprio` (the crate's bundle opcode has no
+/// length field, which caps the bundle).
+const RECVSEND_BUNDLE: u16 = 16;
 
 impl Core {
     pub(super) fn arm_recv(&mut self, index: u32) {
         let (free, own_size) = (self.bufs.available(), self.cfg.recv_buffer_size);
         let (gen, bgid) = (self.gen(index), self.bufs.bgid());
+        let (bundles, buf_size) = (self.bufs.bundles(), self.bufs.buf_size());
         let Some(c) = self
             .slots
             .get_mut(index as usize)
@@ -30,6 +36,17 @@ impl Core {
         }
         let entry = match c.recv.arm(free, own_size) {
             None => return,
+            Some(Arm::Ring) if bundles => {
+                // A single bundle receive of at most the buffers left in the connection's
+                // share, so its share holds exactly. (Multishot bundles would need the
+                // kernel's per-completion cap, which lost a peer's EOF on 6.18.)
+                let cap = c.recv.share.room().saturating_mul(buf_size);
+                opcode::Recv::new(types::Fd(c.fd), std::ptr::null_mut(), cap)
+                    .ioprio(RECVSEND_BUNDLE)
+                    .buf_group(bgid)
+                    .build()
+                    .flags(squeue::Flags::BUFFER_SELECT)
+            }
             Some(Arm::Ring) => opcode::RecvMulti::new(types::Fd(c.fd), bgid).build(),
             Some(Arm::Own { ptr, len }) => {
                 WorkerStats::add(&self.stats.own_buffer_recvs, 1);
@@ -55,6 +72,7 @@ impl Core {
 
     pub(super) fn on_recv_cqe(&mut self, index: u32, res: i32, flags: u32) {
         let more = cqueue::more(flags);
+        let gen = self.gen(index);
         let Some(c) = self
             .slots
             .get_mut(index as usize)
@@ -62,57 +80,82 @@ impl Core {
         else {
             return;
         };
-        // A receive into the connection's own buffer gives it back with its completion.
-        let own = if more {
-            None
-        } else {
-            c.ops -= 1;
-            c.recv.ended()
-        };
-        // Take the buffer first: whatever happens next, it goes back on drop.
-        let share = Some(Rc::clone(&c.recv.share));
-        let buf = match cqueue::buffer_select(flags) {
-            Some(bid) => self.bufs.take(bid, res.max(0) as u32, share),
-            None => own
-                .filter(|_| res > 0)
-                .map(|b| RecvBuf::own(b, res as usize, share)),
-        };
-        let mut cancel = false;
-        if buf.is_some() && c.recv.share.take() {
-            // The connection holds its whole share: it stops receiving (alone) until it
-            // gives half back; the rest waits in its socket.
-            WorkerStats::add(&self.stats.recv_share_pauses, 1);
-            cancel = c.recv.cancel_armed();
+        // Take the ring's buffers first: whatever happens next, they go back on drop. A
+        // bundle's buffers are the ring entries from the named one on; a bundle completion
+        // without data (res <= 0) took none, whatever buffer it names.
+        let share = Rc::clone(&c.recv.share);
+        let (mut ring_buf, mut bundle, mut broken) = (None, None, false);
+        match cqueue::buffer_select(flags) {
+            Some(bid) if self.bufs.bundles() && res > 0 => {
+                bundle = self.bufs.take_bundle(bid, res as u32, &share);
+                broken = bundle.is_none();
+            }
+            Some(_) if self.bufs.bundles() => {}
+            Some(bid) => {
+                ring_buf = self
+                    .bufs
+                    .take(bid, res.max(0) as u32, Some(Rc::clone(&share)));
+            }
+            None => {}
         }
-        if cancel {
-            let gen = self.gen(index);
+        let taken = bundle.as_ref().map_or(0, |b| b.len()) + u32::from(ring_buf.is_some());
+        if bundle.as_ref().is_some_and(|b| b.len() > 1) {
+            WorkerStats::add(&self.stats.recv_bundle_bufs, u64::from(taken));
+        }
+        let step = c.recv.complete(res, more, taken);
+        if step.ended {
+            c.ops -= 1;
+        }
+        let buf = ring_buf.or_else(|| {
+            step.own
+                .filter(|_| res > 0)
+                .map(|b| RecvBuf::own(b, res as usize, Some(share)))
+        });
+        if step.share_filled {
+            WorkerStats::add(&self.stats.recv_share_pauses, 1);
+        }
+        if step.cancel {
             self.cancel(Op::new(Kind::Recv, gen, index), index);
         }
         let c = self.conn_mut(index).expect("live");
         let closing = c.closing.is_some();
-        match cqe_result("recv", res) {
+        match step.event {
             // EOF, whether or not a buffer came with it (dropped: it holds nothing).
-            Ok(0) => {
+            RecvEvent::Eof { first } => {
                 drop(buf);
-                if !closing && !c.recv.eof() {
-                    c.recv.set_eof();
+                if first && !closing {
                     self.call(index, |h, conn| h.on_peer_shutdown(conn));
                 }
             }
-            Ok(n) => {
+            RecvEvent::Data(_) if broken => {
+                let peer = c.peer.clone();
+                let e = io::Error::other(
+                    "recv: a bundle completion named buffers the ring does not hold",
+                );
+                self.begin_close(index, CloseReason::from_io("recv", &peer, e));
+            }
+            RecvEvent::Data(n) => {
                 WorkerStats::add(&self.stats.recv_bytes, n as u64);
-                if let (false, Some(buf)) = (closing, buf) {
-                    self.call(index, |h, conn| h.on_recv(conn, buf));
+                let mut bufs = buf.into_iter().chain(bundle.iter_mut().flatten());
+                if !closing {
+                    for buf in bufs.by_ref() {
+                        self.call(index, |h, conn| h.on_recv(conn, buf));
+                        // The handler may have closed the connection: the rest is dropped.
+                        if self.conn_mut(index).is_none_or(|c| c.closing.is_some()) {
+                            break;
+                        }
+                    }
                 }
             }
-            Err(_) if res == -libc::ENOBUFS => WorkerStats::add(&self.stats.enobufs, 1),
-            Err(_) if res == -libc::ECANCELED => WorkerStats::add(&self.stats.recvs_cancelled, 1),
-            Err(e) => {
+            RecvEvent::NoBuffers => WorkerStats::add(&self.stats.enobufs, 1),
+            RecvEvent::Cancelled => WorkerStats::add(&self.stats.recvs_cancelled, 1),
+            RecvEvent::Failed(errno) => {
                 let peer = c.peer.clone();
+                let e = errno_error("recv", errno);
                 self.begin_close(index, CloseReason::from_io("recv", &peer, e));
             }
         }
-        if !more {
+        if step.ended {
             self.arm_recv(index);
         }
         self.maybe_finish(index);

@@ -111,6 +111,7 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         bufs.register(&ring.submitter())
             .map_err(|e| step(e, format!("register_buf_ring ({recvs} entries)")))?;
         bufs.fill();
+        bufs.set_bundles(init.features.recv_bundle && cfg.recv_bundles);
         Ok((pool, bufs, ring))
     };
     let (pool, bufs, ring) = match setup() {
@@ -274,6 +275,12 @@ impl Worker {
             for cqe in &mut cq {
                 work = true;
                 self.dispatch(cqe.user_data(), cqe.result(), cqe.flags());
+            }
+            // Returned receive buffers go back into the ring once every completion the
+            // kernel posted is seen (a bundle names its later buffers by ring position).
+            cq.sync();
+            if cq.is_empty() && !sq.cq_overflow() {
+                self.core.bufs.publish();
             }
             self.core.rearm_resumed();
             if self.stopping {
