@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub mod activation;
 pub mod engine_path;
 pub mod path;
+pub mod virtio;
+pub mod virtio_control;
 
 use uring_vsock::{Endpoint, VsockAddr};
 
