@@ -12,6 +12,8 @@ pub mod activation;
 pub mod engine_path;
 pub mod path;
 pub mod sockopt;
+pub mod virtio;
+pub mod virtio_control;
 
 use uring_vsock::{Endpoint, VsockAddr};
 
