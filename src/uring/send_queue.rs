@@ -278,6 +278,8 @@ impl SendQueue {
             // SEND_ZC is not supported on this family (AF_UNIX): copy from now on.
             self.zc_ok = false;
         } else {
+            // Every other error fails the connection, `ENOBUFS` too: on a send it means the
+            // kernel reset the connection (see `errno_error`), so there is nothing to retry.
             let e = errno_error("send", -res);
             failed = Some(io::Error::new(e.kind(), e.to_string()));
             c.outcome = Some(Err(partial(e, c)));

@@ -1,7 +1,12 @@
 //! Model-based property tests of [`SendQueue`]: random sequences of pushes, chain starts,
-//! completions (full, short, `EOPNOTSUPP`, errors, link cancels), zero-copy notifications
+//! completions (full, short, `EOPNOTSUPP`, errors, `ENOBUFS` resets, link cancels), zero-copy
+//! notifications
 //! (due and stray), closes and deliveries, against a simulated kernel that executes a chain
 //! in order and a model of the byte stream.
+//!
+//! `ENOBUFS` on a send is the kernel resetting the connection (vsock, Linux 6.12.94+: see
+//! `completion.rs`): the model's socket is dead after it, so a send submitted after one (a
+//! retry) fails the test, and the connection must fail with a reset.
 //!
 //! Invariants: the bytes the kernel writes are exactly a prefix of the bytes pushed, in order,
 //! never twice; every buffer comes back exactly once, and never while a notification is
@@ -18,7 +23,8 @@ use super::{PartialSend, SendEvent, SendQueue, SendSettings, SubmitSend};
 enum Step {
     Push(usize),
     Start,
-    /// The chain's head completes: 0 full, 1 short, 2 EOPNOTSUPP (zero-copy only), 3 EPIPE.
+    /// The chain's head completes: 0 full, 1 short, 2 EOPNOTSUPP (zero-copy only), 3 EPIPE,
+    /// 5 ENOBUFS (the kernel reset the connection).
     Complete(u8, usize),
     Notif,
     Close(usize),
@@ -30,6 +36,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (1usize..4096).prop_map(Step::Push),
         3 => Just(Step::Start),
         5 => (0u8..4, any::<usize>()).prop_map(|(k, n)| Step::Complete(k, n)),
+        1 => any::<usize>().prop_map(|n| Step::Complete(5, n)),
         2 => Just(Step::Notif),
         1 => any::<usize>().prop_map(Step::Close),
         2 => Just(Step::Deliver),
@@ -43,6 +50,8 @@ struct Kernel {
     stream: Vec<u8>,
     /// (seq, buffer address) of notifications due; `stray`: posted although not promised.
     notifs: Vec<(u32, usize, bool)>,
+    /// The socket was reset (a send failed with `ENOBUFS`): no send may run on it again.
+    reset: bool,
 }
 
 struct World {
@@ -116,6 +125,10 @@ impl World {
                 self.q.start(&self.settings, &mut chain);
                 if !chain.is_empty() {
                     assert!(self.k.chain.is_empty(), "a chain started while one runs");
+                    assert!(
+                        !self.k.reset,
+                        "a send submitted after ENOBUFS reset the connection (retried)"
+                    );
                     assert!(!chain.last().unwrap().link, "the last send is not linked");
                     assert!(chain[..chain.len() - 1].iter().all(|s| s.link));
                 }
@@ -153,6 +166,10 @@ impl World {
             }
             2 if s.zc => (-libc::EOPNOTSUPP, 0),
             3 => (-libc::EPIPE, 0),
+            5 => {
+                self.k.reset = true;
+                (-libc::ENOBUFS, 0)
+            }
             // A cancel: nothing, or part of it already written (the kernel reports that).
             4 if n % 2 == 1 && len > 1 => {
                 let k = 1 + n % (len - 1);
@@ -171,6 +188,15 @@ impl World {
         }
         let failed = written < len;
         let ev = self.q.on_complete(s.seq, res, more);
+        if res == -libc::ENOBUFS {
+            match &ev {
+                SendEvent::Failed(e) => assert!(
+                    e.to_string().contains("reset the connection"),
+                    "ENOBUFS fails the connection, saying it was reset: {e}"
+                ),
+                SendEvent::Nothing => panic!("ENOBUFS did not fail the connection"),
+            }
+        }
         self.on_event(ev);
         if failed {
             // The link is cut: every later send of the chain is cancelled unrun. A cut

@@ -32,6 +32,7 @@ pub(crate) struct WorkerStats {
     pub own_buffer_recvs: AtomicU64,
     pub stray_notifs: AtomicU64,
     pub recv_bundle_bufs: AtomicU64,
+    pub send_overflow_resets: AtomicU64,
 }
 
 impl WorkerStats {
@@ -67,6 +68,7 @@ impl WorkerStats {
             own_buffer_recvs: g(&self.own_buffer_recvs),
             stray_notifs: g(&self.stray_notifs),
             recv_bundle_bufs: g(&self.recv_bundle_bufs),
+            send_overflow_resets: g(&self.send_overflow_resets),
         }
     }
 }
@@ -138,6 +140,12 @@ pub struct EngineStats {
     pub stray_notifs: u64,
     /// Receive buffers that arrived in bundles of two or more (one completion carrying several ring buffers; see [`EngineBuilder::recv_bundles`](crate::uring::EngineBuilder::recv_bundles)).
     pub recv_bundle_bufs: u64,
+    /// Sends that failed with `ENOBUFS`: the kernel had reset the connection because more
+    /// packets waited unread in its receive queue than its buffer size allows (vsock on
+    /// Linux 6.12.94+, when a peer sends small packets while the connection is not read).
+    /// Each closed its connection with that error; the stream had lost data, so nothing is
+    /// retried.
+    pub send_overflow_resets: u64,
 }
 
 impl std::iter::Sum for EngineStats {
@@ -168,6 +176,7 @@ impl std::iter::Sum for EngineStats {
             own_buffer_recvs: a.own_buffer_recvs + b.own_buffer_recvs,
             stray_notifs: a.stray_notifs + b.stray_notifs,
             recv_bundle_bufs: a.recv_bundle_bufs + b.recv_bundle_bufs,
+            send_overflow_resets: a.send_overflow_resets + b.send_overflow_resets,
         })
     }
 }

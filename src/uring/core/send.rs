@@ -139,6 +139,11 @@ impl Core {
         if res == -libc::EOPNOTSUPP {
             WorkerStats::add(&self.stats.zero_copy_fallbacks, 1);
         }
+        if res == -libc::ENOBUFS {
+            // Not backpressure: the kernel reset the connection (see `errno_error`), and the
+            // queue fails it.
+            WorkerStats::add(&self.stats.send_overflow_resets, 1);
+        }
         let event = c.send.on_complete(seq, res, cqueue::more(flags));
         // Closing: the chain's next send is running now; stop it too.
         self.cancel_send_head(index);

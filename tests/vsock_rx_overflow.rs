@@ -1,0 +1,118 @@
+//! What the test VM's kernel does to a vsock stream whose receiver stops reading while its peer
+//! sends small packets: the reason an engine send can fail with `ENOBUFS` (errno 105).
+//!
+//! Credit bounds the bytes a peer may have queued (the receiver's buffer size, 256 KiB by
+//! default), not the packets. Since Linux 6.12.92/6.12.94 (`059b7dbd20a6`, `a4f0b001782b`,
+//! `c6087c5aaad6`: the mitigation of CVE-2026-23086) the virtio transports also bound the
+//! receive queue to `buffer size / SKB_TRUESIZE(0)` packets (about 455 at the default), and a
+//! packet past that resets the connection: the receiver's socket gets `sk_err = ENOBUFS`
+//! (its next send fails with it) and the sender an RST. Packets of 128 bytes or less are merged
+//! into the queue's last one, so it takes packets of 129 to ~575 bytes to get there with bytes
+//! of credit left. That is no transient backpressure: the packet is dropped and the stream is
+//! over, so a send that fails with it must not be retried.
+//!
+//! Over vsock in the test VM only (`tools/vm-test --test vsock_rx_overflow`).
+
+mod util;
+
+use std::io::{self, Read, Write};
+use std::thread;
+use std::time::Duration;
+
+use uring_vsock::blocking::{Listener, Stream};
+use util::{bind_endpoint, connect_endpoint, require_vm, TempDir, Transport};
+
+/// Bytes per write: above the 128 B the kernel merges, below the ~576 B an skb costs.
+const PIECE: usize = 300;
+/// Writes: ~680 packets, past the ~455 the default buffer allows queued, in 200 KiB, well
+/// under the 256 KiB credit (no write ever waits for it).
+const PIECES: usize = 683;
+const TOTAL: usize = PIECE * PIECES;
+
+/// A connected pair whose server has had `TOTAL` bytes sent to it in `PIECE`-byte writes
+/// without reading; returns (client, server, the client's write error).
+fn flood_unread() -> (Stream, Stream, Option<io::Error>) {
+    require_vm();
+    let dir = TempDir::new();
+    let l = Listener::bind(&bind_endpoint(Transport::Vsock, &dir)).unwrap();
+    let ep = connect_endpoint(&l.local_addr().unwrap());
+    let mut client = Stream::connect(&ep).unwrap();
+    let (server, _) = l.accept().unwrap();
+    for s in [&client, &server] {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    }
+    let piece = [0x5au8; PIECE];
+    let werr = (0..PIECES).find_map(|_| client.write_all(&piece).err());
+    // Loopback delivers asynchronously: give its worker time to queue the last packets.
+    thread::sleep(Duration::from_millis(500));
+    (client, server, werr)
+}
+
+/// Reads until EOF, an error (kept, with how often it repeats), or every byte sent.
+fn drain(server: &mut Stream) -> (usize, Vec<io::Error>) {
+    let (mut got, mut errs) = (0, Vec::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    while errs.len() < 3 {
+        match server.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got += n;
+                if got >= TOTAL {
+                    break;
+                }
+            }
+            Err(e) => errs.push(e),
+        }
+    }
+    (got, errs)
+}
+
+#[test]
+#[ignore = "needs vsock: run with tools/vm-test"]
+fn vsock_small_packets_to_a_reader_that_waits_reset_the_stream() {
+    let (_client, mut server, werr) = flood_unread();
+    let serr = server.write_all(b"x").err();
+    let (got, rerrs) = drain(&mut server);
+    println!(
+        "client write error: {werr:?}; server send error: {serr:?}; \
+         server read {got} of {TOTAL} bytes, then errors {rerrs:?}"
+    );
+    match serr {
+        // The kernel bounds the receive queue's packets (6.12.94+): the stream was reset.
+        Some(e) => {
+            assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "server send: {e}");
+            assert!(got < TOTAL, "a reset stream delivered every byte ({got})");
+        }
+        // An older kernel: credit alone bounds the queue, every byte arrives.
+        None => {
+            assert!(werr.is_none(), "client write: {werr:?}");
+            assert_eq!(got, TOTAL, "bytes lost without a reset");
+        }
+    }
+}
+
+/// The same reset seen by a receive first: what a reader gets (the engine's receive sees it).
+#[test]
+#[ignore = "needs vsock: run with tools/vm-test"]
+fn vsock_small_packets_reset_seen_by_a_read() {
+    let (_client, mut server, werr) = flood_unread();
+    let (got, rerrs) = drain(&mut server);
+    let serr = server.write_all(b"x").err();
+    println!(
+        "client write error: {werr:?}; server read {got} of {TOTAL} bytes, then errors \
+         {rerrs:?}; server send error then: {serr:?}"
+    );
+    if got < TOTAL {
+        // Reset: after what was queued, every read fails with ENOBUFS (a read does not clear
+        // the socket's error, so a reader that takes it for "no buffers, try again" spins),
+        // and so does the next send.
+        assert_eq!(rerrs.len(), 3, "reads after the reset: {rerrs:?}");
+        for e in rerrs.iter().chain(&serr) {
+            assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
+        }
+        assert!(serr.is_some(), "a send on a reset stream succeeded");
+    } else {
+        assert!(rerrs.is_empty() && serr.is_none(), "{rerrs:?} {serr:?}");
+    }
+}
