@@ -1,15 +1,16 @@
-//! Receive bundles: with them (where the kernel has capped multishot bundle receives) one
-//! completion carries several ring buffers; without them, one. Either way every byte arrives
-//! in order, checked end to end, over unix and tcp.
+//! Receive bundles: where the kernel's bundle receives fill several buffers
+//! (`RingFeatures::recv_bundle`, tried at build), a unix connection's completions carry
+//! several ring buffers; tcp connections and `recv_bundles(false)` take one buffer per
+//! completion (multishot). Either way every byte arrives in order, checked end to end.
 
 mod engine_support;
 mod util;
 
 use engine_support::{echo_client, Echo, MIB};
-use uring_vsock::uring::Engine;
+use uring_vsock::uring::{Engine, EngineStats};
 use util::{bind_endpoint, TempDir, Transport};
 
-fn echo_with(t: Transport, bundles: bool) -> uring_vsock::uring::EngineStats {
+fn echo_with(t: Transport, bundles: bool) -> EngineStats {
     let dir = TempDir::new();
     let e = Engine::builder()
         .workers(1)
@@ -26,33 +27,32 @@ fn echo_with(t: Transport, bundles: bool) -> uring_vsock::uring::EngineStats {
     s
 }
 
-fn bundles_used_where_the_kernel_has_them(t: Transport) {
-    let have = Engine::builder()
-        .workers(1)
-        .build()
-        .expect("engine")
-        .features()
-        .recv_bundle;
-    let on = echo_with(t, true);
-    if have {
+fn kernel_fills_bundles() -> bool {
+    let e = Engine::builder().workers(1).build().expect("engine");
+    e.features().recv_bundle
+}
+
+#[test]
+fn engine_recv_bundles_unix_carry_several_buffers_intact() {
+    let on = echo_with(Transport::Unix, true);
+    if kernel_fills_bundles() {
         assert!(
             on.recv_bundle_bufs > 0,
-            "bundles on and supported, yet no completion carried several buffers: {on:?}"
+            "bundles on and filled by this kernel, yet no completion carried several \
+             buffers: {on:?}"
         );
     } else {
         assert_eq!(on.recv_bundle_bufs, 0, "{on:?}");
-        println!("note: this kernel has no capped multishot bundle receive");
+        println!("note: this kernel's bundle receives fill one buffer: multishot receives");
     }
 }
 
+/// The kernel retries a tcp bundle receive that filled every buffer for what the socket still
+/// holds, past the receive's length: tcp keeps multishot receives, so its share holds.
 #[test]
-fn engine_recv_bundles_unix_intact() {
-    bundles_used_where_the_kernel_has_them(Transport::Unix);
-}
-
-#[test]
-fn engine_recv_bundles_tcp_intact() {
-    bundles_used_where_the_kernel_has_them(Transport::Tcp);
+fn engine_recv_tcp_takes_no_bundles_intact() {
+    let on = echo_with(Transport::Tcp, true);
+    assert_eq!(on.recv_bundle_bufs, 0, "{on:?}");
 }
 
 #[test]

@@ -143,8 +143,9 @@ impl BufRing {
         self.bgid
     }
 
-    /// Buffers the kernel can pick from once the returned ones are published (which happens
-    /// before anything staged now is submitted).
+    /// Buffers the kernel can pick from once the returned ones are published (usually before
+    /// anything staged now is submitted; when not, a receive may find the ring empty and is
+    /// simply re-armed).
     pub(crate) fn available(&self) -> u32 {
         self.in_ring.get() + self.returned.borrow().len() as u32
     }
@@ -157,6 +158,11 @@ impl BufRing {
     /// Whether receives from this ring take bundles.
     pub(crate) fn bundles(&self) -> bool {
         self.bundles.get()
+    }
+
+    /// How many buffers the ring has.
+    pub(crate) fn entries(&self) -> u32 {
+        u32::from(self.entries)
     }
 
     /// The size of each buffer.
@@ -221,7 +227,10 @@ impl BufRing {
         let count = len.div_ceil(self.buf_size);
         let start = self.bid_pos.get(first as usize)?.get();
         let in_ring = |i: u32| !self.ours[self.bid_at(start, i) as usize].get();
-        if count == 0 || count > self.in_ring.get() || !(0..count).all(in_ring) {
+        // The entry recorded for `first` must still hold it (the ring was not refilled there
+        // before this completion), and every buffer named must be in the ring.
+        let here = self.bid_at(start, 0) == first;
+        if !here || count == 0 || count > self.in_ring.get() || !(0..count).all(in_ring) {
             log::error!(
                 "uring-vsock: a receive bundle of {len} bytes from buffer {first} names buffers \
                  the ring does not hold"

@@ -213,11 +213,13 @@ impl EngineBuilder {
         self
     }
 
-    /// Whether receives take bundles of buffers (default on where the kernel has
-    /// `IORING_FEAT_RECVSEND_BUNDLE`, 6.10+): each receive is then a single receive whose
-    /// one completion carries as many ring buffers as the socket had data for, up to what is
-    /// left of the connection's share. Off: multishot receives, one buffer per completion
-    /// (to measure one against the other).
+    /// Whether receives take bundles of buffers (default on; used where the kernel's bundle
+    /// receives fill several buffers, [`RingFeatures::recv_bundle`](crate::uring::RingFeatures),
+    /// and not on tcp). Each ring receive is then a single receive whose one completion
+    /// carries as many buffers as the socket had data for, up to what is left of the
+    /// connection's share. Otherwise, and on tcp (whose bundle receives the kernel extends
+    /// past their length), multishot receives take one buffer per completion. Off: multishot
+    /// everywhere (to measure one against the other).
     pub fn recv_bundles(mut self, on: bool) -> Self {
         self.settings.recv_bundles = on;
         self

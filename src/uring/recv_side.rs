@@ -134,19 +134,29 @@ pub(crate) struct RecvSide {
     eof: bool,
     /// Receiving is over for good (closing).
     closed: bool,
+    /// Ring receives are bundle receives (several buffers per completion).
+    bundle: bool,
     pub(crate) share: Rc<RecvShare>,
 }
 
 impl RecvSide {
-    pub(crate) fn new(share: Rc<RecvShare>) -> RecvSide {
+    /// A receive side whose ring receives are bundle receives if `bundle`.
+    pub(crate) fn new(share: Rc<RecvShare>, bundle: bool) -> RecvSide {
         RecvSide {
             armed: None,
             cancelling: false,
             paused: false,
             eof: false,
             closed: false,
+            bundle,
             share,
         }
+    }
+
+    /// Whether ring receives are bundle receives: a completion's buffers are the ring entries
+    /// from the one it names, and one without data took none.
+    pub(crate) fn bundle(&self) -> bool {
+        self.bundle
     }
 
     /// Whether a receive is in the kernel.
@@ -266,7 +276,7 @@ mod tests {
     fn side(limit: u32) -> (RecvSide, ResumeList) {
         let list: ResumeList = Rc::default();
         let share = RecvShare::new(limit, (7, 1), Rc::clone(&list));
-        (RecvSide::new(share), list)
+        (RecvSide::new(share, false), list)
     }
 
     #[test]

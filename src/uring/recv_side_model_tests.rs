@@ -80,7 +80,7 @@ impl World {
         let resume: ResumeList = Rc::default();
         let share = RecvShare::new(limit, (3, 9), Rc::clone(&resume));
         World {
-            r: RecvSide::new(share),
+            r: RecvSide::new(share, false),
             resume,
             limit: limit.max(1),
             ring_free: ring,

@@ -7,7 +7,9 @@
 use std::fmt;
 use std::io;
 
-use io_uring::{opcode, IoUring, Probe};
+use io_uring::{opcode, squeue, types, IoUring, Probe};
+
+use super::buf_ring::BufRing;
 
 /// How the kernel runs the ring's completion work, as chosen by probing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +45,10 @@ pub struct RingFeatures {
     /// Whether the kernel keeps completions that overflow the completion queue
     /// (`IORING_FEAT_NODROP`) instead of dropping them.
     pub no_drop: bool,
-    /// Whether receives can take bundles of provided buffers (`IORING_FEAT_RECVSEND_BUNDLE`,
-    /// 6.10+); used unless the builder's `recv_bundles(false)`.
+    /// Whether a bundle receive fills several provided buffers in one completion
+    /// (`IORING_FEAT_RECVSEND_BUNDLE`, 6.10+, tried for real at probing: some kernels with
+    /// the flag fill one buffer per bundle on sockets other than tcp). Used, except on tcp,
+    /// unless the builder's `recv_bundles(false)`.
     pub recv_bundle: bool,
 }
 
@@ -117,7 +121,8 @@ pub(crate) fn probe(sq: u32, cq: u32, forced: Option<TaskRunMode>) -> io::Result
                     registered_ring_fd,
                     send_zc: probe.is_supported(opcode::SendZc::CODE),
                     no_drop: ring.params().is_feature_nodrop(),
-                    recv_bundle: ring.params().is_feature_recvsend_bundle(),
+                    recv_bundle: ring.params().is_feature_recvsend_bundle()
+                        && bundles_fill_several(mode),
                 });
             }
             // EINVAL: this kernel does not know the flags; try the next mode.
@@ -126,6 +131,43 @@ pub(crate) fn probe(sq: u32, cq: u32, forced: Option<TaskRunMode>) -> io::Result
         }
     }
     Err(last_err.unwrap_or_else(|| io::Error::other("no io_uring mode could be set up")))
+}
+
+/// Whether a bundle receive of 4 KiB queued on a unix socketpair fills more than one of a
+/// ring's 1 KiB buffers. Tried on a small ring of a short-lived thread of its own: tearing
+/// down a ring that ran a request can notify its thread later, which fails a blocking read
+/// with a timeout on that thread with `EINTR` (seen on 6.18).
+fn bundles_fill_several(mode: TaskRunMode) -> bool {
+    let probe = move || -> io::Result<i32> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (ours, mut peer) = std::os::unix::net::UnixStream::pair()?;
+        peer.write_all(&[0u8; 4096])?;
+        let bufs = BufRing::new(4, 1024, 1)?;
+        let mut ring = build(mode, 4, 8)?;
+        bufs.register(&ring.submitter())?;
+        bufs.fill();
+        let entry = opcode::Recv::new(types::Fd(ours.as_raw_fd()), std::ptr::null_mut(), 4096)
+            .ioprio(16) // IORING_RECVSEND_BUNDLE
+            .buf_group(1)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
+            .user_data(1);
+        // SAFETY: the receive writes only into the ring's buffers, which `bufs` owns and which
+        // outlive the ring (dropped after it, below).
+        unsafe { ring.submission().push(&entry) }.map_err(io::Error::other)?;
+        let ts = types::Timespec::new().sec(1);
+        ring.submitter()
+            .submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))?;
+        let res = ring.completion().next().map(|c| c.result());
+        drop(ring);
+        drop(bufs);
+        res.ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
+    };
+    match std::thread::spawn(probe).join() {
+        Ok(Ok(res)) => res > 1024,
+        _ => false,
+    }
 }
 
 #[cfg(test)]

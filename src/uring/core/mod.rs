@@ -205,6 +205,10 @@ impl Core {
         };
         let gen = self.gen(index);
         let share = RecvShare::new(self.cfg.recv_share, (index, gen), Rc::clone(&self.resume));
+        // Not on tcp: a tcp bundle receive that fills every buffer is retried by the kernel
+        // for what the socket still holds, past the receive's length, so it could take far
+        // more than the connection's share in one completion.
+        let bundle = self.bufs.bundles() && !matches!(peer, Endpoint::Tcp(_));
         // Send tags go on from where the slot's previous connection stopped, so a late
         // completion or stray notification of that one (tags keep 24 bits) names none of this
         // one's sends until 16M more sends have wrapped the counter. Receives and connects
@@ -216,7 +220,7 @@ impl Core {
             handler: Some(handler),
             panicked: false,
             opened: false,
-            recv: RecvSide::new(share),
+            recv: RecvSide::new(share, bundle),
             send: SendQueue::new(self.slots[index as usize].next_seq),
             write: WriteSide::Open,
             close_when_flushed: false,

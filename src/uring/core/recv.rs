@@ -23,7 +23,7 @@ impl Core {
     pub(super) fn arm_recv(&mut self, index: u32) {
         let (free, own_size) = (self.bufs.available(), self.cfg.recv_buffer_size);
         let (gen, bgid) = (self.gen(index), self.bufs.bgid());
-        let (bundles, buf_size) = (self.bufs.bundles(), self.bufs.buf_size());
+        let (buf_size, entries) = (self.bufs.buf_size(), self.bufs.entries());
         let Some(c) = self
             .slots
             .get_mut(index as usize)
@@ -36,11 +36,11 @@ impl Core {
         }
         let entry = match c.recv.arm(free, own_size) {
             None => return,
-            Some(Arm::Ring) if bundles => {
+            Some(Arm::Ring) if c.recv.bundle() => {
                 // A single bundle receive of at most the buffers left in the connection's
                 // share, so its share holds exactly. (Multishot bundles would need the
                 // kernel's per-completion cap, which lost a peer's EOF on 6.18.)
-                let cap = c.recv.share.room().saturating_mul(buf_size);
+                let cap = c.recv.share.room().min(entries).saturating_mul(buf_size);
                 opcode::Recv::new(types::Fd(c.fd), std::ptr::null_mut(), cap)
                     .ioprio(RECVSEND_BUNDLE)
                     .buf_group(bgid)
@@ -86,11 +86,11 @@ impl Core {
         let share = Rc::clone(&c.recv.share);
         let (mut ring_buf, mut bundle, mut broken) = (None, None, false);
         match cqueue::buffer_select(flags) {
-            Some(bid) if self.bufs.bundles() && res > 0 => {
+            Some(bid) if c.recv.bundle() && res > 0 => {
                 bundle = self.bufs.take_bundle(bid, res as u32, &share);
                 broken = bundle.is_none();
             }
-            Some(_) if self.bufs.bundles() => {}
+            Some(_) if c.recv.bundle() => {}
             Some(bid) => {
                 ring_buf = self
                     .bufs
@@ -147,7 +147,25 @@ impl Core {
                     }
                 }
             }
-            RecvEvent::NoBuffers => WorkerStats::add(&self.stats.enobufs, 1),
+            RecvEvent::NoBuffers => {
+                // ENOBUFS is also a socket's error: vsock (6.12.92+) resets a connection whose
+                // receive queue holds too many packets, and every receive after that fails
+                // with it. Only an empty ring re-arms; the socket's pending error ends it.
+                let pending = match c.socket.as_ref().map(|s| s.take_error()) {
+                    Some(Ok(e)) => e,
+                    Some(Err(e)) => Some(e),
+                    None => None,
+                };
+                let peer = c.peer.clone();
+                WorkerStats::add(&self.stats.enobufs, 1);
+                if let Some(e) = pending {
+                    let e = match e.raw_os_error() {
+                        Some(errno) => errno_error("socket error", errno),
+                        None => e,
+                    };
+                    self.begin_close(index, CloseReason::from_io("recv", &peer, e));
+                }
+            }
             RecvEvent::Cancelled => WorkerStats::add(&self.stats.recvs_cancelled, 1),
             RecvEvent::Failed(errno) => {
                 let peer = c.peer.clone();
