@@ -12,6 +12,7 @@ pub mod activation;
 pub mod engine_path;
 pub mod path;
 pub mod sockopt;
+pub mod tokio_path;
 
 use uring_vsock::{Endpoint, VsockAddr};
 
