@@ -8,7 +8,7 @@
 //! - The I/O paths over the same stream sockets, side by side: [`blocking`] (std-like),
 //!   [`epoll`] (readiness-based, nonblocking, with mio) and [`uring`] (a thread-per-core
 //!   io_uring engine with completion callbacks and registered buffers); and, with the cargo
-//!   feature `tokio`, [`tokio`](crate::tokio) (async streams on tokio's poller; feature
+//!   feature `tokio`, `uring_vsock::tokio` (async streams on tokio's poller; feature
 //!   `axum` adds `axum::serve` over them).
 //!
 //! ```no_run

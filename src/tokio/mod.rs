@@ -3,7 +3,7 @@
 //!
 //! Built on the same socket setup as the other paths (close-on-exec set atomically, the vsock
 //! options, typed errors naming the operation and endpoint) and on tokio's
-//! [`AsyncFd`](::tokio::io::unix::AsyncFd): the runtime's poller waits for readiness, the
+//! [`AsyncFd`]: the runtime's poller waits for readiness, the
 //! calling task does the syscalls. So it serves whatever runs on tokio: axum (feature
 //! `axum`: [`Listener`] is an `axum::serve::Listener`), hyper, or plain tasks.
 //!

@@ -22,9 +22,9 @@ use crate::{blocking, socket, sys, Endpoint, Result};
 ///
 /// Writes use `MSG_NOSIGNAL` (a closed peer is `EPIPE`, never `SIGPIPE`); `ENOBUFS` is waited
 /// out, never returned. `AsyncWrite::poll_shutdown` (`AsyncWriteExt::shutdown`) is
-/// `shutdown(SHUT_WR)`: the peer reads EOF, this side can still read. The inherent
-/// [`Stream::shutdown`] takes a [`Shutdown`], as on the other paths; call the trait's as
-/// `AsyncWriteExt::shutdown(&mut stream)` where both are in scope.
+/// `shutdown(SHUT_WR)`: the peer reads EOF, this side can still read. [`Stream::shutdown_std`]
+/// takes a [`Shutdown`] (read, write or both), as `shutdown` does on the other paths; it is
+/// named apart so that `stream.shutdown().await` stays tokio's.
 ///
 /// # Examples
 ///
@@ -148,7 +148,7 @@ impl Stream {
     /// # Errors
     ///
     /// The `shutdown` error (`ENOTCONN` when not connected).
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+    pub fn shutdown_std(&self, how: Shutdown) -> io::Result<()> {
         self.io.get_ref().shutdown(how)
     }
 

@@ -78,7 +78,7 @@ impl PathUnderTest for TokioPath {
         block_on("connect_timeout", ut::Stream::connect_timeout(ep, timeout)).map(TokioStream)
     }
     fn shutdown(s: &Self::Stream, how: Shutdown) -> io::Result<()> {
-        s.0.shutdown(how)
+        s.0.shutdown_std(how)
     }
     fn peer_addr(s: &Self::Stream) -> Result<Endpoint> {
         s.0.peer_addr()
