@@ -7,7 +7,9 @@
 //!   [`VsockOptions`]: vsock socket options; [`local_cid`].
 //! - The I/O paths over the same stream sockets, side by side: [`blocking`] (std-like),
 //!   [`epoll`] (readiness-based, nonblocking, with mio) and [`uring`] (a thread-per-core
-//!   io_uring engine with completion callbacks and registered buffers).
+//!   io_uring engine with completion callbacks and registered buffers); and, with the cargo
+//!   feature `tokio`, `uring_vsock::tokio` (async streams on tokio's poller; feature
+//!   `axum` adds `axum::serve` over them).
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
@@ -36,6 +38,9 @@ mod sys;
 pub mod blocking;
 pub mod epoll;
 pub mod hybrid;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 pub mod uring;
 
 pub use addr::{AddrParseError, AddrParseErrorKind, VsockAddr};

@@ -1,6 +1,6 @@
 //! Stream contract tests, after the kernel's `tools/testing/vsock/vsock_test`, written once and
-//! run for every path (blocking, epoll, the engine) over every transport: unix and tcp on the
-//! host, vsock in the test VM (`tools/vm-test`; ignored on the host, with the reason).
+//! run for every path (blocking, epoll, the engine, tokio) over every transport: unix and tcp
+//! on the host, vsock in the test VM (`tools/vm-test`; ignored on the host, with the reason).
 
 mod util;
 
@@ -16,6 +16,7 @@ use uring_vsock::uring::CloseReason;
 use uring_vsock::{Endpoint, VsockAddr};
 use util::engine_path::{close_reason, EnginePath};
 use util::path::{Blocking, Epoll, PathUnderTest, SocketPath};
+use util::tokio_path::TokioPath;
 use util::{
     bind_endpoint, checksum, connect_endpoint, dead_endpoint, pattern, FullBacklog, TempDir,
     Transport, WATCHDOG,
@@ -485,4 +486,13 @@ contract_tests!(
     #[ignore = "needs vsock loopback; run tools/vm-test"],
     engine,
     #[ignore = "needs vsock loopback; run tools/vm-test"]
+);
+contract_tests!(tokio_unix, TokioPath, Transport::Unix, #[cfg_attr(any(), ignore)], sockets);
+contract_tests!(tokio_tcp, TokioPath, Transport::Tcp, #[cfg_attr(any(), ignore)], sockets);
+contract_tests!(
+    tokio_vsock,
+    TokioPath,
+    Transport::Vsock,
+    #[ignore = "needs vsock loopback; run tools/vm-test"],
+    sockets
 );

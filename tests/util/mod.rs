@@ -14,6 +14,7 @@ pub mod path;
 pub mod sockopt;
 pub mod virtio;
 pub mod virtio_control;
+pub mod tokio_path;
 
 use uring_vsock::{Endpoint, VsockAddr};
 

@@ -1,0 +1,123 @@
+//! The readiness loops behind every `AsyncRead`/`AsyncWrite` of this path (the stream and its
+//! halves share them): try the syscall, and on `WouldBlock` clear the readiness and wait.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use ::tokio::io::unix::AsyncFd;
+use ::tokio::io::ReadBuf;
+use ::tokio::time::Sleep;
+use socket2::Socket;
+
+/// The first pause after an `ENOBUFS`; each further one in a row doubles, up to
+/// [`ENOBUFS_PAUSE_MAX`]. vsock returns `ENOBUFS` when it cannot allocate a packet: memory
+/// comes back as packets are freed, with no readiness event to say so.
+const ENOBUFS_PAUSE_MIN: Duration = Duration::from_millis(1);
+const ENOBUFS_PAUSE_MAX: Duration = Duration::from_millis(50);
+
+/// A writer's `ENOBUFS` state: the pause under way, and the next one's length.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    pause: Option<Pin<Box<Sleep>>>,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Waits out a pause under way, if any.
+    fn poll_pause(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(pause) = self.pause.as_mut() {
+            ready!(pause.as_mut().poll(cx));
+            self.pause = None;
+        }
+        Poll::Ready(())
+    }
+
+    /// Starts the next pause.
+    fn start(&mut self) {
+        self.next = (self.next * 2).clamp(ENOBUFS_PAUSE_MIN, ENOBUFS_PAUSE_MAX);
+        log::debug!("ENOBUFS on a write: retrying after {:?}", self.next);
+        self.pause = Some(Box::pin(::tokio::time::sleep(self.next)));
+    }
+
+    fn reset(&mut self) {
+        self.next = Duration::ZERO;
+    }
+}
+
+/// `AsyncRead::poll_read` on `io`.
+pub(crate) fn poll_read(
+    io: &AsyncFd<Socket>,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    loop {
+        let mut guard = ready!(io.poll_read_ready(cx))?;
+        // SAFETY: `recv` only writes into the slice, never de-initializes it; only the bytes
+        // it reports written are marked initialized below.
+        let unfilled = unsafe { buf.unfilled_mut() };
+        match guard.try_io(|s| s.get_ref().recv(unfilled)) {
+            Ok(Ok(n)) => {
+                // SAFETY: `recv` wrote the first `n` bytes of the unfilled part.
+                unsafe { buf.assume_init(n) };
+                buf.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Poll::Ready(Err(e)),
+            Err(_would_block) => {}
+        }
+    }
+}
+
+/// `AsyncWrite::poll_write` on `io`. `MSG_NOSIGNAL`: a closed peer is `EPIPE`, never `SIGPIPE`.
+pub(crate) fn poll_write(
+    io: &AsyncFd<Socket>,
+    backoff: &mut Backoff,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    poll_send(io, backoff, cx, |s| {
+        s.send_with_flags(buf, libc::MSG_NOSIGNAL)
+    })
+}
+
+/// `AsyncWrite::poll_write_vectored` on `io`.
+pub(crate) fn poll_write_vectored(
+    io: &AsyncFd<Socket>,
+    backoff: &mut Backoff,
+    cx: &mut Context<'_>,
+    bufs: &[IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    poll_send(io, backoff, cx, |s| {
+        s.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
+    })
+}
+
+/// `AsyncWrite::poll_shutdown`: `SHUT_WR`, so the peer reads EOF.
+pub(crate) fn shutdown_write(io: &AsyncFd<Socket>) -> Poll<io::Result<()>> {
+    Poll::Ready(io.get_ref().shutdown(std::net::Shutdown::Write))
+}
+
+fn poll_send(
+    io: &AsyncFd<Socket>,
+    backoff: &mut Backoff,
+    cx: &mut Context<'_>,
+    mut send: impl FnMut(&Socket) -> io::Result<usize>,
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(backoff.poll_pause(cx));
+        let mut guard = ready!(io.poll_write_ready(cx))?;
+        match guard.try_io(|s| send(s.get_ref())) {
+            Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => backoff.start(),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(res) => {
+                backoff.reset();
+                return Poll::Ready(res);
+            }
+            Err(_would_block) => {}
+        }
+    }
+}

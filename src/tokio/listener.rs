@@ -1,0 +1,168 @@
+//! [`Listener`]: accepts stream connections on an [`Endpoint`], for tokio.
+
+use std::io;
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+
+use ::tokio::io::unix::AsyncFd;
+use socket2::Socket;
+
+use super::Stream;
+use crate::{blocking, socket, Endpoint, Error, Result};
+
+/// A listening stream socket for tokio, like `tokio::net::TcpListener` for any [`Endpoint`]
+/// (vsock, unix including abstract names, tcp, and [`Endpoint::Hybrid`], which binds
+/// `<uds_path>_<port>` for a guest's connects to the host).
+///
+/// With the `axum` feature it is an `axum::serve::Listener` (connect info: the peer's
+/// [`Endpoint`]).
+///
+/// # Examples
+///
+/// ```
+/// use uring_vsock::tokio::{Listener, Stream};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// tokio::runtime::Runtime::new()?.block_on(async {
+///     let listener = Listener::bind_with_backlog(&"tcp:127.0.0.1:0".parse()?, 1024)?;
+///     let ep = listener.local_addr()?; // the port the kernel chose
+///     let client = Stream::connect(&ep).await?;
+///     let (_server, peer) = listener.accept().await?;
+///     assert_eq!(peer, client.local_addr()?);
+///     Ok(())
+/// })
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Listener {
+    pub(super) io: AsyncFd<Socket>,
+    /// The bound endpoint (as the kernel reports it), for error messages.
+    local: Endpoint,
+}
+
+impl Listener {
+    /// Binds to `ep` and listens with [`DEFAULT_BACKLOG`](crate::DEFAULT_BACKLOG).
+    ///
+    /// # Errors
+    ///
+    /// `bind ...` or `listen ...` with the OS error (for example `EADDRINUSE`); an error when
+    /// called outside a tokio runtime.
+    pub fn bind(ep: &Endpoint) -> Result<Listener> {
+        Listener::bind_with_backlog(ep, socket::DEFAULT_BACKLOG)
+    }
+
+    /// Binds to `ep` and listens with the given backlog (the kernel caps it at
+    /// `net.core.somaxconn`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::bind`].
+    pub fn bind_with_backlog(ep: &Endpoint, backlog: i32) -> Result<Listener> {
+        let socket = socket::listen(ep, backlog, true)?;
+        // A port or CID of "any" is resolved by the kernel: report what it chose.
+        let local = socket::local_endpoint(&socket).unwrap_or_else(|_| ep.clone());
+        Listener::register(socket, local)
+    }
+
+    /// Takes over a blocking path listener (made nonblocking here).
+    ///
+    /// # Errors
+    ///
+    /// The `fcntl` or `getsockname` error; an error outside a tokio runtime.
+    pub fn from_std(listener: blocking::Listener) -> Result<Listener> {
+        Listener::adopt(Socket::from(OwnedFd::from(listener)))
+    }
+
+    /// Adopts an inherited listening socket (socket activation, `LISTEN_FDS`), after the same
+    /// checks as [`blocking::Listener::from_fd`].
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when the fd is not a listening stream socket of the vsock, unix or tcp
+    /// family (the message says what it is); the fd is closed on error. As
+    /// [`Listener::from_std`] otherwise.
+    ///
+    /// ```
+    /// use std::os::fd::OwnedFd;
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+    /// let err = uring_vsock::tokio::Listener::from_fd(OwnedFd::from(a)).unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// # Ok::<(), std::io::Error>(())
+    /// # })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn from_fd(fd: OwnedFd) -> Result<Listener> {
+        Listener::adopt(socket::adopt_listener(fd)?)
+    }
+
+    fn adopt(socket: Socket) -> Result<Listener> {
+        let local = socket::local_endpoint(&socket)?;
+        socket
+            .set_nonblocking(true)
+            .map_err(Error::with("fcntl O_NONBLOCK", &local))?;
+        Listener::register(socket, local)
+    }
+
+    fn register(socket: Socket, local: Endpoint) -> Result<Listener> {
+        let io = super::register(socket, "listen", Some(&local))?;
+        Ok(Listener { io, local })
+    }
+
+    /// Waits for a connection; returns the stream and the peer's endpoint. The stream is
+    /// close-on-exec and nonblocking from birth (`accept4`). Cancel-safe: dropping the future
+    /// loses no connection.
+    ///
+    /// # Errors
+    ///
+    /// `accept <endpoint>: ...` with the OS error (`EMFILE`, `ECONNABORTED`, ...).
+    pub async fn accept(&self) -> Result<(Stream, Endpoint)> {
+        loop {
+            let mut guard = self
+                .io
+                .readable()
+                .await
+                .map_err(Error::with("accept", &self.local))?;
+            match socket::accept(self.io.get_ref(), &self.local, true) {
+                Ok((socket, peer)) => {
+                    let io = super::register(socket, "accept", Some(&self.local))?;
+                    return Ok((Stream::from_async_fd(io), peer));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The endpoint this listener is bound to (with the port the kernel chose for port 0 or
+    /// `PORT_ANY`).
+    ///
+    /// # Errors
+    ///
+    /// `getsockname` failures.
+    pub fn local_addr(&self) -> Result<Endpoint> {
+        socket::local_endpoint(self.io.get_ref())
+    }
+}
+
+impl TryFrom<blocking::Listener> for Listener {
+    type Error = Error;
+
+    /// As [`Listener::from_std`].
+    fn try_from(listener: blocking::Listener) -> Result<Listener> {
+        Listener::from_std(listener)
+    }
+}
+
+impl IntoRawFd for Listener {
+    fn into_raw_fd(self) -> RawFd {
+        self.io.into_inner().into_raw_fd()
+    }
+}
+
+impl From<Listener> for OwnedFd {
+    /// The socket, deregistered from the runtime (still nonblocking).
+    fn from(listener: Listener) -> OwnedFd {
+        listener.io.into_inner().into()
+    }
+}
