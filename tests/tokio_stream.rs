@@ -407,3 +407,39 @@ async fn vsock_options_on_a_vsock_stream() {
     let (r, _w) = client.into_split();
     assert_eq!(r.vsock_buffer_size().unwrap(), 128 * 1024);
 }
+
+/// A tokio stream that does not read while its peer sends ~680 writes of 300 bytes (past the
+/// ~455 packets the default buffer allows queued: `vsock_rx_overflow.rs`) is reset by the
+/// kernel (Linux 6.12.92+); its next write fails at once instead of waiting out an
+/// `ENOBUFS` that never clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+async fn vsock_small_packet_reset_fails_a_tokio_write() {
+    util::require_vm();
+    let dir = TempDir::new();
+    let (mut client, mut server) = pair(Transport::Vsock, &dir).await;
+    let piece = [0x5au8; 300];
+    let mut werr = None;
+    for _ in 0..683 {
+        if let Err(e) = within("a flood write", client.write_all(&piece)).await {
+            werr = Some(e);
+            break;
+        }
+    }
+    // Loopback delivers asynchronously: let its worker queue the last packets.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let res = within("the reset side's write", server.write_all(b"x")).await;
+    println!("client write error: {werr:?}; server write: {res:?}");
+    match res {
+        // The reset reaches the write as the peer's shutdown (EPIPE) or, where the socket's
+        // pending error comes first, as the reset explained: an error either way, at once.
+        Err(e) => assert!(
+            e.raw_os_error() == Some(libc::EPIPE)
+                || e.raw_os_error() == Some(libc::ECONNRESET)
+                || e.to_string().contains("reset the connection"),
+            "{e}"
+        ),
+        // An older kernel: credit alone bounds the queue; nothing was reset.
+        Ok(()) => assert!(werr.is_none(), "{werr:?}"),
+    }
+}

@@ -13,16 +13,22 @@ use ::tokio::time::Sleep;
 use socket2::Socket;
 
 /// The first pause after an `ENOBUFS`; each further one in a row doubles, up to
-/// [`ENOBUFS_PAUSE_MAX`]. vsock returns `ENOBUFS` when it cannot allocate a packet: memory
-/// comes back as packets are freed, with no readiness event to say so.
+/// [`ENOBUFS_PAUSE_MAX`], at most [`ENOBUFS_TRIES`] in a row. A send's `ENOBUFS` is one of
+/// two things on vsock. Either the kernel could not allocate a packet (memory comes back as
+/// packets are freed, with no readiness event to say so): waited out. Or (Linux 6.12.92+)
+/// the kernel reset the connection because its receive queue held more small packets unread
+/// than its buffer size allows, and the socket's pending error says so: final, the stream has
+/// lost data, so it is an error, never retried.
 const ENOBUFS_PAUSE_MIN: Duration = Duration::from_millis(1);
 const ENOBUFS_PAUSE_MAX: Duration = Duration::from_millis(50);
+const ENOBUFS_TRIES: u32 = 64;
 
 /// A writer's `ENOBUFS` state: the pause under way, and the next one's length.
 #[derive(Debug, Default)]
 pub(crate) struct Backoff {
     pause: Option<Pin<Box<Sleep>>>,
     next: Duration,
+    tries: u32,
 }
 
 impl Backoff {
@@ -35,15 +41,21 @@ impl Backoff {
         Poll::Ready(())
     }
 
-    /// Starts the next pause.
-    fn start(&mut self) {
+    /// Starts the next pause; `false` once [`ENOBUFS_TRIES`] pauses in a row did not help.
+    fn start(&mut self) -> bool {
+        self.tries += 1;
+        if self.tries > ENOBUFS_TRIES {
+            return false;
+        }
         self.next = (self.next * 2).clamp(ENOBUFS_PAUSE_MIN, ENOBUFS_PAUSE_MAX);
         log::debug!("ENOBUFS on a write: retrying after {:?}", self.next);
         self.pause = Some(Box::pin(::tokio::time::sleep(self.next)));
+        true
     }
 
     fn reset(&mut self) {
         self.next = Duration::ZERO;
+        self.tries = 0;
     }
 }
 
@@ -111,7 +123,25 @@ fn poll_send(
         ready!(backoff.poll_pause(cx));
         let mut guard = ready!(io.poll_write_ready(cx))?;
         match guard.try_io(|s| send(s.get_ref())) {
-            Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => backoff.start(),
+            Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                let pending = io.get_ref().take_error().unwrap_or(None).is_some();
+                if pending {
+                    return Poll::Ready(Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{e} (the kernel reset the connection: more packets waited unread \
+                             in the socket's receive queue than its buffer size allows; vsock, \
+                             Linux 6.12.92+)"
+                        ),
+                    )));
+                }
+                if !backoff.start() {
+                    return Poll::Ready(Err(io::Error::new(
+                        e.kind(),
+                        format!("{e} ({ENOBUFS_TRIES} retries over several seconds did not help)"),
+                    )));
+                }
+            }
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Ok(res) => {
                 backoff.reset();

@@ -10,8 +10,10 @@
 //! Beyond a thin wrapper:
 //! - [`Stream::connect_timeout`] has a deadline that covers the whole connect (and a hybrid
 //!   endpoint's handshake); dropping the future cancels it and closes the socket.
-//! - `ENOBUFS` on a write (vsock under memory pressure) is backpressure: the write waits a
-//!   little and retries; it never fails the connection.
+//! - `ENOBUFS` on a write is backpressure when vsock is short of memory: the write waits a
+//!   little and retries (a bounded number of times). When it is the kernel's reset of a
+//!   connection whose receive queue held too many small packets unread (Linux 6.12.92+; the
+//!   socket's pending error says so), the data is gone and the write fails, saying why.
 //! - Setup errors are [`crate::Error`]s with operation, endpoint and errno.
 //!
 //! Every call needs a tokio runtime with IO and time enabled (`Runtime::new`,

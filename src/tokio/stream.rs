@@ -20,8 +20,8 @@ use crate::{blocking, socket, sys, Endpoint, Result};
 /// [`AsyncRead`] and [`AsyncWrite`] (with vectored writes), halves for two tasks, and the
 /// [`VsockOptions`](crate::VsockOptions).
 ///
-/// Writes use `MSG_NOSIGNAL` (a closed peer is `EPIPE`, never `SIGPIPE`); `ENOBUFS` is waited
-/// out, never returned. `AsyncWrite::poll_shutdown` (`AsyncWriteExt::shutdown`) is
+/// Writes use `MSG_NOSIGNAL` (a closed peer is `EPIPE`, never `SIGPIPE`); a transient
+/// `ENOBUFS` is waited out, the kernel's small-packet reset is an error (see the module docs). `AsyncWrite::poll_shutdown` (`AsyncWriteExt::shutdown`) is
 /// `shutdown(SHUT_WR)`: the peer reads EOF, this side can still read. [`Stream::shutdown_std`]
 /// takes a [`Shutdown`] (read, write or both), as `shutdown` does on the other paths; it is
 /// named apart so that `stream.shutdown().await` stays tokio's.

@@ -12,9 +12,9 @@ pub mod activation;
 pub mod engine_path;
 pub mod path;
 pub mod sockopt;
+pub mod tokio_path;
 pub mod virtio;
 pub mod virtio_control;
-pub mod tokio_path;
 
 use uring_vsock::{Endpoint, VsockAddr};
 
