@@ -90,6 +90,28 @@ impl Testbed {
             self.device_pid,
             io::Error::last_os_error()
         );
+        if sig == libc::SIGSTOP {
+            self.wait_stopped();
+        }
+    }
+
+    /// Waits until every thread of the device is stopped: `kill` only queues the signal, and
+    /// a thread still running could serve a request the test means to meet a frozen device.
+    fn wait_stopped(&self) {
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.device_pid));
+        let stopped = || {
+            fs::read_dir(&tasks).is_ok_and(|dir| {
+                dir.flatten().all(|t| {
+                    // `pid (comm) S ...`: the state follows the last `)`.
+                    fs::read_to_string(t.path().join("stat")).is_ok_and(|st| {
+                        st.rsplit_once(')').is_some_and(|(_, rest)| {
+                            matches!(rest.trim_start().chars().next(), Some('T' | 't'))
+                        })
+                    })
+                })
+            })
+        };
+        wait_until("the device stopped after SIGSTOP", stopped);
     }
 }
 
