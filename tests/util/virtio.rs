@@ -5,17 +5,14 @@
 //! device (so a frozen or killed device never cuts the control channel).
 //!
 //! Shared by both sides: where we run, the control protocol's line format, a byte stream
-//! both ends can regenerate, a windowed checksummed echo, and the host's side of the
-//! device's `CONNECT <port>` handshake (a stand-in until the library's hybrid endpoint lands:
-//! [`hybrid_connect`] is the only caller-facing piece to swap).
+//! both ends can regenerate, and a windowed checksummed echo. The host's clients and servers
+//! (the library's hybrid endpoint on every path) are in `virtio_host.rs`.
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use uring_vsock::{blocking, Endpoint};
 
 /// The marker `tools/vm-virtio` adds to the guest's kernel command line (beside
 /// [`super::VM_MARKER`]).
@@ -93,6 +90,28 @@ impl Testbed {
             self.device_pid,
             io::Error::last_os_error()
         );
+        if sig == libc::SIGSTOP {
+            self.wait_stopped();
+        }
+    }
+
+    /// Waits until every thread of the device is stopped: `kill` only queues the signal, and
+    /// a thread still running could serve a request the test means to meet a frozen device.
+    fn wait_stopped(&self) {
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.device_pid));
+        let stopped = || {
+            fs::read_dir(&tasks).is_ok_and(|dir| {
+                dir.flatten().all(|t| {
+                    // `pid (comm) S ...`: the state follows the last `)`.
+                    fs::read_to_string(t.path().join("stat")).is_ok_and(|st| {
+                        st.rsplit_once(')').is_some_and(|(_, rest)| {
+                            matches!(rest.trim_start().chars().next(), Some('T' | 't'))
+                        })
+                    })
+                })
+            })
+        };
+        wait_until("the device stopped after SIGSTOP", stopped);
     }
 }
 
@@ -265,85 +284,6 @@ pub fn stream_sum(seed: u64, total: u64) -> u64 {
         left -= n as u64;
     }
     sum.0
-}
-
-/// The longest handshake reply accepted (`OK <u32>\n` is at most 14 bytes).
-const MAX_REPLY: usize = 64;
-
-/// Connects to guest port `port` through the device's host socket `vm_sock`: `CONNECT
-/// <port>\n`, then `OK <host_port>\n`; the whole handshake within `timeout`. The reply is
-/// read byte by byte, so nothing the guest sends right after it is swallowed.
-///
-/// Stand-in for the library's hybrid endpoint (its own issue); to be replaced by it.
-///
-/// # Errors
-/// The unix connect's error; `ConnectionRefused` when the device closes before `OK` (no
-/// guest listener); `InvalidData` for a malformed or oversized reply; `TimedOut`.
-pub fn hybrid_connect(
-    vm_sock: &Path,
-    port: u32,
-    timeout: Duration,
-) -> io::Result<blocking::Stream> {
-    let start = Instant::now();
-    let ep = Endpoint::Unix(vm_sock.to_path_buf());
-    let mut s = blocking::Stream::connect_timeout(&ep, timeout)?;
-    let left = |what: &str| {
-        timeout
-            .checked_sub(start.elapsed())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("hybrid connect port {port}: {what}"),
-                )
-            })
-    };
-    s.set_write_timeout(Some(left("handshake")?))?;
-    s.write_all(format!("CONNECT {port}\n").as_bytes())?;
-    let mut reply = Vec::new();
-    loop {
-        s.set_read_timeout(Some(left("no reply")?))?;
-        let mut b = [0u8; 1];
-        match s.read(&mut b) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionRefused,
-                    format!("hybrid connect port {port}: closed before OK (no guest listener?)"),
-                ))
-            }
-            Ok(_) if b[0] == b'\n' => break,
-            Ok(_) => reply.push(b[0]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                left("no reply")?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        if reply.len() > MAX_REPLY {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "handshake reply too long",
-            ));
-        }
-    }
-    let text = String::from_utf8_lossy(&reply);
-    match text.strip_prefix("OK ").map(str::parse::<u32>) {
-        Some(Ok(_)) => {}
-        _ => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("hybrid connect port {port}: bad reply {text:?}"),
-            ))
-        }
-    }
-    s.set_read_timeout(None)?;
-    s.set_write_timeout(None)?;
-    Ok(s)
 }
 
 /// Polls `cond` until it holds, failing with `what` after [`super::WATCHDOG`].

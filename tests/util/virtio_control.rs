@@ -17,7 +17,11 @@ const BOOT: Duration = Duration::from_secs(300);
 
 pub struct Control {
     writer: Mutex<UnixStream>,
-    replies: Mutex<HashMap<u64, String>>,
+    /// Per id sent: its reply once it has come. A line for an id not sent is dropped, so a
+    /// line garbled on the serial port (once: `32 OK pong`, a boot-time `PING` reply that
+    /// lost bytes) cannot answer a later
+    /// command; the first reply for an id wins.
+    replies: Mutex<HashMap<u64, Option<String>>>,
     arrived: Condvar,
     next: AtomicU64,
 }
@@ -66,14 +70,17 @@ impl Control {
             if !(rest.starts_with("OK") || rest.starts_with("ERR")) {
                 continue;
             }
-            self.replies.lock().unwrap().insert(id, rest.to_string());
-            self.arrived.notify_all();
+            if let Some(slot @ None) = self.replies.lock().unwrap().get_mut(&id) {
+                *slot = Some(rest.to_string());
+                self.arrived.notify_all();
+            }
         }
     }
 
     /// Sends a command; returns its id for [`Control::wait`].
     pub fn send(&self, cmd: &str) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.replies.lock().unwrap().insert(id, None);
         let mut w = self.writer.lock().unwrap();
         w.write_all(format!("{id} {cmd}\n").as_bytes())
             .unwrap_or_else(|e| panic!("send `{cmd}` to the guest agent: {e}"));
@@ -84,7 +91,8 @@ impl Control {
         let deadline = Instant::now() + timeout;
         let mut replies = self.replies.lock().unwrap();
         loop {
-            if let Some(r) = replies.remove(&id) {
+            if let Some(r) = replies.get_mut(&id).and_then(Option::take) {
+                replies.remove(&id);
                 return Some(r);
             }
             let left = deadline.checked_duration_since(Instant::now())?;

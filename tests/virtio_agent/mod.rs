@@ -3,8 +3,9 @@
 //!
 //! Lines: `<id> <COMMAND> <args...>` in, `<id> OK k=v...` or `<id> ERR k=v... msg=...` out.
 //! - `PING` → `OK pong`
-//! - `SERVE <path> <port>` → an echo server on `vsock:any:<port>` (see [`servers`]), `OK`
-//!   once it listens
+//! - `SERVE <path> <port> [<abort_after>]` → an echo server on `vsock:any:<port>` (see
+//!   [`servers`]), `OK` once it listens; with `abort_after`, each connection is aborted once
+//!   that many bytes have arrived
 //! - `STATS <port>` → that server's counts ([`servers::ServerStats::line`])
 //! - `ECHO <path> <port> <bytes> <seed> <connect_ms> <io_ms>` → connect to CID 2 `<port>` on
 //!   `<path>` within `connect_ms`, echo `<bytes>` checked (`io_ms` > 0: a read and write
@@ -27,7 +28,7 @@ use uring_vsock::{Endpoint, VsockAddr};
 use crate::util::engine_path::EnginePath;
 use crate::util::path::{Blocking, Epoll, PathUnderTest};
 use crate::util::virtio::{echo_through, CONTROL_TTY};
-use servers::ServerStats;
+use servers::{Mode, ServerStats};
 
 #[derive(Default)]
 struct Agent {
@@ -136,8 +137,13 @@ impl Agent {
     fn serve(&self, args: &[String]) -> Result<String, String> {
         let path: String = arg(args, 0, "path")?;
         let port: u32 = arg(args, 1, "port")?;
+        let mode = match args.len() {
+            2 => Mode::Echo,
+            _ => Mode::AbortAfter(arg(args, 2, "abort_after")?),
+        };
         let stats = Arc::new(ServerStats::default());
-        servers::serve(&path, port, Arc::clone(&stats))?;
+        let any = Endpoint::Vsock(VsockAddr::new(VsockAddr::CID_ANY, port));
+        servers::serve(&path, &any, mode, Arc::clone(&stats))?;
         self.servers.lock().unwrap().insert(port, stats);
         Ok(format!("listening={port}"))
     }

@@ -1,17 +1,21 @@
-//! The guest's echo servers, one per path, each counting what it served so the host can ask
-//! (`STATS`): connections accepted and ended, bytes echoed. They echo until the peer ends the
-//! connection (the device has no half-close), and keep serving after any one connection
-//! fails, which is what the host's reset and vanished-client tests check.
+//! Echo servers, one per path, each counting what it served: connections accepted and ended,
+//! bytes echoed. The guest agent runs them on `vsock:any:<port>` (the host asks with
+//! `STATS`); the host tests run them on the hybrid listen form (`vm.sock_<port>`) for guest
+//! clients. They echo until the peer ends the connection (the device has no half-close), and
+//! keep serving after any one connection fails, which is what the host's reset and
+//! vanished-client tests check. With [`Mode::AbortAfter`] each connection is aborted mid-stream
+//! instead (`SO_LINGER` 0 and close on the socket paths, `abort()` on the engine).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
+use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token};
 use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf, SendBuf};
-use uring_vsock::{blocking, epoll, Endpoint, VsockAddr};
+use uring_vsock::{blocking, epoll, Endpoint};
 
 use crate::engine_support::Echo;
 
@@ -21,6 +25,8 @@ pub struct ServerStats {
     pub accepted: AtomicU64,
     pub ended_eof: AtomicU64,
     pub ended_err: AtomicU64,
+    /// Connections this server aborted ([`Mode::AbortAfter`]).
+    pub aborted: AtomicU64,
     /// Bytes echoed (the engine counts them as they arrive).
     pub bytes: AtomicU64,
     /// Handler panics and accept failures: none is expected.
@@ -28,11 +34,11 @@ pub struct ServerStats {
 }
 
 impl ServerStats {
-    fn ended(&self, clean: bool) {
-        let c = if clean {
-            &self.ended_eof
-        } else {
-            &self.ended_err
+    fn ended(&self, end: End) {
+        let c = match end {
+            End::Eof => &self.ended_eof,
+            End::Err => &self.ended_err,
+            End::Aborted => &self.aborted,
         };
         c.fetch_add(1, Ordering::SeqCst);
     }
@@ -40,44 +46,64 @@ impl ServerStats {
     /// The `STATS` reply's fields.
     pub fn line(&self) -> String {
         let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
-        let (acc, eof, err) = (
+        let (acc, eof, err, aborted) = (
             get(&self.accepted),
             get(&self.ended_eof),
             get(&self.ended_err),
+            get(&self.aborted),
         );
         format!(
-            "accepted={acc} open={} ended_eof={eof} ended_err={err} bytes={} failures={}",
-            acc - eof - err,
+            "accepted={acc} open={} ended_eof={eof} ended_err={err} aborted={aborted} bytes={} \
+             failures={}",
+            acc - eof - err - aborted,
             get(&self.bytes),
             get(&self.failures)
         )
     }
 }
 
-fn any(port: u32) -> Endpoint {
-    Endpoint::Vsock(VsockAddr::new(VsockAddr::CID_ANY, port))
+/// How a connection ended, for [`ServerStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Eof,
+    Err,
+    Aborted,
 }
 
-/// Serves echo on `port` with `path` (`blocking`, `epoll` or `engine`) until the process ends.
+/// What a server does with each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Echo until the peer ends it.
+    Echo,
+    /// Echo, but once this many bytes have arrived, abort the connection without echoing
+    /// the last read (the peer is owed an echo: mid-stream).
+    AbortAfter(u64),
+}
+
+/// Serves `mode` on `ep` with `path` (`blocking`, `epoll` or `engine`) until the process ends.
 ///
 /// # Errors
 /// An unknown path, or the bind's error.
-pub fn serve(path: &str, port: u32, stats: Arc<ServerStats>) -> Result<(), String> {
-    let ep = any(port);
+pub fn serve(path: &str, ep: &Endpoint, mode: Mode, stats: Arc<ServerStats>) -> Result<(), String> {
     match path {
         "blocking" => {
-            let l = blocking::Listener::bind(&ep).map_err(|e| e.to_string())?;
-            thread::spawn(move || blocking_accept(l, stats));
+            let l = blocking::Listener::bind(ep).map_err(|e| e.to_string())?;
+            thread::spawn(move || blocking_accept(l, mode, stats));
         }
         "epoll" => {
-            let l = epoll::Listener::bind(&ep).map_err(|e| e.to_string())?;
-            thread::spawn(move || epoll_loop(l, stats));
+            let l = epoll::Listener::bind(ep).map_err(|e| e.to_string())?;
+            thread::spawn(move || epoll_loop(l, mode, stats));
         }
         "engine" => {
             engine()
-                .listen(&ep, move |_| Counted {
+                .listen(ep, move |_| Counted {
                     echo: Echo::new(),
                     stats: Arc::clone(&stats),
+                    abort_after: match mode {
+                        Mode::Echo => None,
+                        Mode::AbortAfter(n) => Some(n),
+                    },
+                    got: 0,
                 })
                 .map_err(|e| e.to_string())?;
         }
@@ -86,15 +112,15 @@ pub fn serve(path: &str, port: u32, stats: Arc<ServerStats>) -> Result<(), Strin
     Ok(())
 }
 
-fn blocking_accept(l: blocking::Listener, stats: Arc<ServerStats>) {
+fn blocking_accept(l: blocking::Listener, mode: Mode, stats: Arc<ServerStats>) {
     loop {
         match l.accept() {
             Ok((s, _)) => {
                 stats.accepted.fetch_add(1, Ordering::SeqCst);
                 let stats = Arc::clone(&stats);
                 thread::spawn(move || {
-                    let clean = blocking_echo(s, &stats).is_ok();
-                    stats.ended(clean);
+                    let end = blocking_echo(s, mode, &stats).unwrap_or(End::Err);
+                    stats.ended(end);
                 });
             }
             Err(e) => {
@@ -106,12 +132,25 @@ fn blocking_accept(l: blocking::Listener, stats: Arc<ServerStats>) {
     }
 }
 
-fn blocking_echo(mut s: blocking::Stream, stats: &ServerStats) -> io::Result<()> {
+/// Closes `s` with `SO_LINGER` 0: the socket paths' abort.
+fn abort(s: impl std::os::fd::AsFd) -> End {
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    End::Aborted
+}
+
+fn blocking_echo(mut s: blocking::Stream, mode: Mode, stats: &ServerStats) -> io::Result<End> {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
     loop {
         let n = s.read(&mut buf)?;
         if n == 0 {
-            return Ok(());
+            return Ok(End::Eof);
+        }
+        got += n as u64;
+        if matches!(mode, Mode::AbortAfter(limit) if got >= limit) {
+            return Ok(abort(&s)); // dropped on return: the close
         }
         s.write_all(&buf[..n])?;
         stats.bytes.fetch_add(n as u64, Ordering::SeqCst);
@@ -124,11 +163,13 @@ struct EpollConn {
     buf: Vec<u8>,
     at: usize,
     len: usize,
+    /// Bytes read so far.
+    got: u64,
 }
 
 /// Echoes what it can: writes what is pending, then reads, until a call would block.
-/// `Some(clean)` once the connection has ended.
-fn epoll_drive(c: &mut EpollConn, stats: &ServerStats) -> Option<bool> {
+/// `Some(end)` once the connection has ended (it is closed when dropped).
+fn epoll_drive(c: &mut EpollConn, mode: Mode, stats: &ServerStats) -> Option<End> {
     loop {
         while c.at < c.len {
             match (&c.s).write(&c.buf[c.at..c.len]) {
@@ -138,20 +179,26 @@ fn epoll_drive(c: &mut EpollConn, stats: &ServerStats) -> Option<bool> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Some(false),
+                Err(_) => return Some(End::Err),
             }
         }
         match (&c.s).read(&mut c.buf) {
-            Ok(0) => return Some(true),
-            Ok(n) => (c.at, c.len) = (0, n),
+            Ok(0) => return Some(End::Eof),
+            Ok(n) => {
+                c.got += n as u64;
+                if matches!(mode, Mode::AbortAfter(limit) if c.got >= limit) {
+                    return Some(abort(&c.s));
+                }
+                (c.at, c.len) = (0, n);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Some(false),
+            Err(_) => return Some(End::Err),
         }
     }
 }
 
-fn epoll_loop(mut l: epoll::Listener, stats: Arc<ServerStats>) {
+fn epoll_loop(mut l: epoll::Listener, mode: Mode, stats: Arc<ServerStats>) {
     const LISTENER: Token = Token(0);
     let mut poll = Poll::new().expect("mio poll");
     poll.registry()
@@ -190,6 +237,7 @@ fn epoll_loop(mut l: epoll::Listener, stats: Arc<ServerStats>) {
                             buf: vec![0; 64 * 1024],
                             at: 0,
                             len: 0,
+                            got: 0,
                         };
                         conns.insert(token, c);
                         ready.push_back(token);
@@ -207,16 +255,16 @@ fn epoll_loop(mut l: epoll::Listener, stats: Arc<ServerStats>) {
             let Some(c) = conns.get_mut(&token) else {
                 continue;
             };
-            if let Some(clean) = epoll_drive(c, &stats) {
+            if let Some(end) = epoll_drive(c, mode, &stats) {
                 let mut c = conns.remove(&token).expect("present");
                 let _ = poll.registry().deregister(&mut c.s);
-                stats.ended(clean);
+                stats.ended(end);
             }
         }
     }
 }
 
-/// The engine every engine server of the agent runs on (default settings, two workers).
+/// The engine every engine server of this process runs on (default settings, two workers).
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
@@ -227,10 +275,13 @@ fn engine() -> &'static Engine {
     })
 }
 
-/// The engine tests' echo handler, counting for [`ServerStats`].
+/// The engine tests' echo handler, counting for [`ServerStats`], aborting after
+/// `abort_after` bytes when set.
 struct Counted {
     echo: Echo,
     stats: Arc<ServerStats>,
+    abort_after: Option<u64>,
+    got: u64,
 }
 
 impl Handler for Counted {
@@ -241,6 +292,11 @@ impl Handler for Counted {
         self.stats
             .bytes
             .fetch_add(buf.len() as u64, Ordering::SeqCst);
+        self.got += buf.len() as u64;
+        if self.abort_after.is_some_and(|limit| self.got >= limit) {
+            conn.abort(); // with the echo of `buf` and whatever is queued unsent
+            return;
+        }
         self.echo.on_recv(conn, buf);
     }
     fn on_sent(&mut self, conn: &mut Conn<'_>, buf: SendBuf, res: io::Result<usize>) {
@@ -253,8 +309,11 @@ impl Handler for Counted {
         if matches!(reason, CloseReason::Panicked) {
             self.stats.failures.fetch_add(1, Ordering::SeqCst);
         }
-        self.stats
-            .ended(matches!(reason, CloseReason::Eof | CloseReason::Local));
+        self.stats.ended(match reason {
+            CloseReason::Eof | CloseReason::Local => End::Eof,
+            CloseReason::Aborted => End::Aborted,
+            _ => End::Err,
+        });
         self.echo.on_close(conn, reason);
     }
 }
