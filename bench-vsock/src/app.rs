@@ -36,7 +36,7 @@ pub fn execute(
         Command::Pingpong(a) => {
             run_suite(Suite::One(Workload::Pingpong), &a, command_line, out, log)
         }
-        Command::Stream(a) => run_suite(Suite::One(Workload::Stream), &a, command_line, out, log),
+        Command::Stream(a) => run_suite(Suite::One(stream(&a)), &a, command_line, out, log),
         Command::Rr(a) => run_suite(Suite::One(Workload::Rr), &a, command_line, out, log),
         Command::Connect(a) => run_suite(Suite::One(Workload::Connect), &a, command_line, out, log),
         Command::Compare(a) => run_suite(Suite::Compare, &a, command_line, out, log),
@@ -65,11 +65,20 @@ fn client(
     }
     let w = match c.workload {
         WorkloadArg::Pingpong => Workload::Pingpong,
-        WorkloadArg::Stream => Workload::Stream,
+        WorkloadArg::Stream => stream(&c.run),
         WorkloadArg::Rr => Workload::Rr,
         WorkloadArg::Connect => Workload::Connect,
     };
     run_suite(Suite::One(w), &c.run, command_line, out, log)
+}
+
+/// The stream workload in the direction `args` asks for.
+fn stream(args: &RunArgs) -> Workload {
+    if args.reverse {
+        Workload::StreamReverse
+    } else {
+        Workload::Stream
+    }
 }
 
 fn run_suite(

@@ -26,7 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// One connection, request/response of each --sizes.
     Pingpong(RunArgs),
-    /// One connection, one-way bulk writes of each --sizes; the server acks what it checked.
+    /// One-way bulk writes of each --sizes on --conns connections at once (default 1); the
+    /// server acks what it checked. --reverse: the server sends, the client checks.
     Stream(RunArgs),
     /// Many connections (--conns) request/response: closed loop, or open loop at --rate.
     Rr(RunArgs),
@@ -76,7 +77,8 @@ pub struct RunArgs {
     /// Message or write sizes, comma-separated, with k/m suffixes: 64,4k,64k,1m.
     #[arg(long, value_parser = size_list, value_name = "LIST")]
     pub sizes: Option<SizeList>,
-    /// Concurrent connections (rr: 256; connect: 1), at most 4096.
+    /// Concurrent connections (rr: 256; stream, connect: 1), at most 4096. stream: that many
+    /// streams at once (GB/s is their sum).
     #[arg(long, value_parser = parse::conns, value_name = "N")]
     pub conns: Option<u64>,
     /// Worker threads of backends that have them (tokio, epoll, uring), per side, at most
@@ -100,6 +102,10 @@ pub struct RunArgs {
     /// intended send time (coordinated-omission corrected).
     #[arg(long, value_parser = parse::positive, value_name = "MSGS_PER_S")]
     pub rate: Option<u64>,
+    /// stream: the server sends and the client checks (the other direction of a
+    /// transport, which differs a lot on real ones: host → guest and guest → host).
+    #[arg(long)]
+    pub reverse: bool,
     /// Short runs, few sizes, three repeats: a first look in well under a minute per
     /// backend.
     #[arg(long)]

@@ -14,7 +14,7 @@ use crate::workload::{config_label, workers_suffix, Workload};
 pub struct RunResult {
     /// Backend name (`uring`, `uring-spin`, `epoll`, `blocking`, `tokio`).
     pub backend: String,
-    /// `unix`, `tcp` or `vsock`.
+    /// `unix`, `tcp`, `vsock`, or `hybrid` (a VMM's unix socket to a guest's vsock).
     pub transport: String,
     /// The workload.
     pub workload: Workload,

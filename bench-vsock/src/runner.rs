@@ -14,8 +14,8 @@ use crate::latency::LatencySummary;
 use crate::results::RunResult;
 use crate::rusage::process_cpu;
 use crate::session::{Outcome, ServerCounts, SessionSource};
-use crate::transport::{connect_to, Transport};
-use crate::workload::{Length, RunSpec, Workload};
+use crate::transport::{connect_to, report_name};
+use crate::workload::{Length, RunSpec};
 
 /// Where the server of a run is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub fn run(spec: &RunSpec, target: &Target) -> Result<RunResult> {
     let (phase, transport) = match target {
         Target::Remote(ep) => (
             run_phases(&*backend, None, ep, spec).map(|(p, _)| p),
-            Transport::of(ep),
+            report_name(ep),
         ),
         Target::Local(listen) => {
             let server = backend
@@ -145,12 +145,12 @@ pub fn run(spec: &RunSpec, target: &Target) -> Result<RunResult> {
                     p
                 })
             });
-            (phase, Transport::of(&ep))
+            (phase, report_name(&ep))
         }
     };
     let phase = phase.context(what)?;
     let mut result = result_of(spec, transport, matches!(target, Target::Local(_)), phase);
-    if spec.workload == Workload::Stream {
+    if spec.workload.is_stream() {
         // After the run, so it takes nothing from it.
         result.harness_gbytes_per_s = Some(ceiling::stream_gbytes_per_s(spec.size, PROBE));
     }
@@ -163,13 +163,13 @@ fn target_ep(target: &Target) -> &Endpoint {
     }
 }
 
-fn result_of(spec: &RunSpec, transport: Transport, local: bool, p: Phase) -> RunResult {
+fn result_of(spec: &RunSpec, transport: &str, local: bool, p: Phase) -> RunResult {
     let o = p.outcome;
     let lat = LatencySummary::of(&o.corrected);
     let per_s = |x: f64| if p.seconds > 0.0 { x / p.seconds } else { 0.0 };
     RunResult {
         backend: spec.backend.name().to_owned(),
-        transport: transport.name().to_owned(),
+        transport: transport.to_owned(),
         workload: spec.workload,
         msg_size: spec.size as u64,
         conns: spec.slots() as u64,

@@ -94,6 +94,9 @@ fn configs(suite: Suite, args: &RunArgs) -> Result<Vec<Config>> {
     let quick = args.quick;
     let conns = args.conns.map(|c| c as usize);
     match suite {
+        Suite::Compare if args.reverse => Err(Error::new(
+            "--reverse applies to stream (and client --workload stream), not compare",
+        )),
         Suite::Compare => {
             let pp = sizes.clone().unwrap_or(if quick {
                 vec![64]
@@ -121,21 +124,26 @@ fn configs(suite: Suite, args: &RunArgs) -> Result<Vec<Config>> {
             if args.rate.is_some() && w != Workload::Rr {
                 return Err(Error::new("--rate applies to rr only (open loop)"));
             }
-            if conns.is_some() && matches!(w, Workload::Pingpong | Workload::Stream) {
+            if args.reverse && !w.is_stream() {
+                return Err(Error::new(format!("--reverse applies to stream, not {w}")));
+            }
+            if conns.is_some() && w == Workload::Pingpong {
                 return Err(Error::new(format!(
-                    "{w} uses one connection: --conns applies to rr and connect"
+                    "{w} uses one connection: --conns applies to stream, rr and connect"
                 )));
             }
             let default_sizes = match w {
                 Workload::Pingpong if !quick => vec![64, 4 * KIB, 64 * KIB],
-                Workload::Stream if !quick => vec![4 * KIB, 64 * KIB, 1024 * KIB],
-                Workload::Stream => vec![64 * KIB],
+                w if w.is_stream() && !quick => vec![4 * KIB, 64 * KIB, 1024 * KIB],
+                w if w.is_stream() => vec![64 * KIB],
                 _ => vec![64],
             };
             let c = match w {
                 Workload::Rr => conns.unwrap_or(256),
-                Workload::Connect => conns.unwrap_or(1),
-                _ => 1,
+                Workload::Connect | Workload::Stream | Workload::StreamReverse => {
+                    conns.unwrap_or(1)
+                }
+                Workload::Pingpong => 1,
             };
             Ok(sizes
                 .unwrap_or(default_sizes)
@@ -341,8 +349,16 @@ mod tests {
         assert!(e.message().contains("--rate applies to rr only"), "{e}");
         let mut a = quick();
         a.conns = Some(4);
-        let e = settings(Suite::One(Workload::Stream), &a).unwrap_err();
+        let e = settings(Suite::One(Workload::Pingpong), &a).unwrap_err();
         assert!(e.message().contains("one connection"), "{e}");
+        let s = settings(Suite::One(Workload::StreamReverse), &a).unwrap();
+        assert!(s.specs.iter().all(|r| r.slots() == 4), "parallel streams");
+        let mut a = quick();
+        a.reverse = true;
+        let e = settings(Suite::One(Workload::Rr), &a).unwrap_err();
+        assert!(e.message().contains("--reverse applies to stream"), "{e}");
+        let e = settings(Suite::Compare, &a).unwrap_err();
+        assert!(e.message().contains("--reverse applies to stream"), "{e}");
         let mut a = quick();
         a.connect = Some("unix:@x".parse().unwrap());
         let e = settings(Suite::One(Workload::Rr), &a).unwrap_err();

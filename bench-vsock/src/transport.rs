@@ -49,6 +49,16 @@ impl fmt::Display for Transport {
     }
 }
 
+/// The transport as a report names it: [`Transport::of`]'s name, except `hybrid` for a
+/// hybrid endpoint (the host side of a VMM's virtio-vsock device, a unix socket with a
+/// handshake), so host ↔ guest runs are never folded in with loopback vsock ones.
+pub fn report_name(ep: &Endpoint) -> &'static str {
+    match ep {
+        Endpoint::Hybrid(_) => "hybrid",
+        other => Transport::of(other).name(),
+    }
+}
+
 /// The transport to use when none is given, and a line saying why. vsock only through the
 /// loopback transport; without it a vsock connect would leave the machine, so unix.
 pub fn default_transport() -> (Transport, String) {

@@ -5,7 +5,7 @@
 //! | bytes  | field                                              |
 //! |--------|----------------------------------------------------|
 //! | 0..4   | magic `BVS1`                                       |
-//! | 4      | mode: 1 = echo, 2 = sink                           |
+//! | 4      | mode: 1 = echo, 2 = sink, 3 = source               |
 //! | 5..8   | zero                                               |
 //! | 8..12  | message (or write) size, u32 little-endian         |
 //! | 12..16 | seed: where this connection's pattern starts, u32  |
@@ -20,6 +20,12 @@
 //!   many bytes; a zero length ends the stream. The server checks every byte and answers the
 //!   end with an [`Ack`]: 16 bytes, the payload byte count it verified (u64) and a status
 //!   (u64, 0 = all bytes matched). Then the client closes.
+//! - **source** (`stream --reverse`): the server sends and the client checks. The client
+//!   asks for data with requests, each a u32 little-endian count of `size`-byte messages
+//!   (at least 1); the server sends that many messages' worth of pattern bytes, unframed,
+//!   answering requests in order. The client keeps up to two requests outstanding (so the
+//!   server always has the next one when it finishes a batch: no idle gap), stops asking
+//!   when done, reads everything it asked for, then closes.
 //!
 //! Every payload byte is [`crate::pattern`] at its offset in the connection's stream
 //! (starting at the seed), so both ends verify what they receive. A server that finds a bad
@@ -33,6 +39,8 @@ pub const HEADER_LEN: usize = 32;
 pub const ACK_LEN: usize = 16;
 /// A sink frame's length prefix.
 pub const FRAME_PREFIX_LEN: usize = 4;
+/// A source request's length: a u32 count of messages.
+pub const REQUEST_LEN: usize = 4;
 /// The largest message or frame a server accepts, so a bad header cannot make it allocate
 /// without bound.
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -46,6 +54,8 @@ pub enum Mode {
     Echo = 1,
     /// Check framed data, answer the end with an ack.
     Sink = 2,
+    /// Send the messages the client requests.
+    Source = 3,
 }
 
 /// The header a client sends first on every connection.
@@ -86,6 +96,7 @@ impl Header {
         let mode = match bytes[4] {
             1 => Mode::Echo,
             2 => Mode::Sink,
+            3 => Mode::Source,
             m => return Err(Error::new(format!("bad header: unknown mode {m}"))),
         };
         let size = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
@@ -138,6 +149,11 @@ mod tests {
             seed: 77,
         };
         assert_eq!(Header::decode(&h.encode()), Ok(h));
+        let r = Header {
+            mode: Mode::Source,
+            ..h
+        };
+        assert_eq!(Header::decode(&r.encode()), Ok(r));
         let a = Ack {
             bytes: 1 << 40,
             status: 0,

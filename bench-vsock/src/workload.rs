@@ -15,8 +15,11 @@ use crate::wire::Mode;
 pub enum Workload {
     /// One connection, request/response.
     Pingpong,
-    /// One connection, one-way bulk.
+    /// One-way bulk, client to server (`--conns` streams at once).
     Stream,
+    /// One-way bulk, server to client (`stream --reverse`).
+    #[serde(rename = "stream-reverse")]
+    StreamReverse,
     /// Many connections, request/response, closed or open loop.
     Rr,
     /// Connection setup: connect, one round trip, close.
@@ -29,9 +32,17 @@ impl Workload {
         match self {
             Workload::Pingpong => "pingpong",
             Workload::Stream => "stream",
+            Workload::StreamReverse => "stream-reverse",
             Workload::Rr => "rr",
             Workload::Connect => "connect",
         }
+    }
+}
+
+impl Workload {
+    /// Whether it is a one-way bulk stream (either direction).
+    pub fn is_stream(self) -> bool {
+        matches!(self, Workload::Stream | Workload::StreamReverse)
     }
 }
 
@@ -84,15 +95,24 @@ impl RunSpec {
         let conns = self.conns.max(1) as u64;
         let per_conn = per_total.map(|n| n.div_ceil(conns).max(1));
         match self.workload {
-            Workload::Pingpong | Workload::Stream => SessionPlan {
-                mode: if self.workload == Workload::Stream {
-                    Mode::Sink
-                } else {
-                    Mode::Echo
-                },
+            Workload::Pingpong => SessionPlan {
+                mode: Mode::Echo,
                 size: self.size,
                 sessions: 1,
                 per_session: per_total,
+                deadline,
+                interval: None,
+                from_connect: false,
+            },
+            Workload::Stream | Workload::StreamReverse => SessionPlan {
+                mode: if self.workload == Workload::Stream {
+                    Mode::Sink
+                } else {
+                    Mode::Source
+                },
+                size: self.size,
+                sessions: conns,
+                per_session: per_conn,
                 deadline,
                 interval: None,
                 from_connect: false,
@@ -123,8 +143,10 @@ impl RunSpec {
     /// Connections run at once.
     pub fn slots(&self) -> usize {
         match self.workload {
-            Workload::Pingpong | Workload::Stream => 1,
-            Workload::Rr | Workload::Connect => self.conns.max(1),
+            Workload::Pingpong => 1,
+            Workload::Stream | Workload::StreamReverse | Workload::Rr | Workload::Connect => {
+                self.conns.max(1)
+            }
         }
     }
 

@@ -65,8 +65,12 @@ fn contradictions_are_run_errors() {
         "Error: --rate applies to rr only",
     );
     fails_with(
-        &["stream", "--conns", "4", "--transport", "unix"],
-        "Error: stream uses one connection",
+        &["pingpong", "--conns", "4", "--transport", "unix"],
+        "Error: pingpong uses one connection",
+    );
+    fails_with(
+        &["rr", "--reverse", "--transport", "unix"],
+        "Error: --reverse applies to stream, not rr",
     );
     fails_with(
         &["rr", "--count", "5", "--duration", "1s"],

@@ -12,9 +12,10 @@ use bench_vsock::Error;
 /// Which way a chunk travels.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Dir {
-    /// Client to server: the header is chunk 0, then one chunk per message or frame.
+    /// Client to server: the header is chunk 0, then one chunk per message, frame or
+    /// source request.
     ToServer,
-    /// Server to client: one chunk per echo, or the ack.
+    /// Server to client: one chunk per echo or source message, or the ack.
     ToClient,
 }
 
@@ -180,7 +181,7 @@ fn clean_link_verifies_every_byte_on_both_ends() {
 #[test]
 fn a_session_whose_deadline_passed_while_connecting_still_completes_one_message() {
     // A slow machine's connects can outlast a short timed run: it must still measure.
-    for (mode, size) in [(Mode::Echo, 64), (Mode::Sink, 4096)] {
+    for (mode, size) in [(Mode::Echo, 64), (Mode::Sink, 4096), (Mode::Source, 4096)] {
         let plan = SessionPlan {
             mode,
             size,
@@ -267,6 +268,65 @@ fn loss_of_a_stream_frame_shifts_the_rest_off_the_pattern() {
     assert_eq!(
         error(end, true),
         "client data corrupted at stream offset 4096: closing"
+    );
+}
+
+#[test]
+fn a_reverse_stream_is_verified_by_the_client() {
+    // The server sends what the client asks for; the client checks every byte of it.
+    let (source, end) = pump(Mode::Source, 4096, 3, Damage::None);
+    assert!(
+        matches!(
+            end,
+            End::Clean {
+                client: 12288,
+                server: 0
+            }
+        ),
+        "{end:?}"
+    );
+    let outcome = source.finish().unwrap();
+    assert_eq!((outcome.messages, outcome.bytes_verified), (3, 12288));
+    assert_eq!(outcome.payload_bytes, 12288);
+    // More messages than one request holds (1 MiB per request): several requests, in order.
+    let (source, end) = pump(Mode::Source, 1000, 3000, Damage::None);
+    assert!(
+        matches!(
+            end,
+            End::Clean {
+                client: 3_000_000,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+    assert_eq!(source.finish().unwrap().messages, 3000);
+}
+
+#[test]
+fn corruption_or_loss_in_a_reverse_stream_is_caught_by_the_client_at_its_byte() {
+    // Chunk 1 is the second message: its last byte is stream byte 8191.
+    let (_, end) = pump(Mode::Source, 4096, 3, Damage::Flip(Dir::ToClient, 1));
+    assert_eq!(
+        error(end, false),
+        "stream from the server corrupted at stream offset 8191 (byte 8191 of the stream)"
+    );
+    // The second message is lost: the third's first byte arrives where it was due.
+    let (_, end) = pump(Mode::Source, 1000, 3, Damage::Drop(Dir::ToClient, 1));
+    assert_eq!(
+        error(end, false),
+        "stream from the server corrupted at stream offset 1000 (byte 1000 of the stream)"
+    );
+    // A damaged request (chunk 1, the first after the header) asks for far more than the
+    // client wants: the client closes once it has its 3 messages, and the server says what
+    // it was still asked for.
+    let (_, end) = pump(Mode::Source, 1000, 3, Damage::Flip(Dir::ToServer, 1));
+    assert_eq!(
+        error(end, true),
+        format!(
+            "client closed with {} requested message(s) not yet sent",
+            (3 | 0x4000_0000) - 3
+        )
     );
 }
 

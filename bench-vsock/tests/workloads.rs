@@ -70,6 +70,75 @@ fn stream_is_acked_whole() {
 }
 
 #[test]
+fn reverse_stream_is_checked_by_the_client() {
+    for b in backends() {
+        // 300 messages of 70 KiB: several requests (about 1 MiB each), odd-sized reads.
+        let runs = runs_of(
+            "stream-reverse",
+            b,
+            &[
+                "stream",
+                "--reverse",
+                "--transport",
+                "unix",
+                "--sizes",
+                "70k",
+                "--count",
+                "300",
+            ],
+        );
+        assert_eq!(runs[0]["workload"], "stream-reverse", "{b}");
+        assert_eq!(runs[0]["messages"], 300, "{b}");
+        assert_eq!(runs[0]["bytes_verified"], 300 * 70 * 1024, "{b}");
+        assert_eq!(runs[0]["payload_bytes"], 300 * 70 * 1024, "{b}");
+        // The server checked nothing (it sent), and its connection ended cleanly.
+        assert_eq!(runs[0]["server"]["connections"], 1, "{b}");
+        assert_eq!(runs[0]["server"]["bytes_verified"], 0, "{b}");
+        assert!(
+            runs[0]["harness_gbytes_per_s"].as_f64().unwrap() > 0.0,
+            "{b}"
+        );
+    }
+}
+
+#[test]
+fn parallel_streams_both_ways_verify_every_connection() {
+    for b in backends() {
+        for reverse in [false, true] {
+            let mut args = vec![
+                "stream",
+                "--transport",
+                "unix",
+                "--sizes",
+                "64k",
+                "--conns",
+                "3",
+                "--count",
+                "30",
+            ];
+            if reverse {
+                args.push("--reverse");
+            }
+            let runs = runs_of("stream-conns", b, &args);
+            // 30 writes spread over 3 connections: 10 each, every one verified.
+            assert_eq!(runs[0]["conns"], 3, "{b} reverse={reverse}");
+            assert_eq!(runs[0]["messages"], 30, "{b} reverse={reverse}");
+            assert_eq!(
+                runs[0]["bytes_verified"],
+                30 * 64 * 1024,
+                "{b} reverse={reverse}"
+            );
+            assert_eq!(runs[0]["server"]["connections"], 3, "{b} reverse={reverse}");
+            let server = if reverse { 0 } else { 30 * 64 * 1024 };
+            assert_eq!(
+                runs[0]["server"]["bytes_verified"], server,
+                "{b} reverse={reverse}"
+            );
+        }
+    }
+}
+
+#[test]
 fn rr_closed_and_open_loop() {
     for b in backends() {
         let runs = runs_of(

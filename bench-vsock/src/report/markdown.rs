@@ -32,6 +32,12 @@ fn transport_of(r: &Report) -> String {
     }
 }
 
+/// The heading of the host <-> guest section (`tools/bench-virtio`'s report).
+pub const VIRTIO_TITLE: &str =
+    "host ↔ guest, virtio-vsock through vhost-device-vsock (TCG, indicative)";
+
+const VIRTIO_NOTE: &str = "> A QEMU guest (TCG, no KVM; Debian 6.1 cloud kernel) with a real virtio-vsock device, `vhost-user-vsock-pci` served on the host by `vhost-device-vsock` 0.3.0 (`tools/bench-virtio`): emulated and indicative only. The same backend runs on both ends. Rows with transport `hybrid` are a host client (the VMM's unix socket and its `CONNECT` handshake) to a guest server (`AF_VSOCK`); rows with transport `vsock` are a guest client (CID 2) to a host server (a unix listener at `<uds_path>_<port>`). `stream` sends from client to server and `stream-reverse` from server to client, so host → guest is `hybrid` `stream` and `vsock` `stream-reverse`, and guest → host the other two.";
+
 /// A [`Grid`] as a Markdown table.
 fn write_grid(w: &mut dyn Write, g: &Grid) -> io::Result<()> {
     writeln!(w, "| {} |", g.headers.join(" | "))?;
@@ -47,13 +53,21 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
     writeln!(w, "# bench-vsock results\n")?;
     writeln!(w, "Produced by `bench-vsock report` from `bench-vsock compare` JSON reports (`tools/results`); do not edit by hand.\n")?;
     writeln!(w, "Each configuration runs every backend, interleaved (backend order rotated each repeat); tables show medians over repeats with the range (min–max). Ratios pair runs of the same repeat: a msgs/s ratio above 1 and a p99 ratio below 1 favour the first backend. Every byte moved is verified; `verified` is the total. CPU µs/msg is process CPU time (user + system, both ends when the server is local) per message; the CPU/msg ratio compares it between backends. A label such as `(1 worker)` marks runs at other than the default 2 workers per side. `harness GB/s` (stream rows) is the harness's own ceiling: making and checking each byte as a stream run does, on one thread with no socket.\n")?;
-    writeln!(w, "## How to reproduce\n\n```sh\ntools/results --vm --profile   # compares on unix and tcp here, on vsock in the test VM, profiles, then this file\n```\n\nEach section below gives its exact compare command; extra options after `--` go to every compare.\n")?;
+    writeln!(w, "## How to reproduce\n\n```sh\ntools/results --vm --virtio --profile   # compares on unix and tcp here, on vsock in the test VM, host ↔ guest over virtio-vsock, profiles, then this file\n```\n\nEach section below gives its exact compare command; extra options after `--` go to every compare.\n")?;
     for s in sections {
         let r = s.report;
         let t = transport_of(r);
         let m = &r.machine;
-        writeln!(w, "## {t}\n")?;
-        if t.contains("vsock") {
+        // Host <-> guest runs (a hybrid endpoint on the host) get a section of their own,
+        // with a transport column: `hybrid` rows are host clients, `vsock` rows guest ones.
+        let virtio = t.contains("hybrid");
+        if virtio {
+            writeln!(w, "## {VIRTIO_TITLE}\n")?;
+            writeln!(w, "{VIRTIO_NOTE}\n")?;
+        } else {
+            writeln!(w, "## {t}\n")?;
+        }
+        if t.contains("vsock") && !virtio {
             writeln!(w, "> vsock numbers come from `vsock_loopback` inside a QEMU guest under software emulation (TCG, no KVM): emulated and indicative only, not a statement about real hardware.\n")?;
         }
         writeln!(
@@ -63,7 +77,7 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
         )?;
         writeln!(w, "Command: `{}`\n", r.command)?;
         writeln!(w, "### Medians over repeats\n")?;
-        write_grid(w, &columns::summaries(&s.summaries, false))?;
+        write_grid(w, &columns::summaries(&s.summaries, virtio))?;
         if !r.ratios.is_empty() {
             writeln!(w, "\n### Ratios\n")?;
             write_grid(w, &columns::ratios(&r.ratios, false))?;

@@ -1,5 +1,5 @@
 //! The client end of a connection: sends patterned messages, checks what comes back, times
-//! each message.
+//! each message; in source mode (`stream --reverse`) asks the server for data and checks it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,11 +8,14 @@ use super::source::{SessionPlan, Shared};
 use super::{Outbox, Session, Want};
 use crate::error::{Error, Result};
 use crate::pattern;
-use crate::wire::{Ack, Header, Mode, ACK_LEN, FRAME_PREFIX_LEN, HEADER_LEN};
+use crate::wire::{Ack, Header, Mode, ACK_LEN, FRAME_PREFIX_LEN, HEADER_LEN, REQUEST_LEN};
 
 /// Latencies are handed to the shared histograms in batches, so 256 connections do not
 /// take a lock per message.
 const BATCH: usize = 256;
+/// Source mode: about this many bytes per request (at least one message). Two requests are
+/// kept outstanding, so the server always has the next one when it finishes a batch.
+const REQUEST_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -28,6 +31,10 @@ enum State {
     End,
     /// Waiting for the server's ack of a sink stream.
     Ack,
+    /// Source mode: sending a request for more messages.
+    Request,
+    /// Source mode: reading what was requested.
+    Pull,
     /// Over.
     Done,
 }
@@ -57,6 +64,8 @@ pub struct ClientSession {
     messages: u64,
     payload: u64,
     verified: u64,
+    /// Source mode: messages requested so far.
+    requested: u64,
 }
 
 impl ClientSession {
@@ -78,7 +87,7 @@ impl ClientSession {
             iv.mul_f64((index % plan.sessions) as f64 / plan.sessions as f64)
         });
         let mut out = Outbox::default();
-        out.reserve(HEADER_LEN.max(FRAME_PREFIX_LEN));
+        out.reserve(HEADER_LEN.max(FRAME_PREFIX_LEN).max(REQUEST_LEN));
         out.push(&header.encode());
         ClientSession {
             mode: plan.mode,
@@ -110,6 +119,7 @@ impl ClientSession {
             messages: 0,
             payload: 0,
             verified: 0,
+            requested: 0,
         }
     }
 
@@ -166,6 +176,76 @@ impl ClientSession {
         self.samples.clear();
     }
 
+    /// Source mode, between requests: ask for more while the run goes on and at most one
+    /// request is outstanding beyond the one being read; else read what is owed; else end.
+    fn source_next(&mut self, now: Instant) {
+        let per_request = (REQUEST_BYTES / self.size).max(1) as u64;
+        let owed = self.requested - self.messages;
+        // Past the deadline, one message still completes if none was asked for yet (as in
+        // `should_stop`), and no more than that.
+        let past = self.deadline.is_some_and(|d| now >= d);
+        let more = !self.shared.aborted()
+            && self.limit.is_none_or(|n| self.requested < n)
+            && !(past && self.requested > 0);
+        if more && owed <= per_request {
+            let count = if past { 1 } else { per_request };
+            let count = match self.limit {
+                Some(n) => count.min(n - self.requested),
+                None => count,
+            };
+            if self.requested == 0 {
+                self.started = now;
+            }
+            self.requested += count;
+            self.out.clear();
+            // `per_request` is at most REQUEST_BYTES, so it fits a u32.
+            self.out.push(&(count as u32).to_le_bytes());
+            self.state = State::Request;
+        } else if owed > 0 {
+            self.state = State::Pull;
+        } else {
+            self.done();
+        }
+    }
+
+    /// Source mode: `data` arrived; checks it and completes the messages it finishes.
+    fn pulled(&mut self, data: &[u8], now: Instant) -> Result<()> {
+        let size = self.size as u64;
+        // In source mode `send_at` stays at the seed: `recv_at - send_at` is what arrived.
+        let owed = self.requested * size - (self.recv_at - self.send_at);
+        if data.len() as u64 > owed {
+            return Err(Error::new(format!(
+                "server sent {} bytes more than the {} requested",
+                data.len() as u64 - owed,
+                self.requested * size
+            )));
+        }
+        if let Some(at) = pattern::mismatch(self.recv_at, data) {
+            return Err(Error::new(format!(
+                "stream from the server corrupted at stream offset {at} (byte {} of the stream)",
+                at - self.send_at
+            )));
+        }
+        self.recv_at += data.len() as u64;
+        self.verified += data.len() as u64;
+        let completed = (self.recv_at - self.send_at) / size;
+        while self.messages < completed {
+            // Each message's time runs from the previous one's end (or the first request).
+            let took = now.saturating_duration_since(self.started).as_nanos() as u64;
+            self.samples.push((took, took));
+            if self.samples.len() >= BATCH {
+                self.flush();
+            }
+            self.messages += 1;
+            self.payload += size;
+            self.started = now;
+        }
+        if self.state == State::Pull {
+            self.state = State::Idle;
+        }
+        Ok(())
+    }
+
     fn done(&mut self) {
         self.state = State::Done;
         self.flush();
@@ -176,7 +256,9 @@ impl ClientSession {
 
 impl Session for ClientSession {
     fn next(&mut self, now: Instant) -> Want<'_> {
-        if self.state == State::Idle {
+        if self.state == State::Idle && self.mode == Mode::Source {
+            self.source_next(now);
+        } else if self.state == State::Idle {
             if self.should_stop(now) {
                 if self.mode == Mode::Sink && self.messages > 0 {
                     self.out.clear();
@@ -202,8 +284,10 @@ impl Session for ClientSession {
             }
         }
         match self.state {
-            State::Header | State::Message | State::End => Want::Send(&mut self.out),
-            State::Echo | State::Ack => Want::Recv,
+            State::Header | State::Message | State::End | State::Request => {
+                Want::Send(&mut self.out)
+            }
+            State::Echo | State::Ack | State::Pull => Want::Recv,
             State::Done => Want::Done,
             State::Idle => unreachable!("Idle always moves on above"),
         }
@@ -225,12 +309,18 @@ impl Session for ClientSession {
                 self.ack.clear();
                 self.state = State::Ack;
             }
+            State::Request => self.state = State::Idle,
             _ => {}
         }
     }
 
     fn on_recv(&mut self, data: &[u8], now: Instant) -> Result<()> {
         match self.state {
+            // A backend that reads eagerly may hand over data between requests or while one
+            // goes out.
+            State::Pull | State::Request | State::Idle if self.mode == Mode::Source => {
+                self.pulled(data, now)
+            }
             State::Echo => {
                 if data.len() > self.size - self.echo_got {
                     return Err(Error::new(format!(

@@ -1,5 +1,5 @@
 //! The server end of a connection: reads the header, then echoes or sinks, checking every
-//! byte against the pattern.
+//! byte against the pattern, or (source mode) sends the pattern the client asks for.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Outbox, Session, Want};
 use crate::error::{Error, Result};
 use crate::pattern;
-use crate::wire::{Ack, Header, Mode, FRAME_PREFIX_LEN, HEADER_LEN, MAX_MESSAGE};
+use crate::wire::{Ack, Header, Mode, FRAME_PREFIX_LEN, HEADER_LEN, MAX_MESSAGE, REQUEST_LEN};
 
 /// What a server saw over all its connections.
 #[derive(Debug, Default)]
@@ -120,9 +120,13 @@ enum State {
     EchoRecv,
     EchoSend,
     FramePrefix,
-    FramePayload { left: usize },
+    FramePayload {
+        left: usize,
+    },
     AckSend,
     AwaitClose,
+    /// Source mode: sending what was requested, reading requests as they come.
+    Source,
     Done,
 }
 
@@ -139,6 +143,8 @@ pub struct ServerSession {
     out: Outbox,
     sunk: u64,
     verified: u64,
+    /// Source mode: messages requested and not yet started.
+    owed: u64,
 }
 
 impl Default for ServerSession {
@@ -159,6 +165,7 @@ impl ServerSession {
             out: Outbox::default(),
             sunk: 0,
             verified: 0,
+            owed: 0,
         }
     }
 
@@ -228,6 +235,22 @@ impl ServerSession {
                 };
                 Ok(n)
             }
+            State::Source => {
+                // Requests may arrive while a batch is going out (the client keeps two
+                // outstanding, and some backends read eagerly): they queue up.
+                let n = data.len().min(REQUEST_LEN - self.head.len());
+                self.head.extend_from_slice(&data[..n]);
+                if self.head.len() == REQUEST_LEN {
+                    let count =
+                        u32::from_le_bytes(self.head.as_slice().try_into().expect("4 bytes"));
+                    self.head.clear();
+                    if count == 0 {
+                        return Err(Error::new("client requested 0 messages"));
+                    }
+                    self.owed = self.owed.saturating_add(u64::from(count));
+                }
+                Ok(n)
+            }
             State::EchoSend | State::AckSend | State::AwaitClose | State::Done => {
                 Err(Error::new(format!(
                     "client sent {} bytes before its previous message was answered",
@@ -243,6 +266,7 @@ impl ServerSession {
         self.state = match header.mode {
             Mode::Echo => State::EchoRecv,
             Mode::Sink => State::FramePrefix,
+            Mode::Source => State::Source,
         };
         Ok(())
     }
@@ -272,6 +296,21 @@ impl Session for ServerSession {
     fn next(&mut self, _now: Instant) -> Want<'_> {
         match self.state {
             State::EchoSend | State::AckSend => Want::Send(&mut self.out),
+            State::Source => {
+                if self.out.is_empty() && self.owed > 0 {
+                    // One message at a time from the pattern: memory stays at one message
+                    // whatever the client asks for.
+                    self.out.clear();
+                    self.out.set_body(self.at, self.size);
+                    self.at += self.size as u64;
+                    self.owed -= 1;
+                }
+                if self.out.is_empty() {
+                    Want::Recv
+                } else {
+                    Want::Send(&mut self.out)
+                }
+            }
             State::Done => Want::Done,
             _ => Want::Recv,
         }
@@ -305,11 +344,17 @@ impl Session for ServerSession {
             State::Header | State::FramePrefix => self.head.is_empty(),
             State::EchoRecv => self.echo_got == 0,
             State::AwaitClose | State::Done => true,
+            State::Source => self.head.is_empty() && self.owed == 0 && self.out.is_empty(),
             _ => false,
         };
         if clean {
             self.state = State::Done;
             Ok(())
+        } else if self.state == State::Source {
+            Err(Error::new(format!(
+                "client closed with {} requested message(s) not yet sent",
+                self.owed + u64::from(!self.out.is_empty())
+            )))
         } else {
             Err(Error::new(format!(
                 "client closed in the middle of a message (state {:?})",

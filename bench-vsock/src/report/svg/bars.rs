@@ -57,7 +57,7 @@ const CPU: Measure = Measure {
 /// Writes throughput bars: GB/s for stream configurations, msgs/s for the rest.
 pub fn write_throughput(w: &mut dyn Write, sums: &[Summary]) -> io::Result<()> {
     write_bars(w, sums, "throughput", |workload| {
-        if workload == Workload::Stream {
+        if workload.is_stream() {
             &GBYTES
         } else {
             &MSGS
