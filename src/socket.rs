@@ -119,7 +119,7 @@ const MAX_VSOCK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2_000_000);
 /// vsock bounds every connect, nonblocking ones too, by `SO_VM_SOCKETS_CONNECT_TIMEOUT`
 /// (2 s by default): raise it to `timeout` when that is longer, so the caller's deadline is
 /// what decides.
-fn raise_vsock_connect_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
+pub(crate) fn raise_vsock_connect_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
     let want = timeout.min(MAX_VSOCK_CONNECT_TIMEOUT);
     if crate::sys::get_vsock_connect_timeout(socket)? < want {
         crate::sys::set_vsock_connect_timeout(socket, want)?;
@@ -225,6 +225,17 @@ pub(crate) fn adopt_listener(fd: OwnedFd) -> Result<Socket> {
         return Err(invalid(format!(
             "fd is a {ty:?} socket, not a stream socket"
         )));
+    }
+    // An inet stream socket may be SCTP or MPTCP: only plain tcp is served as tcp.
+    if domain == socket2::Domain::IPV4 || domain == socket2::Domain::IPV6 {
+        let protocol = socket
+            .protocol()
+            .map_err(|e| Error::new("adopt listener", None, e))?;
+        if protocol.is_some_and(|p| p != socket2::Protocol::TCP) {
+            return Err(invalid(format!(
+                "fd is a {domain:?} stream socket of protocol {protocol:?}, not tcp"
+            )));
+        }
     }
     if !socket
         .is_listener()

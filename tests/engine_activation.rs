@@ -44,12 +44,14 @@ fn adopt(e: &Engine, fd: OwnedFd, ep: &Endpoint) -> Endpoint {
 
 #[test]
 fn listen_fd_serves_inherited_unix_and_tcp_listeners_blocking_or_not() {
-    let dir = TempDir::new();
     let mut seed = 0;
     for t in [Transport::Unix, Transport::Tcp] {
         for nonblocking in [false, true] {
-            // The engine's shutdown closes the adopted listener with everything else.
+            // The engine's shutdown closes the adopted listener with everything else. The
+            // directory lives inside the count: its removal opens fds of its own, which would
+            // land in another test's count.
             util::fds_unchanged(|| {
+                let dir = TempDir::new();
                 let e = engine();
                 let (fd, ep) = inherited_listener(t, &dir);
                 set_status_flag(&fd, libc::O_NONBLOCK, nonblocking);

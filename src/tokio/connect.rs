@@ -15,9 +15,6 @@ use crate::hybrid::connector::Connector;
 use crate::hybrid::drive::{advance, Progress};
 use crate::{socket, Endpoint, Error, Result};
 
-/// The longest `SO_VM_SOCKETS_CONNECT_TIMEOUT` the kernel takes (see `socket.rs`).
-const MAX_VSOCK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2_000_000);
-
 /// Pauses between tries of a unix connect to a full backlog: unix has no connect in
 /// progress and no readiness event for room in the backlog, so it is tried again.
 const UNIX_RETRY_MIN: Duration = Duration::from_millis(1);
@@ -37,7 +34,7 @@ pub(crate) async fn connect(ep: &Endpoint, timeout: Option<Duration>) -> Result<
     let addr = socket::sock_addr("connect", ep)?;
     let socket = socket::new_stream(ep, true)?;
     if let (Endpoint::Vsock(_), Some(t)) = (ep, timeout) {
-        raise_vsock_connect_timeout(&socket, t)
+        socket::raise_vsock_connect_timeout(&socket, t)
             .map_err(Error::with("setsockopt SO_VM_SOCKETS_CONNECT_TIMEOUT", ep))?;
     }
     let fd = within(
@@ -140,14 +137,4 @@ async fn handshake(fd: &AsyncFd<Socket>, port: u32) -> io::Result<()> {
         };
         guard.clear_ready();
     }
-}
-
-/// vsock bounds nonblocking connects too by `SO_VM_SOCKETS_CONNECT_TIMEOUT` (2 s by
-/// default): raise it to `timeout` when that is longer, so the caller's deadline decides.
-fn raise_vsock_connect_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
-    let want = timeout.min(MAX_VSOCK_CONNECT_TIMEOUT);
-    if crate::sys::get_vsock_connect_timeout(socket)? < want {
-        crate::sys::set_vsock_connect_timeout(socket, want)?;
-    }
-    Ok(())
 }

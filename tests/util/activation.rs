@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use uring_vsock::{Endpoint, VsockAddr};
 
 use super::{TempDir, Transport};
@@ -60,7 +60,22 @@ pub fn not_listeners(dir: &TempDir) -> Vec<(&'static str, OwnedFd, Refusal)> {
     let tcp_client = std::net::TcpStream::connect(tcp_listener.local_addr().unwrap()).unwrap();
     let (unix_a, _unix_b) = std::os::unix::net::UnixStream::pair().unwrap();
     let file = std::fs::File::open("/proc/self/cmdline").unwrap();
-    vec![
+    // A listening MPTCP socket (an inet stream socket that is not tcp), where the kernel has
+    // MPTCP.
+    let mptcp = Socket::new(
+        Domain::IPV4,
+        Type::STREAM,
+        Some(Protocol::from(libc::IPPROTO_MPTCP)),
+    )
+    .ok()
+    .filter(|s| {
+        s.bind(&SockAddr::from(
+            "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(),
+        ))
+        .and_then(|()| s.listen(8))
+        .is_ok()
+    });
+    let mut fds = vec![
         (
             "a udp socket",
             socket(Domain::IPV4, Type::DGRAM).into(),
@@ -94,7 +109,11 @@ pub fn not_listeners(dir: &TempDir) -> Vec<(&'static str, OwnedFd, Refusal)> {
             Invalid("not vsock, unix or tcp"),
         ),
         ("a file", file.into(), Errno(libc::ENOTSOCK)),
-    ]
+    ];
+    if let Some(m) = mptcp {
+        fds.push(("a listening mptcp socket", m.into(), Invalid("not tcp")));
+    }
+    fds
 }
 
 /// Asserts that adopting `what` failed as `want` says, with the operation named.

@@ -197,8 +197,10 @@ impl Conn<'_> {
 
     /// Closes the connection at once: operations in flight are cancelled and awaited, queued
     /// sends come back through `on_sent` with an error (its [`PartialSend`] says how much of
-    /// each went out), and the peer gets a reset, not EOF, so it cannot take a cut message
-    /// for a complete one. `on_close` runs with [`CloseReason::Aborted`].
+    /// each went out), and the peer gets a reset (`SO_LINGER` 0), not a FIN, so a tcp or unix
+    /// peer cannot take a cut message for a complete one. vsock has no reset of its own: its
+    /// peer's reads end as at a close, and its writes fail with `EPIPE`. `on_close` runs with
+    /// [`CloseReason::Aborted`].
     ///
     /// [`PartialSend`]: crate::uring::PartialSend
     pub fn abort(&mut self) {
