@@ -1,6 +1,7 @@
 //! Cancelling operations the kernel holds: a receive cancelled by pausing (before any data and
 //! mid-stream) loses no byte; closing a connection with sends queued to a peer that does not
-//! read cancels them and gives every buffer back.
+//! read cancels them and gives every buffer back. Over unix here, and over vsock in the test
+//! VM (`tools/vm-test --test engine_cancel`).
 
 mod engine_support;
 mod util;
@@ -14,7 +15,7 @@ use engine_support::{connect, recv_or_hang, wait_closed, wait_until, write_strea
 use uring_vsock::uring::{
     CloseReason, Conn, ConnHandle, Engine, Handler, PartialSend, RecvBuf, SendBuf,
 };
-use util::{bind_endpoint, TempDir, Transport};
+use util::{bind_endpoint, connect_endpoint, TempDir, Transport};
 
 /// Pauses receiving twice, cancelling the multishot receive in flight each time, and hands the
 /// test a handle to resume: first when its greeting has been sent (the peer has sent nothing
@@ -60,20 +61,32 @@ impl Handler for Pauser {
 
 #[test]
 fn engine_cancel_recv_in_flight_loses_nothing() {
+    cancel_recv_in_flight_loses_nothing(Transport::Unix);
+}
+
+#[test]
+#[ignore = "needs vsock: run with tools/vm-test"]
+fn engine_vsock_cancel_recv_in_flight_loses_nothing() {
+    util::require_vm();
+    cancel_recv_in_flight_loses_nothing(Transport::Vsock);
+}
+
+fn cancel_recv_in_flight_loses_nothing(t: Transport) {
     util::fds_unchanged(|| {
         let dir = TempDir::new();
         let e = Engine::builder().workers(1).build().unwrap();
         let (ptx, prx) = mpsc::channel();
         let (dtx, drx) = mpsc::channel();
         let (ptx, dtx) = (Mutex::new(ptx), Mutex::new(dtx));
-        let ep = e
-            .listen(&bind_endpoint(Transport::Unix, &dir), move |_| Pauser {
+        let local = e
+            .listen(&bind_endpoint(t, &dir), move |_| Pauser {
                 got: Sum::default(),
                 pauses: 0,
                 paused: ptx.lock().unwrap().clone(),
                 done: dtx.lock().unwrap().clone(),
             })
             .unwrap();
+        let ep = connect_endpoint(&local);
         let mut c = connect(&ep);
         // Pause 1: the receive in flight is cancelled before any byte was sent to it. Nothing
         // else can end that receive (no data, no EOF, buffers to spare), so its completion comes
@@ -148,6 +161,19 @@ impl Handler for Stuffer {
 
 #[test]
 fn engine_abort_cancels_sends_and_returns_every_buffer() {
+    abort_cancels_sends_and_returns_every_buffer(Transport::Unix);
+}
+
+#[test]
+#[ignore = "needs vsock: run with tools/vm-test"]
+fn engine_vsock_abort_cancels_sends_and_returns_every_buffer() {
+    util::require_vm();
+    abort_cancels_sends_and_returns_every_buffer(Transport::Vsock);
+}
+
+/// 16 x 64 KiB = 1 MiB queued against a peer that never reads (unix's socket buffer, vsock's
+/// 256 KiB credit): most of it waits in the kernel when the abort comes.
+fn abort_cancels_sends_and_returns_every_buffer(t: Transport) {
     util::fds_unchanged(|| {
         let dir = TempDir::new();
         let e = Engine::builder()
@@ -160,13 +186,14 @@ fn engine_abort_cancels_sends_and_returns_every_buffer() {
         let (tx, rx) = mpsc::channel();
         let (htx, hrx) = mpsc::channel();
         let (tx, htx) = (Mutex::new(tx), Mutex::new(Some(htx)));
-        let ep = e
-            .listen(&bind_endpoint(Transport::Unix, &dir), move |_| Stuffer {
+        let local = e
+            .listen(&bind_endpoint(t, &dir), move |_| Stuffer {
                 outcomes: Vec::new(),
                 done: tx.lock().unwrap().clone(),
                 handle: htx.lock().unwrap().take(),
             })
             .unwrap();
+        let ep = connect_endpoint(&local);
         let c = connect(&ep); // never reads: 1 MiB cannot all be written
         let h = recv_or_hang(&hrx, "the handle from on_open");
         h.abort();
