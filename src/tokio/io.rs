@@ -151,3 +151,59 @@ fn poll_send(
         }
     }
 }
+
+/// `AsyncRead` through the `io` field (a stream or a read half), by [`poll_read`]. The
+/// caller has the names the expansion uses in scope (`rw` for this module).
+macro_rules! impl_read {
+    ($($ty:ty),*) => {$(
+        impl AsyncRead for $ty {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                rw::poll_read(&self.io, cx, buf)
+            }
+        }
+    )*};
+}
+
+/// `AsyncWrite` through the `io` and `backoff` fields (a stream or a write half), by
+/// [`poll_write`] and its kin.
+macro_rules! impl_write {
+    ($($ty:ty),*) => {$(
+        impl AsyncWrite for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                let this = self.get_mut();
+                rw::poll_write(&this.io, &mut this.backoff, cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                let this = self.get_mut();
+                rw::poll_write_vectored(&this.io, &mut this.backoff, cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                rw::shutdown_write(&self.io)
+            }
+        }
+    )*};
+}
+
+pub(crate) use {impl_read, impl_write};

@@ -11,7 +11,7 @@ use ::tokio::io::unix::AsyncFd;
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use socket2::Socket;
 
-use super::io::{self as rw, Backoff};
+use super::io::{self as rw, impl_read, impl_write, Backoff};
 use super::Stream;
 use crate::{socket, Endpoint, Result};
 
@@ -107,58 +107,6 @@ macro_rules! impl_addrs {
 }
 
 impl_addrs!(ReadHalf<'_>, WriteHalf<'_>, OwnedReadHalf, OwnedWriteHalf);
-
-/// `AsyncRead` through the `io` field.
-macro_rules! impl_read {
-    ($($ty:ty),*) => {$(
-        impl AsyncRead for $ty {
-            fn poll_read(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &mut ReadBuf<'_>,
-            ) -> Poll<io::Result<()>> {
-                rw::poll_read(&self.io, cx, buf)
-            }
-        }
-    )*};
-}
-
-/// `AsyncWrite` through the `io` and `backoff` fields.
-macro_rules! impl_write {
-    ($($ty:ty),*) => {$(
-        impl AsyncWrite for $ty {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                let this = self.get_mut();
-                rw::poll_write(&this.io, &mut this.backoff, cx, buf)
-            }
-
-            fn poll_write_vectored(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                let this = self.get_mut();
-                rw::poll_write_vectored(&this.io, &mut this.backoff, cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                true
-            }
-
-            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(Ok(()))
-            }
-
-            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-                rw::shutdown_write(&self.io)
-            }
-        }
-    )*};
-}
 
 impl_read!(ReadHalf<'_>, OwnedReadHalf);
 impl_write!(WriteHalf<'_>, OwnedWriteHalf);

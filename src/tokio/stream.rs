@@ -12,7 +12,7 @@ use ::tokio::io::unix::AsyncFd;
 use ::tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use socket2::Socket;
 
-use super::io::{self as rw, Backoff};
+use super::io::{self as rw, impl_read, impl_write, Backoff};
 use super::split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
 use crate::{blocking, socket, sys, Endpoint, Result};
 
@@ -195,47 +195,8 @@ pub(super) async fn peek(io: &AsyncFd<Socket>, buf: &mut [u8]) -> io::Result<usi
     io.async_io(Interest::READABLE, |s| sys::peek(s, buf)).await
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        rw::poll_read(&self.io, cx, buf)
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        rw::poll_write(&this.io, &mut this.backoff, cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        rw::poll_write_vectored(&this.io, &mut this.backoff, cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        rw::shutdown_write(&self.io)
-    }
-}
+impl_read!(Stream);
+impl_write!(Stream);
 
 impl TryFrom<blocking::Stream> for Stream {
     type Error = crate::Error;
