@@ -10,9 +10,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use engine_support::{
-    connect, echo_client, raise_nofile, recv_or_hang, wait_closed, Echo, Gen, Sum, MIB,
-};
+use engine_support::{connect, echo_client, recv_or_hang, wait_closed, Echo, Gen, Sum, MIB};
 use uring_vsock::blocking::Stream;
 use uring_vsock::uring::{CloseReason, Conn, Engine, Handler, RecvBuf, SendBuf};
 use uring_vsock::Endpoint;
@@ -168,7 +166,7 @@ fn round_trip(c: &mut Stream, seed: u64, who: &str) {
 #[test]
 fn engine_1000_concurrent_connections() {
     util::fds_unchanged(|| {
-        raise_nofile(4096);
+        util::raise_nofile(4096);
         let dir = TempDir::new();
         let (e, ep) = echo_server(Transport::Unix, &dir, 2);
         let (ready_tx, ready_rx) = mpsc::channel();

@@ -117,26 +117,10 @@ async fn transfer_both_ways(t: Transport) {
     assert_eq!(client.read(&mut [0; 8]).await.unwrap(), 0, "EOF stays EOF");
 }
 
-/// Raises the soft open-file limit to at least `n` (up to the hard limit).
-fn raise_nofile(n: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write one rlimit through valid pointers.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        if lim.rlim_cur < n {
-            lim.rlim_cur = n.min(lim.rlim_max);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
-    }
-}
-
 async fn thousand_concurrent_connections(t: Transport) {
     const CONNS: usize = 1000;
     const BYTES: usize = 16 * 1024;
-    raise_nofile(3 * CONNS as u64 + 256);
+    util::raise_nofile(3 * CONNS as u64 + 256);
     let dir = TempDir::new();
     let (l, ep) = listen(t, &dir, 1024);
     let server = tokio::spawn(async move {

@@ -251,22 +251,6 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Raises the soft open-file limit to at least `n` (up to the hard limit).
-pub fn raise_nofile(n: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write one rlimit through valid pointers.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        if lim.rlim_cur < n {
-            lim.rlim_cur = n.min(lim.rlim_max);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
-    }
-}
-
 /// Gives `s` read and write timeouts of [`WATCHDOG`]: a blocking read or write that would hang
 /// fails with `WouldBlock` instead.
 pub fn watchdog(s: &Stream) {
