@@ -236,18 +236,18 @@ impl FromStr for VsockAddr {
     /// Accepts `vm(3):1024`, `host(2):1024`, `any:1024`, `3:1024`, `vsock://3:1024` and the
     /// names `any`, `host`, `local`, `hypervisor` for the CID; the port may be `any`.
     fn from_str(input: &str) -> Result<VsockAddr, AddrParseError> {
-        let err = |kind| AddrParseError::new(input, kind);
         let s = input.strip_prefix("vsock://").unwrap_or(input);
-        if s.is_empty() {
-            return Err(err(AddrParseErrorKind::Empty));
-        }
-        let (cid, port) = s
-            .rsplit_once(':')
-            .ok_or(err(AddrParseErrorKind::MissingPort))?;
-        let cid = parse_cid(cid).map_err(err)?;
-        let port = parse_port(port).map_err(err)?;
-        Ok(VsockAddr::new(cid, port))
+        parse_bare(s).map_err(|kind| AddrParseError::new(input, kind))
     }
+}
+
+/// `CID:PORT` with no scheme prefix (the prefix is stripped once, by the caller).
+pub(crate) fn parse_bare(s: &str) -> Result<VsockAddr, AddrParseErrorKind> {
+    if s.is_empty() {
+        return Err(AddrParseErrorKind::Empty);
+    }
+    let (cid, port) = s.rsplit_once(':').ok_or(AddrParseErrorKind::MissingPort)?;
+    Ok(VsockAddr::new(parse_cid(cid)?, parse_port(port)?))
 }
 
 #[cfg(test)]
@@ -333,6 +333,10 @@ mod tests {
             (
                 "vm(2):1",
                 r#"vsock address "vm(2):1": CID "vm(2)": the name does not match the number"#,
+            ),
+            (
+                "vsock://vsock://3:4",
+                r#"vsock address "vsock://vsock://3:4": CID "vsock://3" is not a number or one of any, hypervisor, local, host, vm(N)"#,
             ),
             (
                 "+3:1",

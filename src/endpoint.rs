@@ -16,8 +16,11 @@ use crate::hybrid::HybridAddr;
 use crate::VsockAddr;
 
 /// Where a stream socket listens or connects: `vsock:CID:PORT`, `unix:/path`, `unix:@name`
-/// (abstract), `tcp:HOST:PORT`, or `hybrid:UDS_PATH:PORT` (a guest's vsock port behind its
-/// VMM's unix socket; see [`crate::hybrid`]).
+/// (abstract), `tcp:IP:PORT` or `tcp:HOST:PORT`, or `hybrid:UDS_PATH:PORT` (a guest's vsock
+/// port behind its VMM's unix socket; see [`crate::hybrid`]).
+///
+/// Parsing never does I/O: a tcp host name stays a name ([`Endpoint::TcpHost`]) until a
+/// connect or bind resolves it (or [`Endpoint::resolve`] does).
 ///
 /// # Examples
 ///
@@ -52,6 +55,12 @@ pub enum Endpoint {
     UnixAbstract(Vec<u8>),
     /// A TCP address.
     Tcp(SocketAddr),
+    /// A TCP host name and port, not yet resolved: every connect and bind resolves it first
+    /// (blocking DNS on the blocking and epoll paths and in [`Engine::connect`]'s caller, the
+    /// runtime's resolver on the tokio path) and takes the first address.
+    ///
+    /// [`Engine::connect`]: crate::uring::Engine::connect
+    TcpHost(String, u16),
     /// Hybrid vsock: a guest port behind a VMM's unix socket. A connect is a unix connect to
     /// the socket plus the `CONNECT` handshake; a listener binds `<uds_path>_<port>`.
     Hybrid(HybridAddr),
@@ -71,6 +80,41 @@ impl Endpoint {
             Endpoint::Unix(_) | Endpoint::UnixAbstract(_) | Endpoint::Hybrid(_) => Domain::UNIX,
             Endpoint::Tcp(SocketAddr::V4(_)) => Domain::IPV4,
             Endpoint::Tcp(SocketAddr::V6(_)) => Domain::IPV6,
+            // Its family is known once resolved; nothing makes a socket for it before.
+            Endpoint::TcpHost(..) => Domain::IPV4,
+        }
+    }
+
+    /// The endpoint with a tcp host name resolved (blocking DNS, first address), or a clone
+    /// of it when it is not a [`Endpoint::TcpHost`].
+    ///
+    /// # Errors
+    ///
+    /// The resolver's error, or `NotFound` when the name has no address.
+    ///
+    /// ```
+    /// use uring_vsock::Endpoint;
+    /// let ep: Endpoint = "tcp:localhost:8080".parse()?;
+    /// assert_eq!(ep, Endpoint::TcpHost("localhost".into(), 8080));
+    /// match ep.resolve()? {
+    ///     Endpoint::Tcp(addr) => assert!(addr.ip().is_loopback()),
+    ///     other => panic!("{other}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resolve(&self) -> std::io::Result<Endpoint> {
+        match self {
+            Endpoint::TcpHost(host, port) => (host.as_str(), *port)
+                .to_socket_addrs()?
+                .next()
+                .map(Endpoint::Tcp)
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("host {host:?} resolves to no address"),
+                    )
+                }),
+            other => Ok(other.clone()),
         }
     }
 
@@ -84,7 +128,8 @@ impl Endpoint {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` when a unix path or abstract name does not fit in `sun_path`.
+    /// `InvalidInput` when a unix path or abstract name does not fit in `sun_path`, or for an
+    /// unresolved [`Endpoint::TcpHost`] (see [`Endpoint::resolve`]).
     ///
     /// ```
     /// let ep: uring_vsock::Endpoint = "vsock:3:1024".parse()?;
@@ -102,6 +147,10 @@ impl Endpoint {
                 SockAddr::unix(OsStr::from_bytes(&bytes))
             }
             Endpoint::Tcp(addr) => Ok(SockAddr::from(*addr)),
+            Endpoint::TcpHost(host, _) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("host name {host:?} not resolved (Endpoint::resolve)"),
+            )),
             Endpoint::Hybrid(h) => SockAddr::unix(h.uds_path()),
         }
     }
@@ -150,6 +199,7 @@ impl fmt::Display for Endpoint {
                 write!(f, "unix:@{}", String::from_utf8_lossy(name))
             }
             Endpoint::Tcp(addr) => write!(f, "tcp:{addr}"),
+            Endpoint::TcpHost(host, port) => write!(f, "tcp:{host}:{port}"),
             Endpoint::Hybrid(h) => write!(f, "hybrid:{h}"),
         }
     }
@@ -174,9 +224,10 @@ impl FromStr for Endpoint {
     type Err = AddrParseError;
 
     /// Parses `vsock:CID:PORT` (any form [`VsockAddr`] accepts, also `vsock://CID:PORT`),
-    /// `unix:/path`, `unix:@abstract`, and `tcp:HOST:PORT` (an IP literal, `[v6]:port`, or a
-    /// host name resolved now, first address wins), and `hybrid:UDS_PATH:PORT` (the port a
-    /// decimal `u32`; the path may contain `:`).
+    /// `unix:/path`, `unix:@abstract`, `tcp:IP:PORT` (`[v6]:port` for IPv6), `tcp:HOST:PORT`
+    /// (a DNS name, kept unresolved: [`Endpoint::TcpHost`]) and `hybrid:UDS_PATH:PORT` (the
+    /// path may contain `:`). Ports are decimal digits only (no sign); paths hold no NUL.
+    /// Nothing is resolved or touched.
     fn from_str(input: &str) -> Result<Endpoint, AddrParseError> {
         let bad = |what: &str| {
             AddrParseError::new(input, AddrParseErrorKind::BadEndpoint(what.to_owned()))
@@ -187,12 +238,13 @@ impl FromStr for Endpoint {
         match scheme {
             "vsock" => {
                 let addr = rest.strip_prefix("//").unwrap_or(rest);
-                addr.parse::<VsockAddr>()
+                crate::addr::parse_bare(addr)
                     .map(Endpoint::Vsock)
-                    .map_err(|e| AddrParseError::new(input, e.kind().clone()))
+                    .map_err(|kind| AddrParseError::new(input, kind))
             }
             "unix" => {
                 if let Some(name) = rest.strip_prefix('@') {
+                    // Abstract names are bytes, NULs included: the kernel takes the length.
                     if name.is_empty() {
                         return Err(bad("empty abstract unix name"));
                     }
@@ -202,30 +254,16 @@ impl FromStr for Endpoint {
                     Ok(Endpoint::UnixAbstract(name.as_bytes().to_vec()))
                 } else if rest.is_empty() {
                     Err(bad("empty unix path"))
+                } else if rest.contains('\0') {
+                    // The kernel would stop at the NUL and bind a different path.
+                    Err(bad("unix path contains a NUL byte"))
                 } else if rest.len() >= SUN_PATH_LEN {
                     Err(bad("unix path longer than 107 bytes"))
                 } else {
                     Ok(Endpoint::Unix(PathBuf::from(rest)))
                 }
             }
-            "tcp" => {
-                if let Ok(addr) = rest.parse::<SocketAddr>() {
-                    return Ok(Endpoint::Tcp(addr));
-                }
-                if rest
-                    .rsplit_once(':')
-                    .is_none_or(|(_, p)| p.parse::<u16>().is_err())
-                {
-                    return Err(bad("tcp needs HOST:PORT with a port from 0 to 65535"));
-                }
-                let mut addrs = rest
-                    .to_socket_addrs()
-                    .map_err(|e| bad(&format!("cannot resolve host: {e}")))?;
-                addrs
-                    .next()
-                    .map(Endpoint::Tcp)
-                    .ok_or_else(|| bad("host resolves to no address"))
-            }
+            "tcp" => parse_tcp(rest).map_err(|kind| AddrParseError::new(input, kind)),
             "hybrid" => parse_hybrid(rest)
                 .map(Endpoint::Hybrid)
                 .map_err(|kind| AddrParseError::new(input, kind)),
@@ -234,6 +272,61 @@ impl FromStr for Endpoint {
             ))),
         }
     }
+}
+
+/// `IP:PORT`, `[V6]:PORT` or `HOST:PORT`, the port decimal digits only.
+fn parse_tcp(rest: &str) -> Result<Endpoint, AddrParseErrorKind> {
+    let bad = |what: String| AddrParseErrorKind::BadEndpoint(what);
+    let (host, port) = rest
+        .rsplit_once(':')
+        .filter(|(h, _)| !h.is_empty())
+        .ok_or_else(|| bad("tcp needs HOST:PORT with a port from 0 to 65535".into()))?;
+    let port: u16 = port
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| port.parse().ok())
+        .flatten()
+        .ok_or_else(|| bad(format!("tcp port {port:?} is not a number from 0 to 65535")))?;
+    if let Some(v6) = host.strip_prefix('[') {
+        let ip = v6
+            .strip_suffix(']')
+            .and_then(|ip| ip.parse::<std::net::Ipv6Addr>().ok())
+            .ok_or_else(|| bad(format!("tcp host {host:?} is not an IPv6 address")))?;
+        return Ok(Endpoint::Tcp(SocketAddr::from((ip, port))));
+    }
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        return Ok(Endpoint::Tcp(SocketAddr::from((ip, port))));
+    }
+    if host.contains(':') {
+        return Err(bad(format!(
+            "tcp host {host:?}: an IPv6 address goes in brackets, [ADDR]:PORT"
+        )));
+    }
+    if !is_host_name(host) {
+        return Err(bad(format!(
+            "tcp host {host:?} is neither an IP address nor a DNS name"
+        )));
+    }
+    Ok(Endpoint::TcpHost(host.to_owned(), port))
+}
+
+/// A DNS name as resolvers take it: dot-separated labels of letters, digits, `-` and `_`
+/// (not at a label's ends for `-`), at most 63 bytes each and 253 in all; not all digits and
+/// dots (that would be a malformed IPv4 address, not a name).
+fn is_host_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && host.len() <= 253
+        && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// `UDS_PATH:PORT`: the port is after the last `:`, so the path may hold `:`s.
@@ -250,6 +343,9 @@ fn parse_hybrid(rest: &str) -> Result<HybridAddr, AddrParseErrorKind> {
         .map_err(|_| AddrParseErrorKind::BadPort(port.to_owned()))?;
     if path.is_empty() {
         return Err(bad("empty hybrid vsock socket path"));
+    }
+    if path.contains('\0') {
+        return Err(bad("hybrid vsock socket path contains a NUL byte"));
     }
     if path.len() >= SUN_PATH_LEN {
         return Err(bad("hybrid vsock socket path longer than 107 bytes"));
@@ -292,14 +388,97 @@ mod tests {
             assert_eq!(s.parse::<Endpoint>().as_ref(), Ok(&want), "{s}");
             assert_eq!(want.to_string().parse::<Endpoint>(), Ok(want.clone()));
         }
+        // A name stays a name: parsing does no I/O; resolving is a separate, explicit step.
         let local: Endpoint = "tcp:localhost:8080".parse().unwrap();
-        match local {
+        assert_eq!(local, Endpoint::TcpHost("localhost".into(), 8080));
+        assert_eq!(local.to_string(), "tcp:localhost:8080");
+        match local.resolve().unwrap() {
             Endpoint::Tcp(a) => {
                 assert!(a.ip().is_loopback());
                 assert_eq!(a.port(), 8080);
             }
-            other => panic!("localhost parsed as {other:?}"),
+            other => panic!("localhost resolved to {other:?}"),
         }
+        assert!(
+            local.to_sock_addr().is_err(),
+            "an unresolved name has no sockaddr"
+        );
+        // A name that cannot resolve still parses: nothing is looked up.
+        let nowhere: Endpoint = "tcp:no-such-host.invalid:1".parse().unwrap();
+        assert_eq!(nowhere, Endpoint::TcpHost("no-such-host.invalid".into(), 1));
+    }
+
+    #[test]
+    fn adversarial_strings_are_refused_naming_the_bad_part() {
+        let cases = [
+            ("unix:/tmp/a\0b", "unix path contains a NUL byte"),
+            (
+                "hybrid:/run/a\0b.sock:5",
+                "hybrid vsock socket path contains a NUL byte",
+            ),
+            (
+                "vsock://vsock://3:4",
+                "CID \"vsock://3\" is not a number or one of any, hypervisor, local, host, vm(N)",
+            ),
+            (
+                "vsock:vsock://3:4",
+                "CID \"vsock://3\" is not a number or one of any, hypervisor, local, host, vm(N)",
+            ),
+            (
+                "tcp:127.0.0.1:+80",
+                "tcp port \"+80\" is not a number from 0 to 65535",
+            ),
+            (
+                "tcp:127.0.0.1:-1",
+                "tcp port \"-1\" is not a number from 0 to 65535",
+            ),
+            (
+                "tcp:127.0.0.1: 80",
+                "tcp port \" 80\" is not a number from 0 to 65535",
+            ),
+            (
+                "tcp:[::1]:+443",
+                "tcp port \"+443\" is not a number from 0 to 65535",
+            ),
+            ("tcp::80", "tcp needs HOST:PORT with a port from 0 to 65535"),
+            ("tcp:[::1:80", "tcp host \"[::1\" is not an IPv6 address"),
+            (
+                "tcp:[1.2.3.4]:80",
+                "tcp host \"[1.2.3.4]\" is not an IPv6 address",
+            ),
+            (
+                "tcp:::1:80",
+                "tcp host \"::1\": an IPv6 address goes in brackets, [ADDR]:PORT",
+            ),
+            (
+                "tcp:1.2.3.256:80",
+                "tcp host \"1.2.3.256\" is neither an IP address nor a DNS name",
+            ),
+            (
+                "tcp:a b:80",
+                "tcp host \"a b\" is neither an IP address nor a DNS name",
+            ),
+            (
+                "tcp:-x.example:80",
+                "tcp host \"-x.example\" is neither an IP address nor a DNS name",
+            ),
+            (
+                "tcp:a..b:80",
+                "tcp host \"a..b\" is neither an IP address nor a DNS name",
+            ),
+            (
+                "tcp:a/b:80",
+                "tcp host \"a/b\" is neither an IP address nor a DNS name",
+            ),
+        ];
+        for (s, want) in cases {
+            let err = s.parse::<Endpoint>().unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.ends_with(want), "{s:?}: {msg}");
+            assert_eq!(err.input(), s);
+        }
+        let long_label = format!("tcp:{}.example:80", "x".repeat(64));
+        assert!(long_label.parse::<Endpoint>().is_err());
     }
 
     #[test]
@@ -325,7 +504,7 @@ mod tests {
             ),
             (
                 "tcp:127.0.0.1:99999",
-                "tcp needs HOST:PORT with a port from 0 to 65535",
+                "tcp port \"99999\" is not a number from 0 to 65535",
             ),
             ("vsock:3:x", "port \"x\" is not a number"),
             ("vsock:3", "missing \":PORT\""),

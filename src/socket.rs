@@ -2,6 +2,7 @@
 //! listen, connect (with an optional deadline), accept, and adopt an inherited listener.
 //! Errors carry the operation and the endpoint.
 
+use std::borrow::Cow;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
@@ -24,6 +25,23 @@ pub(crate) fn new_stream(ep: &Endpoint, nonblocking: bool) -> Result<Socket> {
     Socket::new(ep.domain(), ty, None).map_err(Error::with("socket", ep))
 }
 
+/// `ep` with a tcp host name resolved (blocking DNS); errors are `resolve <ep>: …` from
+/// `op`'s caller's view, so a bad name is told apart from a refused connect.
+pub(crate) fn resolve<'a>(op: &'static str, ep: &'a Endpoint) -> Result<Cow<'a, Endpoint>> {
+    match ep {
+        Endpoint::TcpHost(..) => ep
+            .resolve()
+            .map(Cow::Owned)
+            .map_err(|e| Error::new(op, Some(ep.clone()), annotate_resolve(e))),
+        _ => Ok(Cow::Borrowed(ep)),
+    }
+}
+
+/// A resolver error, saying it was the name lookup that failed.
+pub(crate) fn annotate_resolve(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("resolving the host name: {e}"))
+}
+
 /// The kernel address of `ep`, with a setup error naming `op` when it cannot be formed.
 pub(crate) fn sock_addr(op: &'static str, ep: &Endpoint) -> Result<SockAddr> {
     ep.to_sock_addr().map_err(Error::with(op, ep))
@@ -43,6 +61,7 @@ pub(crate) fn listen_with(
     nonblocking: bool,
     configure: impl FnOnce(&Socket) -> Result<()>,
 ) -> Result<Socket> {
+    let ep = &*resolve("bind", ep)?;
     let addr = ep.listen_sock_addr().map_err(Error::with("bind", ep))?;
     let socket = new_stream(ep, nonblocking)?;
     configure(&socket)?;
@@ -70,8 +89,9 @@ pub(crate) fn connect_then(
     timeout: Option<Duration>,
     nonblocking: bool,
 ) -> Result<Socket> {
-    let addr = sock_addr("connect", ep)?;
     let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+    let ep = &*resolve("connect", ep)?;
+    let addr = sock_addr("connect", ep)?;
     let socket = new_stream(ep, false)?;
     match timeout {
         None => socket.connect(&addr),
@@ -91,7 +111,7 @@ pub(crate) fn connect_then(
                     .map_err(Error::with("setsockopt SO_VM_SOCKETS_CONNECT_TIMEOUT", ep))?;
                 socket.connect_timeout(&addr, t)
             }
-            Endpoint::Tcp(_) => socket.connect_timeout(&addr, t),
+            Endpoint::Tcp(_) | Endpoint::TcpHost(..) => socket.connect_timeout(&addr, t),
         },
     }
     .map_err(Error::with("connect", ep))?;

@@ -496,3 +496,51 @@ contract_tests!(
     #[ignore = "needs vsock loopback; run tools/vm-test"],
     sockets
 );
+
+/// `tcp:localhost:PORT` is a name until a bind or connect resolves it (parsing does no I/O):
+/// every path binds and connects by name, with and without a deadline, and bytes go through.
+fn tcp_host_names_are_resolved_by_bind_and_connect<P: PathUnderTest>() {
+    let named: Endpoint = "tcp:localhost:0".parse().unwrap();
+    assert!(matches!(named, Endpoint::TcpHost(..)), "{named:?}");
+    let l = P::bind(&named, uring_vsock::DEFAULT_BACKLOG).expect("bind by name");
+    let Endpoint::Tcp(bound) = P::local_addr(&l) else {
+        panic!("bound to {:?}", P::local_addr(&l));
+    };
+    assert!(bound.ip().is_loopback(), "{bound}");
+    let by_name: Endpoint = format!("tcp:localhost:{}", bound.port()).parse().unwrap();
+    for (i, client) in [
+        P::connect(&by_name),
+        P::connect_timeout(&by_name, Duration::from_secs(10)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut client = client.expect("connect by name");
+        let (mut server, _) = P::accept(&l).expect("accept");
+        let data = pattern(i as u64 + 7, 4096);
+        client.write_all(&data).unwrap();
+        let mut got = vec![0; data.len()];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(checksum(&got), checksum(&data), "connect {i}");
+    }
+}
+
+#[test]
+fn blocking_tcp_host_names_are_resolved_by_bind_and_connect() {
+    tcp_host_names_are_resolved_by_bind_and_connect::<Blocking>()
+}
+
+#[test]
+fn epoll_tcp_host_names_are_resolved_by_bind_and_connect() {
+    tcp_host_names_are_resolved_by_bind_and_connect::<Epoll>()
+}
+
+#[test]
+fn engine_tcp_host_names_are_resolved_by_bind_and_connect() {
+    tcp_host_names_are_resolved_by_bind_and_connect::<EnginePath>()
+}
+
+#[test]
+fn tokio_tcp_host_names_are_resolved_by_bind_and_connect() {
+    tcp_host_names_are_resolved_by_bind_and_connect::<TokioPath>()
+}

@@ -427,3 +427,53 @@ async fn vsock_small_packet_reset_fails_a_tokio_write() {
         Ok(()) => assert!(werr.is_none(), "{werr:?}"),
     }
 }
+
+/// The same flood with `SO_VM_SOCKETS_BUFFER_SIZE` raised to 1 MiB on both ends (the
+/// kernel's bound on queued packets grows with it): nothing is reset, and every byte arrives
+/// intact once the reader reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+async fn vsock_raised_buffer_size_lets_a_tokio_small_packet_flood_through() {
+    util::require_vm();
+    let dir = TempDir::new();
+    let (mut client, mut server) = pair(Transport::Vsock, &dir).await;
+    for s in [&client, &server] {
+        s.set_vsock_buffer_max_size(1 << 20).unwrap();
+        s.set_vsock_buffer_size(1 << 20).unwrap();
+    }
+    let data = pattern(41, 683 * 300);
+    for piece in data.chunks(300) {
+        within("a flood write", client.write_all(piece))
+            .await
+            .expect("a flood write with a raised buffer");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    within("the writer's shutdown", client.shutdown())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    within("the reader", server.read_to_end(&mut got))
+        .await
+        .expect("reads after the flood");
+    assert_eq!(got.len(), data.len(), "bytes lost");
+    assert_eq!(checksum(&got), checksum(&data));
+}
+
+/// A connect deadline past the kernel's 2 s vsock connect timeout raises
+/// `SO_VM_SOCKETS_CONNECT_TIMEOUT` to it (the kernel bounds nonblocking connects by it too); a
+/// shorter one leaves the kernel's default.
+#[tokio::test]
+#[ignore = "needs vsock loopback; run tools/vm-test"]
+async fn vsock_connect_timeout_raises_the_kernel_connect_timeout() {
+    util::require_vm();
+    let dir = TempDir::new();
+    let (l, ep) = listen(Transport::Vsock, &dir, 128);
+    let secs = std::time::Duration::from_secs;
+    for (deadline, want) in [(secs(30), secs(30)), (secs(1), secs(2))] {
+        let c = within("connect", Stream::connect_timeout(&ep, deadline))
+            .await
+            .expect("connect");
+        assert_eq!(c.vsock_connect_timeout().unwrap(), want, "{deadline:?}");
+        let _server = within("accept", l.accept()).await.expect("accept");
+    }
+}

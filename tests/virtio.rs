@@ -326,6 +326,32 @@ fn guest_connect_deadline_while_frozen(guest: &str) {
     server.wait_stats("the connect after thawing", |s| num(s, "bytes") >= MIB);
 }
 
+/// A guest connect whose deadline is past the kernel's own 2 s vsock connect timeout
+/// (`SO_VM_SOCKETS_CONNECT_TIMEOUT`, which bounds nonblocking and io_uring connects too):
+/// every path raises the option, so the caller's deadline decides and the connect is not
+/// cut at 2 s. A lower bound only: the wait can be longer under load, never shorter.
+fn guest_connect_deadline_past_the_kernel_default(guest: &str) {
+    const DEADLINE_MS: u64 = 3_500;
+    const KERNEL_DEFAULT_MS: u64 = 2_000;
+    let server = HostServer::start("blocking");
+    let _frozen = Frozen::new();
+    let r = guest_echo(guest, server.port, 64 * 1024, 6, DEADLINE_MS);
+    assert_eq!(field(&r, "result"), Some("connect_err"), "{r}");
+    assert_eq!(field(&r, "kind"), Some("TimedOut"), "{r}");
+    let waited = num(&r, "after_ms");
+    assert!(
+        waited >= DEADLINE_MS - 10,
+        "cut after {waited} ms, before the {DEADLINE_MS} ms deadline (the kernel's \
+         {KERNEL_DEFAULT_MS} ms default was not raised): {r}"
+    );
+}
+
+per_host! {
+    virtio_guest_blocking_connect_deadline_past_the_kernel_default_is_kept => guest_connect_deadline_past_the_kernel_default("blocking");
+    virtio_guest_epoll_connect_deadline_past_the_kernel_default_is_kept => guest_connect_deadline_past_the_kernel_default("epoll");
+    virtio_guest_engine_connect_deadline_past_the_kernel_default_is_kept => guest_connect_deadline_past_the_kernel_default("engine");
+}
+
 per_host! {
     virtio_guest_blocking_connect_deadline_fires_while_device_frozen => guest_connect_deadline_while_frozen("blocking");
     virtio_guest_epoll_connect_deadline_fires_while_device_frozen => guest_connect_deadline_while_frozen("epoll");

@@ -139,3 +139,103 @@ fn vsock_raised_buffer_size_lets_the_same_flood_through() {
     assert!(rerrs.is_empty(), "reads failed: {rerrs:?}");
     assert_eq!(got, TOTAL, "bytes lost");
 }
+
+// --- the epoll path: the same flood through mio readiness -------------------------------
+
+/// Reads `server` (an epoll-path stream) with mio readiness until EOF, `TOTAL` bytes, or an
+/// error; returns the bytes (checked against `0x5a`) and the first error.
+fn drain_epoll(server: &mut uring_vsock::epoll::Stream) -> (usize, Option<io::Error>) {
+    use mio::{Events, Interest, Poll, Token};
+    let mut poll = Poll::new().unwrap();
+    poll.registry()
+        .register(server, Token(0), Interest::READABLE)
+        .unwrap();
+    let mut events = Events::with_capacity(4);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    let deadline = std::time::Instant::now() + util::WATCHDOG;
+    loop {
+        match server.read(&mut buf) {
+            Ok(0) => return (got, None),
+            Ok(n) => {
+                assert!(buf[..n].iter().all(|&b| b == 0x5a), "bytes corrupted");
+                got += n;
+                if got >= TOTAL {
+                    return (got, None);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no readiness after {got} bytes within {:?}",
+                    util::WATCHDOG
+                );
+                poll.poll(&mut events, Some(Duration::from_millis(200)))
+                    .unwrap();
+            }
+            Err(e) => return (got, Some(e)),
+        }
+    }
+}
+
+/// The flood from an epoll-path client to an epoll-path server that does not read yet;
+/// both ends' `SO_VM_SOCKETS_BUFFER_SIZE` is `buffer` if given.
+fn flood_epoll(
+    buffer: Option<u64>,
+) -> (
+    uring_vsock::epoll::Stream,
+    uring_vsock::epoll::Stream,
+    Option<io::Error>,
+) {
+    use uring_vsock::epoll;
+    require_vm();
+    let dir = TempDir::new();
+    let l = Listener::bind(&bind_endpoint(Transport::Vsock, &dir)).unwrap();
+    let ep = connect_endpoint(&l.local_addr().unwrap());
+    let mut client = epoll::Stream::connect_timeout(&ep, Duration::from_secs(10)).unwrap();
+    let (server, _) = l.accept().unwrap();
+    let server = epoll::Stream::from_connected(server.into()).unwrap();
+    for s in [&client, &server] {
+        if let Some(bytes) = buffer {
+            s.set_vsock_buffer_max_size(bytes).unwrap();
+            s.set_vsock_buffer_size(bytes).unwrap();
+        }
+    }
+    let piece = [0x5au8; PIECE];
+    // Under the credit: no write waits, so a WouldBlock here would be a finding of its own.
+    let werr = (0..PIECES).find_map(|_| match client.write(&piece) {
+        Ok(n) if n == PIECE => None,
+        Ok(n) => Some(io::Error::other(format!("short write of {n}"))),
+        Err(e) => Some(e),
+    });
+    thread::sleep(Duration::from_millis(500));
+    (client, server, werr)
+}
+
+/// The epoll path gets the reset as an error from its read (`ENOBUFS`, not `WouldBlock`):
+/// after what was queued, never a hang waiting for readiness and never a silent short EOF.
+#[test]
+#[ignore = "needs vsock: run with tools/vm-test"]
+fn vsock_small_packet_flood_reset_is_an_epoll_read_error() {
+    let (_client, mut server, werr) = flood_epoll(None);
+    let (got, rerr) = drain_epoll(&mut server);
+    println!("client write error: {werr:?}; server read {got} of {TOTAL}, then {rerr:?}");
+    if got < TOTAL {
+        let e = rerr.expect("a reset stream ended without an error");
+        assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
+    } else {
+        assert!(werr.is_none() && rerr.is_none(), "{werr:?} {rerr:?}");
+    }
+}
+
+/// With 1 MiB buffers on both ends the same epoll-path flood passes, every byte intact.
+#[test]
+#[ignore = "needs vsock: run with tools/vm-test"]
+fn vsock_raised_buffer_size_lets_the_epoll_flood_through() {
+    let (client, mut server, werr) = flood_epoll(Some(1 << 20));
+    assert!(werr.is_none(), "client write: {werr:?}");
+    drop(client);
+    let (got, rerr) = drain_epoll(&mut server);
+    assert!(rerr.is_none(), "read failed: {rerr:?}");
+    assert_eq!(got, TOTAL, "bytes lost");
+}

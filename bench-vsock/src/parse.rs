@@ -103,9 +103,15 @@ pub fn backends(s: &str) -> Result<Vec<BackendKind>, String> {
 /// Parses an endpoint: `vsock:CID:PORT`, `unix:/path`, `unix:@name`, `tcp:HOST:PORT`,
 /// `hybrid:UDS_PATH:PORT` (a guest port behind a Firecracker / Cloud Hypervisor /
 /// vhost-device-vsock socket).
+///
+/// A tcp host name is resolved here, once, so every backend and every repeat dials the same
+/// address (and a bad name fails before anything is measured).
 pub fn endpoint(s: &str) -> Result<Endpoint, String> {
-    s.parse()
-        .map_err(|e: uring_vsock::AddrParseError| e.to_string())
+    let ep: Endpoint = s
+        .parse()
+        .map_err(|e: uring_vsock::AddrParseError| e.to_string())?;
+    ep.resolve()
+        .map_err(|e| format!("endpoint {s:?}: resolving the host name: {e}"))
 }
 
 /// Parses a positive count (messages, rates).

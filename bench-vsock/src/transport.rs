@@ -38,7 +38,7 @@ impl Transport {
             // Hybrid vsock is a unix socket here, but the guest's end is a vsock transport.
             Endpoint::Vsock(_) | Endpoint::Hybrid(_) => Transport::Vsock,
             Endpoint::Unix(_) | Endpoint::UnixAbstract(_) => Transport::Unix,
-            Endpoint::Tcp(_) => Transport::Tcp,
+            Endpoint::Tcp(_) | Endpoint::TcpHost(..) => Transport::Tcp,
         }
     }
 }

@@ -60,6 +60,7 @@ impl Stream {
     /// `EAGAIN` when the listener's backlog is full). Errors that arrive later (vsock
     /// `ECONNRESET`, tcp `ECONNREFUSED`) come from [`Stream::connect_result`].
     pub fn connect(ep: &Endpoint) -> Result<Stream> {
+        let ep = &*socket::resolve("connect", ep)?;
         let addr = socket::sock_addr("connect", ep)?;
         let socket = socket::new_stream(ep, true)?;
         match socket.connect(&addr) {

@@ -31,6 +31,14 @@ pub(crate) async fn connect(ep: &Endpoint, timeout: Option<Duration>) -> Result<
     }
     // A timeout too long to add to now is no deadline at all.
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let resolved;
+    let ep = match ep {
+        Endpoint::TcpHost(host, port) => {
+            resolved = within(deadline, timeout, "connect", ep, resolve(ep, host, *port)).await?;
+            &resolved
+        }
+        _ => ep,
+    };
     let addr = socket::sock_addr("connect", ep)?;
     let socket = socket::new_stream(ep, true)?;
     if let (Endpoint::Vsock(_), Some(t)) = (ep, timeout) {
@@ -54,6 +62,22 @@ pub(crate) async fn connect(ep: &Endpoint, timeout: Option<Duration>) -> Result<
         .await?;
     }
     Ok(fd)
+}
+
+/// The runtime's lookup of a tcp host name (off the reactor), first address.
+async fn resolve(ep: &Endpoint, host: &str, port: u16) -> Result<Endpoint> {
+    let fail = |e| Error::new("connect", Some(ep.clone()), socket::annotate_resolve(e));
+    ::tokio::net::lookup_host((host, port))
+        .await
+        .map_err(fail)?
+        .next()
+        .map(Endpoint::Tcp)
+        .ok_or_else(|| {
+            fail(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("host {host:?} resolves to no address"),
+            ))
+        })
 }
 
 /// Runs `fut`, failing with `TimedOut` (operation `op`) once `deadline` passes.

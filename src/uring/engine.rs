@@ -157,6 +157,7 @@ impl Engine {
         F: Fn(&Endpoint) -> H + Send + Sync + 'static,
         H: Handler,
     {
+        let ep = &*crate::socket::resolve("bind", ep)?;
         let socket = crate::socket::listen_with(ep, self.cfg.socket.backlog, false, |s| {
             // Accepted sockets inherit these from the listener.
             self.cfg.socket.apply(s, ep, "listen")
@@ -293,6 +294,8 @@ impl Engine {
                 ),
             ));
         }
+        // On the caller's thread: a lookup on a worker would stall its connections.
+        let ep = &*crate::socket::resolve("connect", ep)?;
         let target = self.least_loaded();
         if self.loads[target].load(Ordering::Relaxed) == usize::MAX {
             // The least-loaded worker has failed, so all have (see worker::Exit).

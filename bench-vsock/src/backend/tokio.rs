@@ -103,6 +103,12 @@ async fn connect_and_drive(ep: &Endpoint, session: &mut dyn Session, buf: &mut [
             let mut s = timeout(CONNECT_TIMEOUT, fut).await.map_err(connect_err)??;
             drive(&mut s, session, buf).await
         }
+        Endpoint::TcpHost(host, port) => {
+            let fut = tokio::net::TcpStream::connect((host.as_str(), *port));
+            let mut s = timeout(CONNECT_TIMEOUT, fut).await.map_err(connect_err)??;
+            s.set_nodelay(true)?;
+            drive(&mut s, session, buf).await
+        }
         Endpoint::Tcp(addr) => {
             let fut = tokio::net::TcpStream::connect(addr);
             let mut s = timeout(CONNECT_TIMEOUT, fut).await.map_err(connect_err)??;
@@ -150,9 +156,9 @@ impl AnyListener {
                     std::os::unix::net::UnixListener::from(fd),
                 )?)
             }
-            Endpoint::Tcp(_) => AnyListener::Tcp(tokio::net::TcpListener::from_std(
-                std::net::TcpListener::from(fd),
-            )?),
+            Endpoint::Tcp(_) | Endpoint::TcpHost(..) => AnyListener::Tcp(
+                tokio::net::TcpListener::from_std(std::net::TcpListener::from(fd))?,
+            ),
             Endpoint::Vsock(_) => AnyListener::Vsock(tokio_vsock::VsockListener::from(fd)),
         })
     }

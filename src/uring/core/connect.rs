@@ -130,6 +130,12 @@ impl Core {
         let setup = crate::socket::sock_addr("connect", &ep).and_then(|addr| {
             let socket = crate::socket::new_stream(&ep, false)?;
             self.cfg.socket.apply(&socket, &ep, "connect")?;
+            if let (Endpoint::Vsock(_), Some(t)) = (&ep, timeout) {
+                // The kernel's vsock connect timeout (2 s by default) bounds connects through
+                // the ring too: raise it so the caller's deadline decides.
+                crate::socket::raise_vsock_connect_timeout(&socket, t)
+                    .map_err(Error::with("setsockopt SO_VM_SOCKETS_CONNECT_TIMEOUT", &ep))?;
+            }
             Ok::<(SockAddr, Socket), Error>((addr, socket))
         });
         let (addr, socket) = match setup {
