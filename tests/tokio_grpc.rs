@@ -93,8 +93,8 @@ async fn grpc_calls_are_answered(t: Transport) {
 
     let req = GenerateRequest {
         seed: 7,
-        chunks: 64,
-        chunk_size: 48 * 1024 + 5,
+        chunks: 32,
+        chunk_size: 32 * 1024 + 5,
     };
     let stream = within("generate", client.generate(req.clone()))
         .await
@@ -102,7 +102,7 @@ async fn grpc_calls_are_answered(t: Transport) {
     let bytes = within("the stream", example::check_generated(stream, &req))
         .await
         .expect("every chunk as generated");
-    assert_eq!(bytes, 64 * (48 * 1024 + 5));
+    assert_eq!(bytes, 32 * (32 * 1024 + 5));
 
     // Bad input is a gRPC status, and the server keeps serving.
     let too_big = GenerateRequest {
@@ -130,7 +130,7 @@ async fn grpc_calls_are_answered(t: Transport) {
             clients[1 + (i as usize % 4)].clone()
         };
         calls.spawn(async move {
-            let sent = pattern(1000 + i, 1 + (i as usize * 997) % 20_000);
+            let sent = pattern(1000 + i, 1 + (i as usize * 997) % 8_000);
             let reply = c
                 .echo(sent.clone())
                 .await
