@@ -114,9 +114,9 @@ impl Connection for Stream {
 /// `tonic`): a `tower::Service<Uri>` whose connections are [`Stream`]s in hyper-util's
 /// [`TokioIo`].
 ///
-/// The URI of each call is ignored but for HTTP (its authority becomes the `:authority` or
-/// `Host` header): it cannot carry a vsock, unix or hybrid address, so the endpoint is fixed
-/// here. Cloning is cheap; each clone dials the same endpoint.
+/// The URI a call gets is not dialed: it cannot carry a vsock, unix or hybrid address, so the
+/// endpoint is fixed here (tonic and hyper still send the URI's authority as `:authority` or
+/// `Host`). Cloning is cheap; each clone dials the same endpoint.
 ///
 /// # Errors
 ///
@@ -232,3 +232,13 @@ impl fmt::Debug for Connecting {
         f.debug_struct("Connecting").finish_non_exhaustive()
     }
 }
+
+/// What tonic and hyper-util ask of a connector: it and its future move between threads, the
+/// future is `Unpin`.
+const _: () = {
+    const fn send_unpin<T: Send + Unpin>() {}
+    const fn send_sync<T: Send + Sync>() {}
+    send_unpin::<Connecting>();
+    send_sync::<Connector>();
+    send_sync::<PeerEndpoint>();
+};
