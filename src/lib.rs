@@ -9,7 +9,7 @@
 //!   [`epoll`] (readiness-based, nonblocking, with mio) and [`uring`] (a thread-per-core
 //!   io_uring engine with completion callbacks and registered buffers); and, with the cargo
 //!   feature `tokio`, `uring_vsock::tokio` (async streams on tokio's poller; feature
-//!   `axum` adds `axum::serve` over them).
+//!   `axum` adds `axum::serve` over them, feature `tonic` gRPC servers and clients).
 //!
 //! ```no_run
 //! use std::io::{Read, Write};

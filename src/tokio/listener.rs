@@ -2,6 +2,8 @@
 
 use std::io;
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use ::tokio::io::unix::AsyncFd;
 use socket2::Socket;
@@ -116,22 +118,56 @@ impl Listener {
     ///
     /// `accept <endpoint>: ...` with the OS error (`EMFILE`, `ECONNABORTED`, ...).
     pub async fn accept(&self) -> Result<(Stream, Endpoint)> {
+        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    /// Polls for a connection: [`Listener::accept`] for code that implements `poll` functions
+    /// (a `Stream` of connections, a hyper or tower accept loop).
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::accept`].
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Result<(Stream, Endpoint)>> {
         loop {
-            let mut guard = self
-                .io
-                .readable()
-                .await
-                .map_err(Error::with("accept", &self.local))?;
+            let mut guard =
+                ready!(self.io.poll_read_ready(cx)).map_err(Error::with("accept", &self.local))?;
             match socket::accept(self.io.get_ref(), &self.local, true) {
                 Ok((socket, peer)) => {
                     let io = super::register(socket, "accept", Some(&self.local))?;
-                    return Ok((Stream::from_async_fd(io), peer));
+                    return Poll::Ready(Ok((Stream::from_async_fd(io), peer)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
+    }
+
+    /// The accepted connections as a `futures_core::Stream` (what `tonic`'s
+    /// `serve_with_incoming` and `StreamExt` combinators take), ending never.
+    ///
+    /// Its items are [`io::Result`]s, like tokio's listener streams: an error is this crate's
+    /// [`Error`] inside an [`io::Error`] of the same kind (`ECONNABORTED` is
+    /// `ConnectionAborted`, which tonic's accept loop skips). The stream goes on after an
+    /// error; whoever polls it decides whether to.
+    ///
+    /// ```
+    /// use uring_vsock::tokio::{Listener, Stream};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// tokio::runtime::Runtime::new()?.block_on(async {
+    ///     let listener = Listener::bind(&"tcp:127.0.0.1:0".parse()?)?;
+    ///     let ep = listener.local_addr()?;
+    ///     let mut incoming = listener.incoming();
+    ///     let client = Stream::connect(&ep).await?;
+    ///     let server = std::future::poll_fn(|cx| incoming.poll_accept(cx)).await?;
+    ///     assert_eq!(server.peer_addr()?, client.local_addr()?);
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn incoming(self) -> Incoming {
+        Incoming { listener: self }
     }
 
     /// The endpoint this listener is bound to (with the port the kernel chose for port 0 or
@@ -164,5 +200,44 @@ impl From<Listener> for OwnedFd {
     /// The socket, deregistered from the runtime (still nonblocking).
     fn from(listener: Listener) -> OwnedFd {
         listener.io.into_inner().into()
+    }
+}
+
+/// The connections a [`Listener`] accepts, as a `futures_core::Stream` of
+/// `io::Result<Stream>` (from [`Listener::incoming`]).
+#[derive(Debug)]
+pub struct Incoming {
+    listener: Listener,
+}
+
+impl Incoming {
+    /// The next connection, without the peer's endpoint (`Stream::peer_addr` has it): the
+    /// `Stream` trait's `poll_next`, callable without importing the trait.
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::accept`], in an [`io::Error`] of the same kind.
+    pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Stream>> {
+        self.listener
+            .poll_accept(cx)
+            .map(|r| r.map(|(stream, _peer)| stream).map_err(io::Error::from))
+    }
+
+    /// The listener.
+    pub fn get_ref(&self) -> &Listener {
+        &self.listener
+    }
+
+    /// The listener back.
+    pub fn into_inner(self) -> Listener {
+        self.listener
+    }
+}
+
+impl futures_core::Stream for Incoming {
+    type Item = io::Result<Stream>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_accept(cx).map(Some)
     }
 }

@@ -5,7 +5,10 @@
 //! options, typed errors naming the operation and endpoint) and on tokio's
 //! [`AsyncFd`]: the runtime's poller waits for readiness, the
 //! calling task does the syscalls. So it serves whatever runs on tokio: axum (feature
-//! `axum`: [`Listener`] is an `axum::serve::Listener`), hyper, or plain tasks.
+//! `axum`: [`Listener`] is an `axum::serve::Listener`), tonic (feature `tonic`:
+//! [`Listener::incoming`] for `serve_with_incoming`, [`Stream`] is `Connected`, and
+//! `Connector` dials any endpoint for tonic's channel and hyper-util's client), hyper, or plain
+//! tasks.
 //!
 //! Beyond a thin wrapper:
 //! - [`Stream::connect_timeout`] has a deadline that covers the whole connect (and a hybrid
@@ -57,10 +60,15 @@ mod io;
 mod listener;
 mod split;
 mod stream;
+#[cfg(feature = "tonic")]
+mod tonic;
 
-pub use listener::Listener;
+pub use listener::{Incoming, Listener};
 pub use split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, WriteHalf};
 pub use stream::Stream;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub use tonic::{Connecting, Connector, PeerEndpoint};
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
