@@ -43,7 +43,10 @@ enum End {
 
 /// Runs `cat`: connects (or accepts one connection, printing `listening on ENDPOINT` on
 /// stderr once bound), then copies both ways. stdin's EOF shuts the socket's write side;
-/// the peer's EOF ends the command once everything it sent is written and flushed.
+/// the peer's EOF ends the command once everything it sent is written and flushed (what
+/// stdin still had unsent then is dropped, as with socat's `-t 0`: a peer that wants all of
+/// stdin reads to its EOF before shutting down itself). With `--exec`, the child's stdin is
+/// closed then and the command ends with the child.
 ///
 /// # Errors
 ///
@@ -96,8 +99,10 @@ fn copy_both(
     let upward = thread::spawn(move || up_copy(input, up));
     let down = down_copy(&stream, &mut output);
     drop(output); // the child's stdin: it reads EOF
-                  // If the socket failed, the other direction cannot go on either.
-    let up = if upward.is_finished() {
+                  // A child's output is sent to its end (its stdout closes when it exits), as ssh does:
+                  // it may answer what it read before the EOF. stdin is not waited for: the peer's EOF
+                  // ends the command.
+    let up = if child.is_some() || upward.is_finished() {
         upward.join().ok()
     } else {
         None
