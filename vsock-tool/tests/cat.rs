@@ -57,7 +57,7 @@ fn listening(child: &mut Child) -> Endpoint {
 fn cat_connects_and_passes_half_close_both_ways() {
     let dir = TempDir::new();
     let reply_len = 1 << 20;
-    let (ep, got) = support::duplex_server(&dir.unix("t"), reply_len);
+    let (ep, got) = support::request_server(&dir.unix("t"), reply_len);
     let seed = 5u64;
     let mut data = support::pattern(9, 3 << 20);
     data[..8].copy_from_slice(&seed.to_le_bytes());

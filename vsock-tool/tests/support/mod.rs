@@ -220,6 +220,20 @@ pub struct Received {
 /// everything until EOF; each connection's [`Received`] goes to the channel. Returns the
 /// bound endpoint.
 pub fn duplex_server(ep: &Endpoint, reply_len: usize) -> (Endpoint, mpsc::Receiver<Received>) {
+    server(ep, reply_len, false)
+}
+
+/// A [`duplex_server`] that replies only after the client's EOF (request, then response):
+/// for `cat`, which ends at the peer's EOF.
+pub fn request_server(ep: &Endpoint, reply_len: usize) -> (Endpoint, mpsc::Receiver<Received>) {
+    server(ep, reply_len, true)
+}
+
+fn server(
+    ep: &Endpoint,
+    reply_len: usize,
+    after_eof: bool,
+) -> (Endpoint, mpsc::Receiver<Received>) {
     let l = Listener::bind(ep).expect("bind the target");
     let local = l.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -235,12 +249,20 @@ pub fn duplex_server(ep: &Endpoint, reply_len: usize) -> (Endpoint, mpsc::Receiv
                 }
                 let seed = u64::from_le_bytes(seed);
                 let writer = s.try_clone().unwrap();
-                let w = thread::spawn(move || {
-                    write_chunked(&writer, &pattern(seed, reply_len), seed);
-                });
+                let reply = move || write_chunked(&writer, &pattern(seed, reply_len), seed);
+                let (w, reply) = if after_eof {
+                    (None, Some(reply))
+                } else {
+                    (Some(thread::spawn(reply)), None)
+                };
                 let mut got = seed.to_le_bytes().to_vec();
                 let _ = (&s).read_to_end(&mut got);
-                let _ = w.join();
+                if let Some(w) = w {
+                    let _ = w.join();
+                }
+                if let Some(reply) = reply {
+                    reply();
+                }
                 let _ = tx.send(Received {
                     len: got.len(),
                     sum: checksum(&got),
