@@ -184,7 +184,7 @@ mod tests {
         };
         let o = p.options().unwrap();
         assert_eq!(o.max_conns, 5);
-        assert_eq!(o.target.to_string(), "vsock:3:22");
+        assert_eq!(o.target, "vsock:3:22".parse().unwrap());
         let cli = Cli::try_parse_from(["vsock-tool", "proxy", "tcp:127.0.0.1:0", "bogus"]).unwrap();
         let Command::Proxy(p) = cli.command else {
             panic!("proxy")

@@ -1,7 +1,7 @@
 //! `proxy`: accepts on one endpoint and forwards each connection to another, both ways, on
 //! the io_uring engine with every worker. Each target connection is dialed from the client
 //! connection's worker ([`Conn::connect`](uring_vsock::uring::Conn::connect)), so buffers
-//! move between the two without a copy (see [`pair`]).
+//! move between the two without a copy (see `pair.rs`).
 //!
 //! On SIGTERM or SIGINT the proxy drains: new clients are turned away (reset at once: the
 //! engine has no call to close a listener early), open connections may finish within
