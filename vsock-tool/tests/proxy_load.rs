@@ -282,3 +282,42 @@ fn proxy_memory_stays_bounded_with_a_slow_reader() {
     assert!(samples > 0);
     eprintln!("proxy RSS: baseline {baseline} KiB, max {max} KiB over {samples} samples");
 }
+
+#[test]
+fn proxy_turns_away_clients_over_max_conns() {
+    let dir = TempDir::new();
+    let (target, _got) = support::duplex_server(&dir.unix("t"), 0);
+    let proxy = Proxy::start(&tcp(), &target, &["--max-conns", "1"]);
+    // The first client is through (the server's EOF says so) and stays open.
+    let first = Stream::connect(&proxy.ep).unwrap();
+    first.set_read_timeout(Some(WATCHDOG)).unwrap();
+    (&first).write_all(&1u64.to_le_bytes()).unwrap();
+    let mut rest = Vec::new();
+    (&first).read_to_end(&mut rest).expect("the server's EOF");
+    // The second is reset at once.
+    let second = Stream::connect(&proxy.ep).unwrap();
+    second.set_read_timeout(Some(WATCHDOG)).unwrap();
+    let mut buf = [0u8; 8];
+    match (&second).read(&mut buf) {
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => panic!("over --max-conns, a client read {n} bytes instead of a reset"),
+    }
+    // Once the first is done, a new one is served.
+    first.shutdown(Shutdown::Write).unwrap();
+    drop(first);
+    let deadline = std::time::Instant::now() + WATCHDOG;
+    loop {
+        let c = Stream::connect(&proxy.ep).unwrap();
+        c.set_read_timeout(Some(WATCHDOG)).unwrap();
+        (&c).write_all(&2u64.to_le_bytes()).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        // The slot frees when the first pair has closed on the proxy's side: until then a
+        // new client may still be turned away.
+        if (&c).read_to_end(&mut rest).is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the slot never freed");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
