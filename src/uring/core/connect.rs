@@ -32,7 +32,9 @@ pub(crate) struct Connecting {
     deadline: Option<Instant>,
     /// The op in the kernel is a writability poll, not the connect itself.
     polling: bool,
-    reply: Sender<Result<ConnHandle>>,
+    /// Who hears the outcome: the caller of `Engine::connect`, or (`None`, a dial from a
+    /// handler) the new connection's own handler (`on_open`, or `on_close` on failure).
+    reply: Option<Sender<Result<ConnHandle>>>,
     res: Option<i32>,
     timeout_res: Option<i32>,
     /// A hybrid endpoint's handshake, once the unix connect is made.
@@ -107,9 +109,9 @@ impl RingHandshake {
 impl Connecting {
     /// Fails the connect with `err` (the worker is going away).
     pub(crate) fn fail(&self, peer: &Endpoint, err: io::Error) {
-        let _ = self
-            .reply
-            .send(Err(Error::new("connect", Some(peer.clone()), err)));
+        if let Some(reply) = &self.reply {
+            let _ = reply.send(Err(Error::new("connect", Some(peer.clone()), err)));
+        }
     }
 }
 
@@ -122,29 +124,43 @@ impl Core {
         handler: Box<dyn Handler>,
         reply: Sender<Result<ConnHandle>>,
     ) {
+        if let Err(e) = self.start_connect(ep, timeout, handler, Some(reply.clone())) {
+            let _ = reply.send(Err(e));
+        }
+    }
+
+    /// Starts a connect for a handler of this worker ([`Conn::connect`](super::Conn::connect)):
+    /// the new connection's handler hears the outcome (`on_open`, or `on_close` with the
+    /// error). Returns the new connection's slot.
+    pub(crate) fn dial(
+        &mut self,
+        ep: Endpoint,
+        timeout: Option<Duration>,
+        handler: Box<dyn Handler>,
+    ) -> Result<u32> {
+        self.start_connect(ep, timeout, handler, None)
+    }
+
+    fn start_connect(
+        &mut self,
+        ep: Endpoint,
+        timeout: Option<Duration>,
+        handler: Box<dyn Handler>,
+        reply: Option<Sender<Result<ConnHandle>>>,
+    ) -> Result<u32> {
         if timeout.is_some_and(|t| t.is_zero()) {
             let err = io::Error::new(io::ErrorKind::InvalidInput, "connect timeout of zero");
-            let _ = reply.send(Err(Error::new("connect", Some(ep), err)));
-            return;
+            return Err(Error::new("connect", Some(ep), err));
         }
-        let setup = crate::socket::sock_addr("connect", &ep).and_then(|addr| {
-            let socket = crate::socket::new_stream(&ep, false)?;
-            self.cfg.socket.apply(&socket, &ep, "connect")?;
-            if let (Endpoint::Vsock(_), Some(t)) = (&ep, timeout) {
-                // The kernel's vsock connect timeout (2 s by default) bounds connects through
-                // the ring too: raise it so the caller's deadline decides.
-                crate::socket::raise_vsock_connect_timeout(&socket, t)
-                    .map_err(Error::with("setsockopt SO_VM_SOCKETS_CONNECT_TIMEOUT", &ep))?;
-            }
-            Ok::<(SockAddr, Socket), Error>((addr, socket))
-        });
-        let (addr, socket) = match setup {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
+        let addr = crate::socket::sock_addr("connect", &ep)?;
+        let socket = crate::socket::new_stream(&ep, false)?;
+        self.cfg.socket.apply(&socket, &ep, "connect")?;
+        if let (Endpoint::Vsock(_), Some(t)) = (&ep, timeout) {
+            // The kernel's vsock connect timeout (2 s by default) bounds connects through the
+            // ring too: raise it so the caller's deadline decides.
+            crate::socket::raise_vsock_connect_timeout(&socket, t)
+                .map_err(Error::with("setsockopt SO_VM_SOCKETS_CONNECT_TIMEOUT", &ep))?;
+        }
         let index = self.insert(socket, ep, handler);
         let c = self.conn_mut(index).expect("just inserted");
         let cs = c.connecting.insert(Box::new(Connecting {
@@ -162,6 +178,7 @@ impl Core {
         let entry =
             opcode::Connect::new(types::Fd(c.fd), cs.addr.as_ptr().cast(), cs.addr.len()).build();
         self.stage_connect_op(index, entry);
+        Ok(index)
     }
 
     /// Stages `entry` (the connect, or the poll after it) as the connection's `Connect` op,
@@ -327,10 +344,21 @@ impl Core {
         let Some(cs) = c.connecting.take() else {
             return;
         };
+        let Some(reply) = cs.reply else {
+            // Dialed from a handler: its own handler hears the outcome.
+            match outcome {
+                Ok(()) => {
+                    WorkerStats::add(&self.stats.connected, 1);
+                    self.open(index);
+                }
+                Err(e) => self.fail_dial(index, e),
+            }
+            return;
+        };
         match outcome {
             Ok(()) => {
                 let handle = self.handle(index);
-                if cs.reply.send(Ok(handle)).is_ok() {
+                if reply.send(Ok(handle)).is_ok() {
                     WorkerStats::add(&self.stats.connected, 1);
                     self.open(index);
                     return;
@@ -340,13 +368,29 @@ impl Core {
                 self.free_slot(index);
             }
             Err(e) => {
-                let _ = cs.reply.send(Err(e));
+                let _ = reply.send(Err(e));
                 if let Some(h) = self.conn_mut(index).and_then(|c| c.handle.take()) {
                     h.set_closed(CloseReason::EngineShutdown);
                 }
                 self.free_slot(index);
             }
         }
+    }
+
+    /// A dial from a handler failed: its handler gets `on_close` with the error (never
+    /// `on_open`; the connection is closing, so its `Conn` refuses sends), then the slot is
+    /// freed.
+    fn fail_dial(&mut self, index: u32, err: Error) {
+        let reason = CloseReason::Error(std::sync::Arc::new(err));
+        if let Some(c) = self.conn_mut(index) {
+            c.closing = Some(reason.clone());
+            c.socket = None;
+        }
+        self.call(index, |h, conn| h.on_close(conn, &reason));
+        if let Some(h) = self.conn_mut(index).and_then(|c| c.handle.take()) {
+            h.set_closed(reason);
+        }
+        self.free_slot(index);
     }
 }
 

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::super::buf_ring::RecvBuf;
 use super::super::conn::{CloseReason, ConnId};
@@ -210,6 +211,108 @@ impl Conn<'_> {
     /// A handle to drive this connection from other threads.
     pub fn handle(&mut self) -> ConnHandle {
         self.core.handle(self.index)
+    }
+
+    /// Connects to `ep` from this connection's worker, so the new connection lives on the
+    /// same worker as this one (its buffers can be forwarded to this one without a copy, and
+    /// [`with_conn`](Self::with_conn) reaches it). Does not block: returns the new
+    /// connection's id at once; `handler` then gets `on_open` once connected, or, if the
+    /// connect fails (refused, `timeout` passed, the engine shut down), `on_close` with
+    /// [`CloseReason::Error`] naming it (or [`CloseReason::EngineShutdown`]) and never
+    /// `on_open`. Until it opens, sends to it are queued.
+    ///
+    /// # Errors
+    ///
+    /// `connect ENDPOINT: …` when the connect cannot start: a zero `timeout`
+    /// (`InvalidInput`), an endpoint the kernel cannot make a socket for (e.g. vsock without
+    /// a transport). `handler` is dropped then.
+    ///
+    /// # Examples
+    ///
+    /// A handler that greets each accepted connection's peer through a connection of its own
+    /// to `upstream` (see the `with_conn` example for reaching one from the other):
+    ///
+    /// ```
+    /// use uring_vsock::uring::{Conn, Handler, RecvBuf};
+    /// use uring_vsock::Endpoint;
+    ///
+    /// struct Upstream;
+    /// impl Handler for Upstream {
+    ///     fn on_open(&mut self, conn: &mut Conn<'_>) {
+    ///         conn.send_copy(b"hello");
+    ///     }
+    ///     fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
+    /// }
+    ///
+    /// struct Front(Endpoint);
+    /// impl Handler for Front {
+    ///     fn on_open(&mut self, conn: &mut Conn<'_>) {
+    ///         if let Err(e) = conn.connect(&self.0, Some(std::time::Duration::from_secs(5)), Upstream) {
+    ///             log::warn!("{e}");
+    ///             conn.close();
+    ///         }
+    ///     }
+    ///     fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
+    /// }
+    /// ```
+    pub fn connect<H: Handler>(
+        &mut self,
+        ep: &Endpoint,
+        timeout: Option<Duration>,
+        handler: H,
+    ) -> crate::Result<ConnId> {
+        let index = self.core.dial(ep.clone(), timeout, Box::new(handler))?;
+        Ok(self.core.conn_id(index))
+    }
+
+    /// Runs `f` with another connection of this worker (`id`, e.g. from
+    /// [`connect`](Self::connect)), as that connection's handler would see it: send to it
+    /// (a [`RecvBuf`] of this one moves over without a copy), pause or resume its receiving,
+    /// shut it down, close it. Returns `None` when `id` is not a live connection of this
+    /// worker (closed, or on another worker: use a [`ConnHandle`] there).
+    ///
+    /// After `f`, what became due on that connection is delivered to its handler (a send's
+    /// `on_sent`, `on_shutdown`, `on_close`) before this returns; its handler may in turn
+    /// reach back to this connection, whose own deliveries wait until the current handler
+    /// call returns. So a handler must not hold a borrow (e.g. of a `RefCell` it shares with
+    /// the other handler) across this call.
+    ///
+    /// # Examples
+    ///
+    /// Forwarding: what this connection receives goes to its partner unchanged, or pauses
+    /// this side when the partner has too many sends queued (the partner's `on_sent` would
+    /// resume it):
+    ///
+    /// ```
+    /// use uring_vsock::uring::{Conn, ConnId, Handler, RecvBuf};
+    ///
+    /// struct Forward {
+    ///     partner: ConnId,
+    /// }
+    /// impl Handler for Forward {
+    ///     fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
+    ///         let sent = conn.with_conn(self.partner, |p| p.send(buf).is_ok());
+    ///         match sent {
+    ///             Some(true) => {}
+    ///             Some(false) => conn.pause_recv(), // a real proxy keeps the buffer to retry
+    ///             None => conn.close(),             // the partner is gone
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn with_conn<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Conn<'_>) -> R) -> Option<R> {
+        if id.worker != self.core.worker {
+            return None;
+        }
+        let index = self.core.index_of(id)?;
+        let r = f(&mut Conn {
+            core: self.core,
+            index,
+        });
+        if index != self.index {
+            self.core.maybe_finish(index);
+        }
+        Some(r)
     }
 }
 

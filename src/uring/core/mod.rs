@@ -10,7 +10,8 @@
 //! freed only when its `ops` count (completions still due) is zero. So nothing the kernel may
 //! still read or write is freed or reused early.
 //!
-//! Handlers are called only from completion processing (never from inside a [`Conn`] call),
+//! Handlers are called only from completion processing and, for another connection than the
+//! caller's, after [`Conn::with_conn`] (never for the connection whose handler runs),
 //! with the handler taken out of its slot for the call, so a handler can use its `Conn`
 //! freely and a connection is never freed under a running handler.
 

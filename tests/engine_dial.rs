@@ -1,0 +1,212 @@
+//! Dialing from a handler ([`Conn::connect`]) and reaching a connection of the same worker
+//! ([`Conn::with_conn`]): the dialed connection lives on the dialer's worker, buffers move
+//! between the two without a copy, EOF crosses over, and a failed dial reaches the new
+//! handler's `on_close` with the typed error.
+
+mod engine_support;
+mod util;
+
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use engine_support::Echo;
+use uring_vsock::blocking::Stream;
+use uring_vsock::uring::{CloseReason, Conn, ConnId, Engine, Handler, RecvBuf};
+use uring_vsock::Endpoint;
+use util::{TempDir, Transport};
+
+/// What the test hears from the handlers.
+#[derive(Debug)]
+enum Event {
+    /// The dialed connection opened: (its worker, the front's worker).
+    Opened(usize, usize),
+    /// The dialed connection closed without ever opening.
+    Failed(CloseReason),
+    /// `Conn::connect` refused to start.
+    Refused(io::ErrorKind),
+    /// `with_conn` on the front's own id from the dialed side, after the front closed.
+    StaleFound(bool),
+}
+
+/// The accepted side: dials `upstream` on open, forwards what it receives to it.
+struct Front {
+    upstream: Endpoint,
+    timeout: Option<Duration>,
+    peer: Rc<Cell<Option<ConnId>>>,
+    events: mpsc::Sender<Event>,
+}
+
+/// The dialed side: forwards what it receives to the front.
+struct Back {
+    front: ConnId,
+    opened: bool,
+    peer: Rc<Cell<Option<ConnId>>>,
+    events: mpsc::Sender<Event>,
+}
+
+impl Handler for Front {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        // Nothing is read until the upstream is there to take it.
+        conn.pause_recv();
+        let back = Back {
+            front: conn.id(),
+            opened: false,
+            peer: Rc::clone(&self.peer),
+            events: self.events.clone(),
+        };
+        match conn.connect(&self.upstream, self.timeout, back) {
+            Ok(id) => self.peer.set(Some(id)),
+            Err(e) => {
+                let _ = self.events.send(Event::Refused(e.kind()));
+                conn.close();
+            }
+        }
+    }
+    fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
+        let Some(up) = self.peer.get() else {
+            return conn.abort();
+        };
+        // Small messages only: the upstream's queue always has room.
+        let sent = conn.with_conn(up, |u| u.send(buf).is_ok());
+        assert_eq!(sent, Some(true), "the upstream takes the buffer");
+    }
+    fn on_peer_shutdown(&mut self, conn: &mut Conn<'_>) {
+        if let Some(up) = self.peer.get() {
+            conn.with_conn(up, |u| u.shutdown_write());
+        }
+    }
+}
+
+impl Handler for Back {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        self.opened = true;
+        let _ = self
+            .events
+            .send(Event::Opened(conn.id().worker(), self.front.worker()));
+        conn.with_conn(self.front, |f| f.resume_recv());
+    }
+    fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
+        let sent = conn.with_conn(self.front, |f| f.send(buf).is_ok());
+        assert_eq!(sent, Some(true), "the front takes the buffer");
+    }
+    fn on_peer_shutdown(&mut self, conn: &mut Conn<'_>) {
+        conn.with_conn(self.front, |f| f.shutdown_write());
+    }
+    fn on_close(&mut self, conn: &mut Conn<'_>, reason: &CloseReason) {
+        if !self.opened {
+            let _ = self.events.send(Event::Failed(reason.clone()));
+            // The dialer closes its client at once.
+            let closed = conn.with_conn(self.front, |f| f.close());
+            assert!(closed.is_some(), "the front is still there");
+            // Its close completes within that call (nothing in flight): the id is stale now.
+            let _ = self.events.send(Event::StaleFound(
+                conn.with_conn(self.front, |_| ()).is_some(),
+            ));
+        }
+        let _ = self.peer.take();
+    }
+}
+
+/// An engine of `workers`, an echo listener on it, and a front listener that dials
+/// `upstream` (the echo listener when `None`) with `timeout`. Returns the front's endpoint.
+fn setup(
+    e: &Engine,
+    dir: &TempDir,
+    upstream: Option<Endpoint>,
+    timeout: Option<Duration>,
+) -> (Endpoint, mpsc::Receiver<Event>) {
+    let upstream = upstream.unwrap_or_else(|| {
+        e.listen(&util::bind_endpoint(Transport::Unix, dir), |_| Echo::new())
+            .unwrap()
+    });
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let front = e
+        .listen(&util::bind_endpoint(Transport::Tcp, dir), move |_| Front {
+            upstream: upstream.clone(),
+            timeout,
+            peer: Rc::new(Cell::new(None)),
+            events: tx.lock().unwrap().clone(),
+        })
+        .unwrap();
+    (front, rx)
+}
+
+#[test]
+fn engine_dial_forwards_on_the_same_worker_with_half_close() {
+    let dir = TempDir::new();
+    let e = Engine::builder().workers(2).build().unwrap();
+    let (front, events) = setup(&e, &dir, None, Some(Duration::from_secs(10)));
+    // Two clients: the second lands on the other worker (least loaded), and still dials there.
+    for seed in 0..2u64 {
+        let mut c = Stream::connect(&front).unwrap();
+        c.set_read_timeout(Some(util::WATCHDOG)).unwrap();
+        let data = util::pattern(seed, 1000);
+        c.write_all(&data).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        c.read_to_end(&mut back)
+            .expect("echo, then EOF, before the watchdog");
+        assert_eq!(back.len(), data.len());
+        assert_eq!(util::checksum(&back), util::checksum(&data));
+        match events
+            .recv_timeout(util::WATCHDOG)
+            .expect("the dial opened")
+        {
+            Event::Opened(dialed, dialer) => assert_eq!(dialed, dialer, "same worker"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(e.stats().connected >= 2, "{:?}", e.stats());
+}
+
+#[test]
+fn engine_dial_refused_reaches_on_close_and_the_dialer_closes_its_client() {
+    let dir = TempDir::new();
+    let e = Engine::builder().workers(1).build().unwrap();
+    let dead = util::dead_endpoint(Transport::Unix, &dir);
+    let (front, events) = setup(&e, &dir, Some(dead.clone()), Some(Duration::from_secs(10)));
+    let mut c = Stream::connect(&front).unwrap();
+    c.set_read_timeout(Some(util::WATCHDOG)).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(c.read(&mut buf).expect("EOF before the watchdog"), 0);
+    match events
+        .recv_timeout(util::WATCHDOG)
+        .expect("the dial failed")
+    {
+        Event::Failed(CloseReason::Error(err)) => {
+            assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+            assert_eq!(err.op(), "connect");
+            assert_eq!(err.endpoint(), Some(&dead));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match events
+        .recv_timeout(util::WATCHDOG)
+        .expect("the stale check")
+    {
+        Event::StaleFound(found) => assert!(!found, "a closed connection's id finds nothing"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn engine_dial_with_zero_timeout_is_refused_at_once() {
+    let dir = TempDir::new();
+    let e = Engine::builder().workers(1).build().unwrap();
+    let (front, events) = setup(&e, &dir, None, Some(Duration::ZERO));
+    let mut c = Stream::connect(&front).unwrap();
+    c.set_read_timeout(Some(util::WATCHDOG)).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(c.read(&mut buf).expect("EOF before the watchdog"), 0);
+    match events
+        .recv_timeout(util::WATCHDOG)
+        .expect("the dial refused")
+    {
+        Event::Refused(kind) => assert_eq!(kind, io::ErrorKind::InvalidInput),
+        other => panic!("unexpected {other:?}"),
+    }
+}

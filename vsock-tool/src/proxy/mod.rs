@@ -1,0 +1,116 @@
+//! `proxy`: accepts on one endpoint and forwards each connection to another, both ways, on
+//! the io_uring engine with every worker. Each target connection is dialed from the client
+//! connection's worker ([`Conn::connect`](uring_vsock::uring::Conn::connect)), so buffers
+//! move between the two without a copy (see `pair.rs`).
+//!
+//! On SIGTERM or SIGINT the proxy drains: new clients are turned away (reset at once: the
+//! engine has no call to close a listener early), open connections may finish within
+//! `--drain-timeout`, then the engine shuts down (cutting what is left) and the process
+//! exits.
+
+mod live;
+mod pair;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uring_vsock::uring::Engine;
+use uring_vsock::Endpoint;
+
+use crate::error::ToolError;
+use crate::exit::Status;
+use crate::signals::Termination;
+use live::Live;
+use pair::{Shared, Side};
+
+/// What `proxy` does.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Where clients connect.
+    pub listen: Endpoint,
+    /// Where their connections go.
+    pub target: Endpoint,
+    /// Engine workers (`None`: one per core).
+    pub workers: Option<usize>,
+    /// Most clients at once.
+    pub max_conns: usize,
+    /// How long a connect to the target may take.
+    pub connect_timeout: Duration,
+    /// How long open connections may take to finish after SIGTERM.
+    pub drain_timeout: Duration,
+    /// The level of the per-connection lines.
+    pub conn_log_level: log::Level,
+}
+
+/// Runs the proxy until SIGTERM or SIGINT and the drain; `ready` is called with the bound
+/// endpoint once clients can connect.
+///
+/// # Errors
+///
+/// The engine's setup, the listen (e.g. permission denied on a unix path) or the signal
+/// setup, as one line.
+pub fn run(opts: &ProxyOptions, ready: impl FnOnce(&Endpoint)) -> Result<Status, ToolError> {
+    let mut term =
+        Termination::catch().map_err(|e| ToolError::setup(format!("catch SIGTERM: {e}")))?;
+    raise_nofile();
+    let mut builder = Engine::builder();
+    if let Some(n) = opts.workers {
+        builder = builder.workers(n);
+    }
+    let engine = builder.build()?;
+    let live = Arc::new(Live::default());
+    let shared = Arc::new(Shared {
+        target: opts.target.clone(),
+        connect_timeout: opts.connect_timeout,
+        level: opts.conn_log_level,
+        max_conns: opts.max_conns,
+        live: Arc::clone(&live),
+        draining: Default::default(),
+    });
+    let factory_shared = Arc::clone(&shared);
+    let local = engine.listen(&opts.listen, move |peer| {
+        Side::client(&factory_shared, peer)
+    })?;
+    log::info!(
+        "proxy {local} -> {} on {} workers ({})",
+        opts.target,
+        engine.workers(),
+        engine.features()
+    );
+    ready(&local);
+    term.wait();
+    shared.draining.store(true, Ordering::Relaxed);
+    log::info!("draining {} connections", live.count());
+    let left = live.wait_empty(opts.drain_timeout);
+    engine.shutdown();
+    if let Endpoint::Unix(path) = &local {
+        let _ = std::fs::remove_file(path);
+    }
+    if left > 0 {
+        log::warn!("drain timeout: {left} connections cut");
+        return Ok(Status::Cut);
+    }
+    Ok(Status::Clean)
+}
+
+/// Raises the soft open-file limit to the hard one: each proxied connection takes two fds.
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write one rlimit through a valid pointer.
+    let ok = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0
+        }
+    };
+    if !ok {
+        log::warn!(
+            "raise RLIMIT_NOFILE: {}; proxying fewer connections",
+            std::io::Error::last_os_error()
+        );
+    }
+}
