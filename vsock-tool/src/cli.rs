@@ -103,7 +103,14 @@ impl ProxyArgs {
     pub fn options(&self) -> Result<ProxyOptions, ToolError> {
         Ok(ProxyOptions {
             listen: endpoint(&self.listen, "LISTEN")?,
-            target: endpoint(&self.target, "TARGET")?,
+            // Resolved once, here: the engine dials from its workers, which never block on
+            // DNS (a tcp host name reaching a worker is refused as unresolved).
+            target: endpoint(&self.target, "TARGET")?.resolve().map_err(|e| {
+                ToolError::setup(format!(
+                    "TARGET '{}': resolving the host name: {e}",
+                    self.target
+                ))
+            })?,
             workers: self.workers.map(usize::from),
             max_conns: self.max_conns as usize,
             connect_timeout: self.connect_timeout,
