@@ -25,8 +25,10 @@ use crate::{Endpoint, Result};
 /// client.send(b"one")?;
 /// client.send(b"two")?;
 /// let mut buf = [0; 16];
-/// assert_eq!(&buf[..server.recv(&mut buf)?.len], b"one"); // never "onetwo"
-/// assert_eq!(&buf[..server.recv(&mut buf)?.len], b"two");
+/// let n = server.recv(&mut buf)?.len;
+/// assert_eq!(&buf[..n], b"one"); // never "onetwo"
+/// let n = server.recv(&mut buf)?.len;
+/// assert_eq!(&buf[..n], b"two");
 ///
 /// // tcp has no seqpacket sockets.
 /// let err = SeqpacketListener::bind(&"tcp:127.0.0.1:0".parse()?).unwrap_err();

@@ -20,6 +20,7 @@ use super::super::stats::WorkerStats;
 use super::{Core, Handler};
 use crate::hybrid::connector::{Action, Connector};
 use crate::hybrid::MAX_REPLY;
+use crate::socket::SocketKind;
 use crate::{Endpoint, Error, Result};
 
 /// A connect in flight; boxed so the address and timespec the SQEs point to never move.
@@ -114,10 +115,12 @@ impl Connecting {
 }
 
 impl Core {
-    /// Starts a connect through the ring, with a linked timeout when `timeout` is given.
+    /// Starts a connect through the ring (a socket of type `kind`), with a linked timeout
+    /// when `timeout` is given.
     pub(crate) fn connect(
         &mut self,
         ep: Endpoint,
+        kind: SocketKind,
         timeout: Option<Duration>,
         handler: Box<dyn Handler>,
         reply: Sender<Result<ConnHandle>>,
@@ -128,7 +131,7 @@ impl Core {
             return;
         }
         let setup = crate::socket::sock_addr("connect", &ep).and_then(|addr| {
-            let socket = crate::socket::new_stream(&ep, false)?;
+            let socket = crate::socket::new_socket(&ep, kind, false)?;
             self.cfg.socket.apply(&socket, &ep, "connect")?;
             Ok::<(SockAddr, Socket), Error>((addr, socket))
         });
