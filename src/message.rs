@@ -170,14 +170,21 @@ pub(crate) fn too_large(socket: &Socket, len: usize) -> io::Error {
 }
 
 /// Receives one message into `buf`, with `MSG_TRUNC` so the kernel returns its full length.
+///
+/// vsock answers a zero-length receive with 0 at once, taking nothing (`af_vsock.c`: "It is
+/// valid on Linux to pass in a zero-length receive buffer"), which would read as the end of
+/// the stream; so an empty `buf` receives into a byte of our own, and the message is taken
+/// and reported truncated on every family alike.
 pub(crate) fn recv(fd: impl AsFd, buf: &mut [u8]) -> io::Result<Message> {
-    // SAFETY: the pointer and length describe `buf`, valid for writes for the whole call;
-    // with MSG_TRUNC the kernel still writes at most `buf.len()` bytes.
+    let mut scratch = [0u8; 1];
+    let into: &mut [u8] = if buf.is_empty() { &mut scratch } else { buf };
+    // SAFETY: the pointer and length describe `into`, valid for writes for the whole call;
+    // with MSG_TRUNC the kernel still writes at most `into.len()` bytes.
     let n = unsafe {
         libc::recv(
             fd.as_fd().as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
+            into.as_mut_ptr().cast(),
+            into.len(),
             libc::MSG_TRUNC,
         )
     };
