@@ -128,9 +128,12 @@ impl Core {
                     .filter(|_| res > 0)
                     .map(|b| RecvBuf::own(b, res as usize, Some(share)))
             })
-            .map(|b| match c.recv.is_messages() {
-                true => b.with_message_len(res.max(0) as u32),
-                false => b,
+            .map(|b| {
+                if c.recv.is_messages() {
+                    b.with_message_len(res.max(0) as u32)
+                } else {
+                    b
+                }
             });
         if step.share_filled {
             WorkerStats::add(&self.stats.recv_share_pauses, 1);
