@@ -31,6 +31,7 @@ mod endpoint;
 mod error;
 mod impl_macros;
 mod local;
+mod message;
 mod options;
 mod socket;
 mod sys;
@@ -47,6 +48,7 @@ pub use addr::{AddrParseError, AddrParseErrorKind, VsockAddr};
 pub use endpoint::Endpoint;
 pub use error::{Error, Result};
 pub use local::{local_cid, loopback_available};
+pub use message::{Message, MessageTooLarge};
 pub use options::VsockOptions;
 pub use socket::DEFAULT_BACKLOG;
 

@@ -14,14 +14,42 @@ use crate::{Endpoint, Error, Result};
 /// The listen backlog used when the caller gives none (as std's `TcpListener`).
 pub const DEFAULT_BACKLOG: i32 = 128;
 
+/// The socket type a listener or connection is made with: the API chosen picks it, never the
+/// endpoint string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SocketKind {
+    /// `SOCK_STREAM`: every family.
+    Stream,
+    /// `SOCK_SEQPACKET`: vsock and unix (not tcp, nor hybrid, whose VMM devices relay streams).
+    Seqpacket,
+}
+
 /// A new stream socket for `ep`'s family; `SOCK_CLOEXEC` (and `SOCK_NONBLOCK` when asked) are
 /// set by `socket(2)` itself, so no other thread's `exec` can inherit it.
 pub(crate) fn new_stream(ep: &Endpoint, nonblocking: bool) -> Result<Socket> {
-    let ty = if nonblocking {
-        Type::STREAM.nonblocking()
-    } else {
-        Type::STREAM
+    new_socket(ep, SocketKind::Stream, nonblocking)
+}
+
+/// As [`new_stream`], of type `kind`. A seqpacket socket for an endpoint whose family has
+/// none (tcp, hybrid) is an `Unsupported` error naming the endpoint.
+pub(crate) fn new_socket(ep: &Endpoint, kind: SocketKind, nonblocking: bool) -> Result<Socket> {
+    let ty = match kind {
+        SocketKind::Stream => Type::STREAM,
+        SocketKind::Seqpacket => match ep {
+            Endpoint::Vsock(_) | Endpoint::Unix(_) | Endpoint::UnixAbstract(_) => Type::SEQPACKET,
+            Endpoint::Tcp(_) | Endpoint::TcpHost(..) | Endpoint::Hybrid(_) => {
+                return Err(Error::new(
+                    "socket",
+                    Some(ep.clone()),
+                    io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "SOCK_SEQPACKET is only on vsock and unix endpoints",
+                    ),
+                ))
+            }
+        },
     };
+    let ty = if nonblocking { ty.nonblocking() } else { ty };
     Socket::new(ep.domain(), ty, None).map_err(Error::with("socket", ep))
 }
 
@@ -61,9 +89,20 @@ pub(crate) fn listen_with(
     nonblocking: bool,
     configure: impl FnOnce(&Socket) -> Result<()>,
 ) -> Result<Socket> {
+    listen_kind_with(ep, SocketKind::Stream, backlog, nonblocking, configure)
+}
+
+/// As [`listen_with`], for a socket of type `kind`.
+pub(crate) fn listen_kind_with(
+    ep: &Endpoint,
+    kind: SocketKind,
+    backlog: i32,
+    nonblocking: bool,
+    configure: impl FnOnce(&Socket) -> Result<()>,
+) -> Result<Socket> {
     let ep = &*resolve("bind", ep)?;
     let addr = ep.listen_sock_addr().map_err(Error::with("bind", ep))?;
-    let socket = new_stream(ep, nonblocking)?;
+    let socket = new_socket(ep, kind, nonblocking)?;
     configure(&socket)?;
     if matches!(ep, Endpoint::Tcp(_)) {
         socket
@@ -89,10 +128,20 @@ pub(crate) fn connect_then(
     timeout: Option<Duration>,
     nonblocking: bool,
 ) -> Result<Socket> {
+    connect_kind(ep, SocketKind::Stream, timeout, nonblocking)
+}
+
+/// As [`connect_then`], for a socket of type `kind`.
+pub(crate) fn connect_kind(
+    ep: &Endpoint,
+    kind: SocketKind,
+    timeout: Option<Duration>,
+    nonblocking: bool,
+) -> Result<Socket> {
     let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
     let ep = &*resolve("connect", ep)?;
     let addr = sock_addr("connect", ep)?;
-    let socket = new_stream(ep, false)?;
+    let socket = new_socket(ep, kind, false)?;
     match timeout {
         None => socket.connect(&addr),
         Some(t) if t.is_zero() => {

@@ -1,5 +1,7 @@
 //! The epoll path: readiness-based, nonblocking [`Listener`] and [`Stream`] that register
-//! with a [`mio::Poll`] (epoll underneath), over vsock, unix or tcp.
+//! with a [`mio::Poll`] (epoll underneath), over vsock, unix or tcp; and
+//! [`SeqpacketListener`] and [`SeqpacketConn`] for message-keeping `SOCK_SEQPACKET`
+//! connections over vsock or unix.
 //!
 //! Every socket is nonblocking from `socket(2)`/`accept4(2)` on, but for
 //! [`Stream::connect_timeout`]'s, which waits for its connect and is nonblocking from then
@@ -37,9 +39,13 @@
 //! ```
 
 mod listener;
+mod seqpacket_conn;
+mod seqpacket_listener;
 mod stream;
 
 pub use listener::Listener;
+pub use seqpacket_conn::SeqpacketConn;
+pub use seqpacket_listener::SeqpacketListener;
 pub use stream::Stream;
 
 /// Implements `mio::event::Source` for a type with a `socket: socket2::Socket` field by

@@ -210,6 +210,7 @@ impl BufRing {
                 bid,
             },
             len,
+            msg_len: len,
             share,
         })
     }
@@ -337,6 +338,7 @@ impl Iterator for Bundle {
                 bid,
             },
             len,
+            msg_len: len,
             share: Some(Rc::clone(&self.share)),
         })
     }
@@ -370,6 +372,9 @@ impl Drop for Bundle {
 pub struct RecvBuf {
     data: Data,
     len: u32,
+    /// A seqpacket message's full length (the completion's result, `MSG_TRUNC`); `len` for
+    /// stream bytes.
+    msg_len: u32,
     /// The receiving connection's share, given back on drop.
     share: Option<Rc<RecvShare>>,
 }
@@ -384,11 +389,45 @@ enum Data {
 impl RecvBuf {
     /// `len` bytes a receive wrote into the connection's own buffer `buf`.
     pub(crate) fn own(buf: Box<[u8]>, len: usize, share: Option<Rc<RecvShare>>) -> RecvBuf {
+        let len = len.min(buf.len()) as u32;
         RecvBuf {
-            len: len.min(buf.len()) as u32,
+            len,
+            msg_len: len,
             data: Data::Own(buf),
             share,
         }
+    }
+
+    /// Marks the buffer as holding the start of a seqpacket message of `msg_len` bytes
+    /// (the receive's result with `MSG_TRUNC`); longer than the buffer means truncated.
+    pub(crate) fn with_message_len(mut self, msg_len: u32) -> RecvBuf {
+        self.msg_len = msg_len.max(self.len);
+        self
+    }
+
+    /// Whether the message was longer than this buffer: its tail was discarded by the
+    /// kernel (seqpacket connections, [`Engine::listen_seqpacket`]). Stream bytes are never
+    /// truncated (`false`).
+    ///
+    /// Raise the builder's `recv_buffers` size to the largest message expected.
+    ///
+    /// [`Engine::listen_seqpacket`]: crate::uring::Engine::listen_seqpacket
+    ///
+    /// ```
+    /// fn on_message(buf: &uring_vsock::uring::RecvBuf) {
+    ///     if buf.truncated() {
+    ///         log::warn!("message of {} bytes cut to {}", buf.message_len(), buf.len());
+    ///     }
+    /// }
+    /// ```
+    pub fn truncated(&self) -> bool {
+        self.msg_len > self.len
+    }
+
+    /// On a seqpacket connection, the full length of the message this buffer holds the start
+    /// of (more than `len()` when [`truncated`](Self::truncated)); otherwise `len()`.
+    pub fn message_len(&self) -> usize {
+        self.msg_len as usize
     }
 
     /// The buffer's address, length, and registered-buffer index (for fixed sends).
@@ -428,7 +467,11 @@ impl fmt::Debug for RecvBuf {
         } else {
             d.field("own", &true);
         }
-        d.field("len", &self.len).finish()
+        d.field("len", &self.len);
+        if self.msg_len != self.len {
+            d.field("message_len", &self.msg_len);
+        }
+        d.finish()
     }
 }
 

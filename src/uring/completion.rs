@@ -32,6 +32,11 @@ pub(crate) fn errno_error(op: &'static str, errno: i32) -> io::Error {
              receive queue than its buffer size allows (vsock, Linux 6.12.94+)",
         ),
         libc::ECANCELED => (os.kind(), "cancelled: the connection is closing"),
+        libc::EMSGSIZE => (
+            os.kind(),
+            "a seqpacket message larger than the connection allows (unix: SO_SNDBUF - 32; \
+             vsock: the smaller buffer size of the two ends)",
+        ),
         libc::EOPNOTSUPP => (os.kind(), "not supported on this socket family"),
         libc::ETIME => (os.kind(), "deadline passed"),
         _ => return os,

@@ -12,6 +12,7 @@ use crossbeam_channel::Sender;
 use super::conn::ConnId;
 use super::core::{Factory, MakeHandler};
 use super::handle::{ConnHandle, Request, RequestSink};
+use crate::socket::SocketKind;
 use crate::{Endpoint, Result};
 
 /// Work for a worker from another thread.
@@ -31,6 +32,8 @@ pub(crate) enum Command {
     /// Connect through the ring.
     Connect {
         ep: Endpoint,
+        /// Stream or seqpacket.
+        kind: SocketKind,
         timeout: Option<Duration>,
         make: MakeHandler,
         reply: Sender<Result<ConnHandle>>,

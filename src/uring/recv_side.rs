@@ -136,6 +136,10 @@ pub(crate) struct RecvSide {
     closed: bool,
     /// Ring receives are bundle receives (several buffers per completion).
     bundle: bool,
+    /// A seqpacket connection: every receive is a single one of one message into one
+    /// buffer, never multishot nor a bundle (either could hand over several messages'
+    /// bytes without their boundaries), with `MSG_TRUNC` to learn the message's length.
+    messages: bool,
     pub(crate) share: Rc<RecvShare>,
 }
 
@@ -149,8 +153,21 @@ impl RecvSide {
             eof: false,
             closed: false,
             bundle,
+            messages: false,
             share,
         }
+    }
+
+    /// The receive side of a seqpacket connection: one message per receive (no bundles).
+    pub(crate) fn messages(mut self) -> RecvSide {
+        self.messages = true;
+        self.bundle = false;
+        self
+    }
+
+    /// Whether receives are of one message each (a seqpacket connection).
+    pub(crate) fn is_messages(&self) -> bool {
+        self.messages
     }
 
     /// Whether ring receives are bundle receives: a completion's buffers are the ring entries
@@ -272,6 +289,14 @@ mod model_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_mode_never_bundles() {
+        let (r, _) = side(4);
+        let r = RecvSide::new(Rc::clone(&r.share), true).messages();
+        assert!(r.is_messages());
+        assert!(!r.bundle(), "a bundle could merge messages");
+    }
 
     fn side(limit: u32) -> (RecvSide, ResumeList) {
         let list: ResumeList = Rc::default();

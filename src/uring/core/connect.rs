@@ -20,6 +20,7 @@ use super::super::stats::WorkerStats;
 use super::{Core, Handler};
 use crate::hybrid::connector::{Action, Connector};
 use crate::hybrid::MAX_REPLY;
+use crate::socket::SocketKind;
 use crate::{Endpoint, Error, Result};
 
 /// A connect in flight; boxed so the address and timespec the SQEs point to never move.
@@ -116,15 +117,17 @@ impl Connecting {
 }
 
 impl Core {
-    /// Starts a connect through the ring, with a linked timeout when `timeout` is given.
+    /// Starts a connect through the ring (a socket of type `kind`), with a linked timeout
+    /// when `timeout` is given.
     pub(crate) fn connect(
         &mut self,
         ep: Endpoint,
+        kind: SocketKind,
         timeout: Option<Duration>,
         handler: Box<dyn Handler>,
         reply: Sender<Result<ConnHandle>>,
     ) {
-        if let Err(e) = self.start_connect(ep, timeout, handler, Some(reply.clone())) {
+        if let Err(e) = self.start_connect(ep, kind, timeout, handler, Some(reply.clone())) {
             let _ = reply.send(Err(e));
         }
     }
@@ -138,12 +141,13 @@ impl Core {
         timeout: Option<Duration>,
         handler: Box<dyn Handler>,
     ) -> Result<u32> {
-        self.start_connect(ep, timeout, handler, None)
+        self.start_connect(ep, SocketKind::Stream, timeout, handler, None)
     }
 
     fn start_connect(
         &mut self,
         ep: Endpoint,
+        kind: SocketKind,
         timeout: Option<Duration>,
         handler: Box<dyn Handler>,
         reply: Option<Sender<Result<ConnHandle>>>,
@@ -153,7 +157,7 @@ impl Core {
             return Err(Error::new("connect", Some(ep), err));
         }
         let addr = crate::socket::sock_addr("connect", &ep)?;
-        let socket = crate::socket::new_stream(&ep, false)?;
+        let socket = crate::socket::new_socket(&ep, kind, false)?;
         self.cfg.socket.apply(&socket, &ep, "connect")?;
         if let (Endpoint::Vsock(_), Some(t)) = (&ep, timeout) {
             // The kernel's vsock connect timeout (2 s by default) bounds connects through the

@@ -135,7 +135,9 @@ impl Conn<'_> {
     }
 
     /// Copies `data` into pooled buffers and queues them; returns how many bytes were taken
-    /// (fewer when the pool or the send queue is full, 0 when closing).
+    /// (fewer when the pool or the send queue is full, 0 when closing). On a seqpacket
+    /// connection each buffer is a message of its own: send a message with
+    /// [`send`](Self::send) instead.
     pub fn send_copy(&mut self, mut data: &[u8]) -> usize {
         let mut taken = 0;
         while !data.is_empty() && self.can_send() {

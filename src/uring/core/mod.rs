@@ -210,6 +210,11 @@ impl Core {
         // for what the socket still holds, past the receive's length, so it could take far
         // more than the connection's share in one completion.
         let bundle = self.bufs.bundles() && !matches!(peer, Endpoint::Tcp(_));
+        // A seqpacket socket (Engine::listen_seqpacket, connect_seqpacket) receives one
+        // message per completion.
+        let messages = socket.r#type().is_ok_and(|t| t == socket2::Type::SEQPACKET);
+        let recv = RecvSide::new(share, bundle);
+        let recv = if messages { recv.messages() } else { recv };
         // Send tags go on from where the slot's previous connection stopped, so a late
         // completion or stray notification of that one (tags keep 24 bits) names none of this
         // one's sends until 16M more sends have wrapped the counter. Receives and connects
@@ -221,7 +226,7 @@ impl Core {
             handler: Some(handler),
             panicked: false,
             opened: false,
-            recv: RecvSide::new(share, bundle),
+            recv,
             send: SendQueue::new(self.slots[index as usize].next_seq),
             write: WriteSide::Open,
             close_when_flushed: false,

@@ -34,8 +34,21 @@ impl Core {
         if !c.opened || c.connecting.is_some() || c.closing.is_some() {
             return;
         }
+        // A seqpacket message per receive, with its full length in the result (MSG_TRUNC).
+        let msg_flags = if c.recv.is_messages() {
+            libc::MSG_TRUNC
+        } else {
+            0
+        };
         let entry = match c.recv.arm(free, own_size) {
             None => return,
+            Some(Arm::Ring) if c.recv.is_messages() => {
+                opcode::Recv::new(types::Fd(c.fd), std::ptr::null_mut(), buf_size)
+                    .buf_group(bgid)
+                    .flags(msg_flags)
+                    .build()
+                    .flags(squeue::Flags::BUFFER_SELECT)
+            }
             Some(Arm::Ring) if c.recv.bundle() => {
                 // A single bundle receive of at most the buffers left in the connection's
                 // share, so its share holds exactly. (Multishot bundles would need the
@@ -50,7 +63,9 @@ impl Core {
             Some(Arm::Ring) => opcode::RecvMulti::new(types::Fd(c.fd), bgid).build(),
             Some(Arm::Own { ptr, len }) => {
                 WorkerStats::add(&self.stats.own_buffer_recvs, 1);
-                opcode::Recv::new(types::Fd(c.fd), ptr, len as u32).build()
+                opcode::Recv::new(types::Fd(c.fd), ptr, len as u32)
+                    .flags(msg_flags)
+                    .build()
             }
         };
         c.ops += 1;
@@ -92,9 +107,10 @@ impl Core {
             }
             Some(_) if c.recv.bundle() => {}
             Some(bid) => {
-                ring_buf = self
-                    .bufs
-                    .take(bid, res.max(0) as u32, Some(Rc::clone(&share)));
+                // A seqpacket result is the message's full length: the buffer holds at most
+                // its own size of it.
+                let held = (res.max(0) as u32).min(self.bufs.buf_size());
+                ring_buf = self.bufs.take(bid, held, Some(Rc::clone(&share)));
             }
             None => {}
         }
@@ -106,11 +122,19 @@ impl Core {
         if step.ended {
             c.ops -= 1;
         }
-        let buf = ring_buf.or_else(|| {
-            step.own
-                .filter(|_| res > 0)
-                .map(|b| RecvBuf::own(b, res as usize, Some(share)))
-        });
+        let buf = ring_buf
+            .or_else(|| {
+                step.own
+                    .filter(|_| res > 0)
+                    .map(|b| RecvBuf::own(b, res as usize, Some(share)))
+            })
+            .map(|b| {
+                if c.recv.is_messages() {
+                    b.with_message_len(res.max(0) as u32)
+                } else {
+                    b
+                }
+            });
         if step.share_filled {
             WorkerStats::add(&self.stats.recv_share_pauses, 1);
         }

@@ -405,6 +405,7 @@ impl Worker {
             }
             Command::Connect {
                 ep,
+                kind,
                 timeout,
                 make,
                 reply,
@@ -415,7 +416,7 @@ impl Worker {
                 }
                 // The closure is user code: a panic fails this connect, not the worker.
                 match catch_unwind(AssertUnwindSafe(make)) {
-                    Ok(handler) => self.core.connect(ep, timeout, handler, reply),
+                    Ok(handler) => self.core.connect(ep, kind, timeout, handler, reply),
                     Err(_) => {
                         WorkerStats::add(&self.core.stats.handler_panics, 1);
                         let err = io::Error::other("the closure making the handler panicked");

@@ -1,0 +1,98 @@
+//! [`SeqpacketListener`]: accepts `SOCK_SEQPACKET` connections on a vsock or unix endpoint.
+
+use std::io;
+
+use socket2::Socket;
+
+use super::SeqpacketConn;
+use crate::socket::{self, SocketKind};
+use crate::{Endpoint, Result};
+
+/// A listening `SOCK_SEQPACKET` socket: connections that keep message boundaries (see
+/// [`SeqpacketConn`]). vsock (Linux 5.14+) and unix endpoints only.
+///
+/// # Examples
+///
+/// ```
+/// use uring_vsock::blocking::{SeqpacketConn, SeqpacketListener};
+///
+/// let dir = std::env::temp_dir().join(format!("uv-sql-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let ep: uring_vsock::Endpoint = format!("unix:{}/l.sock", dir.display()).parse()?;
+/// let listener = SeqpacketListener::bind(&ep)?;
+/// let client = SeqpacketConn::connect(&ep)?;
+/// let (server, _peer) = listener.accept()?;
+/// client.send(b"one")?;
+/// client.send(b"two")?;
+/// let mut buf = [0; 16];
+/// let n = server.recv(&mut buf)?.len;
+/// assert_eq!(&buf[..n], b"one"); // never "onetwo"
+/// let n = server.recv(&mut buf)?.len;
+/// assert_eq!(&buf[..n], b"two");
+///
+/// // tcp has no seqpacket sockets.
+/// let err = SeqpacketListener::bind(&"tcp:127.0.0.1:0".parse()?).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct SeqpacketListener {
+    socket: Socket,
+    local: Endpoint,
+}
+
+impl SeqpacketListener {
+    /// Binds to `ep` and listens with [`DEFAULT_BACKLOG`](crate::DEFAULT_BACKLOG).
+    ///
+    /// # Errors
+    ///
+    /// `socket <endpoint>: ...` with `Unsupported` for tcp and hybrid endpoints (no
+    /// seqpacket there); `bind ...` or `listen ...` with the OS error.
+    pub fn bind(ep: &Endpoint) -> Result<SeqpacketListener> {
+        SeqpacketListener::bind_with_backlog(ep, socket::DEFAULT_BACKLOG)
+    }
+
+    /// Binds to `ep` and listens with the given backlog.
+    ///
+    /// # Errors
+    ///
+    /// As [`SeqpacketListener::bind`].
+    pub fn bind_with_backlog(ep: &Endpoint, backlog: i32) -> Result<SeqpacketListener> {
+        let socket =
+            socket::listen_kind_with(ep, SocketKind::Seqpacket, backlog, false, |_| Ok(()))?;
+        let local = socket::local_endpoint(&socket).unwrap_or_else(|_| ep.clone());
+        Ok(SeqpacketListener { socket, local })
+    }
+
+    /// Waits for a connection; returns it and the peer's endpoint (close-on-exec from
+    /// birth).
+    ///
+    /// # Errors
+    ///
+    /// `accept <endpoint>: ...` with the OS error; `WouldBlock` in nonblocking mode.
+    pub fn accept(&self) -> Result<(SeqpacketConn, Endpoint)> {
+        let (socket, peer) = socket::accept(&self.socket, &self.local, false)?;
+        Ok((SeqpacketConn::from_socket(socket), peer))
+    }
+
+    /// The endpoint this listener is bound to (with the port the kernel chose).
+    ///
+    /// # Errors
+    ///
+    /// `getsockname` failures.
+    pub fn local_addr(&self) -> Result<Endpoint> {
+        socket::local_endpoint(&self.socket)
+    }
+
+    /// Switches nonblocking mode: `accept` then fails with `WouldBlock` instead of waiting.
+    ///
+    /// # Errors
+    ///
+    /// The `fcntl` error.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.socket.set_nonblocking(nonblocking)
+    }
+}
+
+crate::impl_macros::impl_fd_traits!(SeqpacketListener);
