@@ -75,6 +75,8 @@ impl Default for EngineBuilder {
                 zero_copy_threshold: DEFAULT_ZERO_COPY_THRESHOLD,
                 task_run: None,
                 recv_bundles: true,
+                ring_handoff: true,
+                min_wait: None,
                 on_thread_start: None,
                 socket: SocketSettings::default(),
             },
@@ -203,6 +205,37 @@ impl EngineBuilder {
         self
     }
 
+    /// Whether the acceptor hands accepted connections to their workers by ring message
+    /// (default on; used where the kernel has it, [`RingFeatures::msg_ring`]): the fd goes
+    /// into the target worker's completion queue, which wakes it without a channel and a
+    /// wake-up write. Off, or on a kernel without it: through the worker's channel and
+    /// wake-up socket (to measure one against the other). Either way the acceptor picks the
+    /// least-loaded worker, itself included.
+    ///
+    /// [`RingFeatures::msg_ring`]: crate::uring::RingFeatures::msg_ring
+    pub fn ring_handoff(mut self, on: bool) -> Self {
+        self.settings.ring_handoff = on;
+        self
+    }
+
+    /// Min-wait batching (`IORING_FEAT_MIN_TIMEOUT`, kernel 6.12+; reported in
+    /// [`RingFeatures::min_wait`]): a worker with nothing to do sleeps until one completion
+    /// per open connection has arrived, but no longer than `wait` once at least one has (and
+    /// as long as it takes for the first). Fewer wake-ups and larger batches when many
+    /// connections are busy, for up to `wait` of added latency. Off by default (zero turns it
+    /// off): it is for many-connection loads, where it should be measured; a kernel without
+    /// the feature ignores it.
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails with `InvalidInput` for a `wait` above one second.
+    ///
+    /// [`RingFeatures::min_wait`]: crate::uring::RingFeatures::min_wait
+    pub fn min_wait(mut self, wait: Duration) -> Self {
+        self.settings.min_wait = (!wait.is_zero()).then_some(wait);
+        self
+    }
+
     /// Registered sends at least this long go zero-copy on tcp and vsock (default
     /// [`DEFAULT_ZERO_COPY_THRESHOLD`]); `usize::MAX` turns zero-copy off.
     pub fn zero_copy_threshold(mut self, bytes: usize) -> Self {
@@ -281,6 +314,8 @@ impl fmt::Debug for EngineBuilder {
             .field("spin", &self.settings.spin)
             .field("sends_per_conn", &self.settings.sends_per_conn)
             .field("zero_copy_threshold", &self.settings.zero_copy_threshold)
+            .field("ring_handoff", &self.settings.ring_handoff)
+            .field("min_wait", &self.settings.min_wait)
             .finish()
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::core::{Factory, Handler};
 use super::handle::ConnHandle;
-use super::mailbox::{Command, Waker, WorkerLink};
+use super::mailbox::{Command, RingDoor, Waker, WorkerLink};
 use super::on_worker::on_worker;
 use super::ring::{self, RingFeatures};
 use super::settings::Settings;
@@ -94,6 +94,7 @@ impl Engine {
                     writer,
                     pending: AtomicBool::new(false),
                 }),
+                door: Arc::new(RingDoor::new()),
             });
             inits.push((rx, reader));
         }
@@ -109,6 +110,7 @@ impl Engine {
             stopped: AtomicBool::new(false),
         };
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(n);
+        let listeners = Arc::default();
         for (index, (rx, wake_reader)) in inits.into_iter().enumerate() {
             let stats = Arc::new(WorkerStats::default());
             let init = WorkerInit {
@@ -120,6 +122,7 @@ impl Engine {
                 links: Arc::clone(&links),
                 loads: Arc::clone(&loads),
                 stats: Arc::clone(&stats),
+                listeners: Arc::clone(&listeners),
             };
             let ready = ready_tx.clone();
             let thread = std::thread::Builder::new()

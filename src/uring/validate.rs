@@ -4,6 +4,7 @@
 //! names it, never a panic or a bare errno from the kernel.
 
 use std::io;
+use std::time::Duration;
 
 use super::buf_pool::BufferPool;
 use super::buf_ring::BufRing;
@@ -29,6 +30,10 @@ const MAX_CPUS: usize = 1024;
 
 /// Most sends one connection may have queued (a bound, so the queue's memory is too).
 const MAX_SENDS_PER_CONN: usize = 1 << 16;
+
+/// Longest [`EngineBuilder::min_wait`](super::EngineBuilder::min_wait): a batching wait, not
+/// a timer (and well inside the kernel's `u32` of microseconds).
+pub(crate) const MAX_MIN_WAIT: Duration = Duration::from_secs(1);
 
 /// Checks `s` (the builder's settings; `recv_share_asked` its per-connection receive share,
 /// `buffers_explicit` whether the buffer counts were set) against `limit` (bytes of locked
@@ -132,6 +137,11 @@ pub(crate) fn validate(
             "receive ring of {} x {} bytes is {recv_bytes} bytes: it is registered as one \
              buffer, which the kernel caps at 1 GiB",
             s.recv_buffers, s.recv_buffer_size
+        )));
+    }
+    if let Some(w) = s.min_wait.filter(|w| *w > MAX_MIN_WAIT) {
+        return Err(invalid(format!(
+            "min_wait must be at most {MAX_MIN_WAIT:?}, not {w:?}"
         )));
     }
     let mut settings = fit_memlock(s, buffers_explicit, limit)?;

@@ -408,7 +408,8 @@ impl Core {
                 self.on_send_cancel_cqe(index, res);
                 last
             }
-            Kind::Wake | Kind::Accept | Kind::AcceptBackoff => last,
+            Kind::Wake | Kind::Accept | Kind::AcceptBackoff | Kind::HandoffSent => last,
+            Kind::Handoff => false,
         }
     }
 }
