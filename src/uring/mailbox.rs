@@ -128,12 +128,10 @@ impl RingDoor {
 
     /// Closes the door if nothing is in transit; whether it is closed.
     pub(crate) fn try_close(&self) -> bool {
-        match self.inbound.compare_exchange(
-            0,
-            DOOR_CLOSED,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+        match self
+            .inbound
+            .compare_exchange(0, DOOR_CLOSED, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => true,
             Err(n) => n == DOOR_CLOSED,
         }

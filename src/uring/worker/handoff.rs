@@ -162,7 +162,10 @@ impl Worker {
         if self.stopping {
             return; // closes the fd
         }
-        let table = self.listener_table.read().unwrap_or_else(|p| p.into_inner());
+        let table = self
+            .listener_table
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let Some(Some((local, factory))) = table.get(li as usize).cloned() else {
             return;
         };

@@ -327,7 +327,9 @@ impl Worker {
                         && self.rx.is_empty();
                     if idle {
                         WorkerStats::add(&self.core.stats.sleeps, 1);
-                        self.core.sub.sleep(&submitter, self.batch(cfg), self.min_wait_us)?;
+                        self.core
+                            .sub
+                            .sleep(&submitter, self.batch(cfg), self.min_wait_us)?;
                     } else {
                         self.core.sub.enter(&submitter, 0)?;
                     }
@@ -349,14 +351,18 @@ impl Worker {
                 s.miss(&self.core.stats);
             }
             WorkerStats::add(&self.core.stats.sleeps, 1);
-            self.core.sub.sleep(&submitter, self.batch(cfg), self.min_wait_us)?;
+            self.core
+                .sub
+                .sleep(&submitter, self.batch(cfg), self.min_wait_us)?;
         }
     }
 
     /// Completions a min-wait sleep waits for: one per open connection, within half the
     /// completion queue.
     fn batch(&self, cfg: &Settings) -> usize {
-        self.core.live().clamp(1, (cfg.cq_entries as usize / 2).max(1))
+        self.core
+            .live()
+            .clamp(1, (cfg.cq_entries as usize / 2).max(1))
     }
 
     fn dispatch(&mut self, user_data: u64, res: i32, flags: u32) {
