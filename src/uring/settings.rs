@@ -37,7 +37,7 @@ pub(crate) struct Settings {
     /// Accepted connections go to their worker by ring message (where the kernel has it).
     pub(crate) ring_handoff: bool,
     /// A sleeping worker's minimum wait for a batch of completions (where the kernel has
-    /// it); checked to be at most [`MAX_MIN_WAIT`](super::validate::MAX_MIN_WAIT).
+    /// it); checked by validation to be at most one second.
     pub(crate) min_wait: Option<Duration>,
     pub(crate) on_thread_start: Option<ThreadHook>,
     pub(crate) socket: SocketSettings,
