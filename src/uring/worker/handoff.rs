@@ -147,6 +147,19 @@ impl Worker {
         }
     }
 
+    /// This worker is being abandoned (see `Exit`) with hand-offs it may or may not have
+    /// submitted: their targets stop waiting for them (a target waits for its door to empty
+    /// before it leaves, and would wait forever), and their fds are left open, since a
+    /// message that did go out hands its fd to the target.
+    pub(super) fn abandon_handoffs(&mut self) {
+        for p in self.handoffs.slots.drain(..).flatten() {
+            self.links[p.target].door.settled();
+            self.links[p.target].waker.wake();
+            let _ = p.fd.into_raw_fd();
+        }
+        self.handoffs.free.clear();
+    }
+
     /// A connection handed to this worker by ring message: `res` is its fd.
     pub(super) fn on_handoff(&mut self, li: u32, res: i32) {
         self.links[self.index].door.settled();

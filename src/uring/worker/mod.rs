@@ -406,6 +406,7 @@ impl Worker {
         // Messages already in transit land in a ring nobody reaps (their fds stay open, as
         // the leaked ring does); no more are admitted.
         self.links[self.index].door.force_close();
+        self.abandon_handoffs();
         let reason = CloseReason::Error(Arc::new(Error::new(
             "engine worker",
             None,
