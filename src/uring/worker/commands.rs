@@ -18,7 +18,7 @@ use crate::{Endpoint, Error};
 
 impl Worker {
     pub(super) fn arm_wake(&mut self) {
-        if self.wake_armed || self.stopping {
+        if self.wake_armed || self.door_closed {
             return;
         }
         self.wake_armed = true;

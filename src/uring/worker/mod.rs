@@ -65,6 +65,8 @@ struct Worker {
     wake_buf: Box<[u8; 64]>,
     wake_armed: bool,
     stopping: bool,
+    /// This worker's ring door is closed (it is leaving): no more wake-up reads.
+    door_closed: bool,
     /// Whether probing found ring-fd registration to work.
     register_ring_fd: bool,
     /// Min-wait batching of sleeps, in microseconds (wanted, and the kernel has it).
@@ -162,6 +164,7 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         wake_buf: Box::new([0; 64]),
         wake_armed: false,
         stopping: false,
+        door_closed: false,
         register_ring_fd: init.features.registered_ring_fd,
         // At most 1 s (checked by the builder), so it fits.
         min_wait_us: cfg
@@ -306,8 +309,8 @@ impl Worker {
             }
             self.core.rearm_resumed();
             if self.stopping {
-                self.stop_step();
-                if self.core.sub.inflight() == 0 && self.core.sub.is_flushed() {
+                let closed = self.stop_step();
+                if closed && self.core.sub.inflight() == 0 && self.core.sub.is_flushed() {
                     return Ok(());
                 }
             }
@@ -420,17 +423,27 @@ impl Worker {
     }
 
     /// While stopping: once connections and listeners are gone and no hand-off is on its way
-    /// to this ring (its door then closes), cancel the wake-up read.
-    fn stop_step(&mut self) {
-        if self.core.live() == 0
-            && self.listeners.iter().all(Option::is_none)
-            && self.wake_armed
-            && self.links[self.index].door.try_close()
-        {
+    /// to this ring, closes its door and cancels the wake-up read; returns whether the door
+    /// is closed (the worker leaves once its ops are done). Until then the wake-up read stays
+    /// armed, so that the sender of a refused hand-off can wake this worker.
+    fn stop_step(&mut self) -> bool {
+        if self.door_closed {
+            return true;
+        }
+        if self.core.live() != 0 || !self.listeners.iter().all(Option::is_none) {
+            return false;
+        }
+        if !self.links[self.index].door.try_close() {
+            self.arm_wake();
+            return false;
+        }
+        self.door_closed = true;
+        if self.wake_armed {
             let entry = opcode::AsyncCancel::new(Op::new(Kind::Wake, 0, 0).encode()).build();
             self.core.stage(entry, Op::new(Kind::Cancel, 0, u32::MAX));
-            // Not re-armed: `stopping` is set.
+            // Not re-armed: the door is closed.
             self.wake_armed = false;
         }
+        true
     }
 }
