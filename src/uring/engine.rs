@@ -150,7 +150,8 @@ impl Engine {
     /// Listens on `ep` and serves each accepted connection with `factory(&peer)`'s handler,
     /// made on the worker the connection is given to. Returns the bound endpoint (with the
     /// real port for `tcp:…:0`). The first worker accepts (multishot) and hands connections
-    /// to the least-loaded worker.
+    /// to the least-loaded worker, itself included: by ring message where the kernel has
+    /// it ([`RingFeatures::msg_ring`]), otherwise through that worker's channel.
     ///
     /// # Errors
     ///
