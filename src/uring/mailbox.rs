@@ -110,7 +110,7 @@ impl RingDoor {
         }
         self.inbound
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n != DOOR_CLOSED).then_some(n + 1)
+                (n != DOOR_CLOSED).then(|| n + 1)
             })
             .ok()
             .map(|_| fd)

@@ -82,7 +82,7 @@ impl Worker {
         // out before the target has adopted any. A worker that has died (load usize::MAX) in
         // the meantime is not counted into: this one serves the connection.
         let counted = self.loads[target].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
-            (l != usize::MAX).then_some(l + 1)
+            (l != usize::MAX).then(|| l + 1)
         });
         if counted.is_err() {
             self.core.adopt(fd, &local, &factory);
