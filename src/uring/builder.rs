@@ -1,18 +1,16 @@
-//! [`EngineBuilder`]: workers, pinning, ring and buffer sizes, spin budget; and the
-//! memory-lock check that makes an engine that cannot register its buffers fail at build time
-//! rather than at run time.
+//! [`EngineBuilder`]: workers, pinning, ring and buffer sizes, spin budget, socket options;
+//! its checks (and the memory-lock budget that makes an engine that cannot register its
+//! buffers fail at build time rather than at run time) are in `validate.rs`.
 
 use std::fmt;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::buf_pool::BufferPool;
-use super::buf_ring::BufRing;
 use super::engine::Engine;
 use super::ring::TaskRunMode;
 use super::settings::{Settings, SocketSettings};
-use crate::{Error, Result};
+use super::validate;
+use crate::Result;
 
 /// Sends of registered buffers at least this long go zero-copy (`SEND_ZC`) on tcp and vsock.
 ///
@@ -23,26 +21,6 @@ use crate::{Error, Result};
 /// never wins below 64 KiB, so that is the threshold; over loopback the kernel copies at
 /// delivery anyway, so the gain is for real NICs and vsock transports.
 pub const DEFAULT_ZERO_COPY_THRESHOLD: usize = 64 * 1024;
-
-/// `IORING_MAX_REG_BUFFERS`: most buffers one ring registers.
-const MAX_REG_BUFFERS: usize = 1 << 14;
-
-/// Largest buffer the kernel registers.
-const MAX_REG_BUFFER_BYTES: usize = 1 << 30;
-
-/// Fewest submission entries: room for the largest group of linked SQEs the engine makes
-/// besides send chains (which take at most a quarter of the ring).
-const MIN_SQ_ENTRIES: u32 = 8;
-
-/// `IORING_MAX_ENTRIES` and `IORING_MAX_CQ_ENTRIES`.
-const MAX_SQ_ENTRIES: u32 = 1 << 15;
-const MAX_CQ_ENTRIES: u32 = 1 << 16;
-
-/// `CPU_SETSIZE`: CPUs a thread can be pinned to are numbered below it.
-const MAX_CPUS: usize = 1024;
-
-/// Most sends one connection may have queued (a bound, so the queue's memory is too).
-const MAX_SENDS_PER_CONN: usize = 1 << 16;
 
 /// Settings of an [`Engine`]; get one from [`Engine::builder`].
 ///
@@ -97,6 +75,8 @@ impl Default for EngineBuilder {
                 zero_copy_threshold: DEFAULT_ZERO_COPY_THRESHOLD,
                 task_run: None,
                 recv_bundles: true,
+                ring_handoff: true,
+                min_wait: None,
                 on_thread_start: None,
                 socket: SocketSettings::default(),
             },
@@ -225,6 +205,37 @@ impl EngineBuilder {
         self
     }
 
+    /// Whether the acceptor hands accepted connections to their workers by ring message
+    /// (default on; used where the kernel has it, [`RingFeatures::msg_ring`]): the fd goes
+    /// into the target worker's completion queue, which wakes it without a channel and a
+    /// wake-up write. Off, or on a kernel without it: through the worker's channel and
+    /// wake-up socket (to measure one against the other). Either way the acceptor picks the
+    /// least-loaded worker, itself included.
+    ///
+    /// [`RingFeatures::msg_ring`]: crate::uring::RingFeatures::msg_ring
+    pub fn ring_handoff(mut self, on: bool) -> Self {
+        self.settings.ring_handoff = on;
+        self
+    }
+
+    /// Min-wait batching (`IORING_FEAT_MIN_TIMEOUT`, kernel 6.12+; reported in
+    /// [`RingFeatures::min_wait`]): a worker with nothing to do sleeps until one completion
+    /// per open connection has arrived, but no longer than `wait` once at least one has (and
+    /// as long as it takes for the first). Fewer wake-ups and larger batches when many
+    /// connections are busy, for up to `wait` of added latency. Off by default (zero turns it
+    /// off): it is for many-connection loads, where it should be measured; a kernel without
+    /// the feature ignores it.
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails with `InvalidInput` for a `wait` above one second.
+    ///
+    /// [`RingFeatures::min_wait`]: crate::uring::RingFeatures::min_wait
+    pub fn min_wait(mut self, wait: Duration) -> Self {
+        self.settings.min_wait = (!wait.is_zero()).then_some(wait);
+        self
+    }
+
     /// Registered sends at least this long go zero-copy on tcp and vsock (default
     /// [`DEFAULT_ZERO_COPY_THRESHOLD`]); `usize::MAX` turns zero-copy off.
     pub fn zero_copy_threshold(mut self, bytes: usize) -> Self {
@@ -254,154 +265,18 @@ impl EngineBuilder {
 
     /// Checks sizes and the memory-lock budget, sizing defaults down when they do not fit.
     pub(crate) fn validated(self) -> Result<Settings> {
-        self.validated_with(memlock_limit())
+        self.validated_with(validate::memlock_limit())
     }
 
     /// As [`validated`](Self::validated) with the memory-lock limit given.
     fn validated_with(self, limit: Option<usize>) -> Result<Settings> {
-        let invalid = |msg: String| {
-            Error::new(
-                "engine build",
-                None,
-                io::Error::new(io::ErrorKind::InvalidInput, msg),
-            )
-        };
-        if self.settings.workers == 0 || self.settings.workers > 1024 {
-            return Err(invalid(format!(
-                "workers must be 1..=1024, not {}",
-                self.settings.workers
-            )));
-        }
-        if let Some(cpu) = self.settings.pin.iter().flatten().find(|&&c| c >= MAX_CPUS) {
-            return Err(invalid(format!(
-                "pin_to_cpus: CPU {cpu} is out of range (CPUs are numbered below {MAX_CPUS})"
-            )));
-        }
-        // A connect and its linked timeout, and a chain of sends, enter the ring together:
-        // a ring too small to hold such a group would wait for room forever.
-        if self.settings.sq_entries < MIN_SQ_ENTRIES || self.settings.sq_entries > MAX_SQ_ENTRIES {
-            return Err(invalid(format!(
-                "ring_entries must be {MIN_SQ_ENTRIES}..={MAX_SQ_ENTRIES}, not {}",
-                self.settings.sq_entries
-            )));
-        }
-        // The kernel rounds both up to powers of two and needs at least as many completion
-        // entries as submission entries.
-        let sq = self.settings.sq_entries.next_power_of_two();
-        if self.settings.cq_entries < sq || self.settings.cq_entries > MAX_CQ_ENTRIES {
-            return Err(invalid(format!(
-                "completion_entries must be {sq}..={MAX_CQ_ENTRIES} (at least ring_entries, \
-                 rounded up to a power of two), not {}",
-                self.settings.cq_entries
-            )));
-        }
-        if self.settings.sends_per_conn == 0 || self.settings.sends_per_conn > MAX_SENDS_PER_CONN {
-            return Err(invalid(format!(
-                "sends_per_connection must be 1..={MAX_SENDS_PER_CONN}, not {}",
-                self.settings.sends_per_conn
-            )));
-        }
-        if !self.settings.recv_buffers.is_power_of_two() || self.settings.recv_buffers > 32768 {
-            return Err(invalid(format!(
-                "recv buffer count must be a power of two up to 32768, not {}",
-                self.settings.recv_buffers
-            )));
-        }
-        if self.settings.recv_buffer_size == 0 || self.settings.recv_buffer_size > u32::MAX as usize
-        {
-            return Err(invalid(format!(
-                "recv buffer size {} is out of range",
-                self.settings.recv_buffer_size
-            )));
-        }
-        let recv_share = self
-            .recv_share
-            .unwrap_or((self.settings.recv_buffers / 4).max(1));
-        if recv_share == 0 || recv_share > MAX_SENDS_PER_CONN {
-            return Err(invalid(format!(
-                "recv_buffers_per_connection must be 1..={MAX_SENDS_PER_CONN}, not {recv_share}"
-            )));
-        }
-        for (name, v) in [
-            ("socket send buffer", self.settings.socket.send_buffer),
-            ("socket receive buffer", self.settings.socket.recv_buffer),
-        ] {
-            if v.is_some_and(|n| n == 0 || n > i32::MAX as usize / 2) {
-                return Err(invalid(format!(
-                    "socket_buffers: {name} must be 1..={} bytes, not {}",
-                    i32::MAX / 2,
-                    v.unwrap_or_default()
-                )));
-            }
-        }
-        // The ring registers the pool's buffers plus one for the receive ring, and takes at
-        // most IORING_MAX_REG_BUFFERS (1 << 14), each at most 1 GiB.
-        if self.settings.send_buffers == 0
-            || self.settings.send_buffers > MAX_REG_BUFFERS - 1
-            || self.settings.send_buffer_size == 0
-            || self.settings.send_buffer_size > MAX_REG_BUFFER_BYTES
-        {
-            return Err(invalid(format!(
-                "send pool of {} x {} bytes: count must be 1..={} (the kernel registers at most \
-                 {MAX_REG_BUFFERS} buffers, one is the receive ring's), size 1..=1 GiB",
-                self.settings.send_buffers,
-                self.settings.send_buffer_size,
-                MAX_REG_BUFFERS - 1
-            )));
-        }
-        let recv_bytes = self
-            .settings
-            .recv_buffers
-            .saturating_mul(self.settings.recv_buffer_size);
-        if recv_bytes > MAX_REG_BUFFER_BYTES {
-            return Err(invalid(format!(
-                "receive ring of {} x {} bytes is {recv_bytes} bytes: it is registered as one \
-                 buffer, which the kernel caps at 1 GiB",
-                self.settings.recv_buffers, self.settings.recv_buffer_size
-            )));
-        }
-        let mut settings = self.fit_memlock(limit)?.settings;
-        settings.recv_share = recv_share as u32;
-        Ok(settings)
-    }
-
-    /// Sizes defaults down to fit `limit` (bytes of locked memory; `None`: unlimited), or
-    /// fails saying what was asked and the limit.
-    fn fit_memlock(mut self, limit: Option<usize>) -> Result<EngineBuilder> {
-        loop {
-            let asked = self.locked_bytes();
-            match limit {
-                Some(limit) if asked > limit => {
-                    if !self.buffers_explicit
-                        && (self.settings.recv_buffers > 8 || self.settings.send_buffers > 8)
-                    {
-                        self.settings.recv_buffers = (self.settings.recv_buffers / 2).max(8);
-                        self.settings.send_buffers = (self.settings.send_buffers / 2).max(8);
-                        continue;
-                    }
-                    return Err(Error::new(
-                        "engine build",
-                        None,
-                        io::Error::new(
-                            io::ErrorKind::OutOfMemory,
-                            memlock_message(&self, asked, limit),
-                        ),
-                    ));
-                }
-                _ => return Ok(self),
-            }
-        }
+        validate::validate(self.settings, self.recv_share, self.buffers_explicit, limit)
     }
 
     /// Registered (pinned) bytes for all workers.
-    pub(crate) fn locked_bytes(&self) -> usize {
-        self.settings.workers.saturating_mul(
-            BufRing::locked_bytes(self.settings.recv_buffers, self.settings.recv_buffer_size)
-                .saturating_add(BufferPool::locked_bytes(
-                    self.settings.send_buffers,
-                    self.settings.send_buffer_size,
-                )),
-        )
+    #[cfg(test)]
+    fn locked_bytes(&self) -> usize {
+        validate::locked_bytes(&self.settings)
     }
 }
 
@@ -419,50 +294,6 @@ impl Engine {
     pub fn new() -> Result<Engine> {
         Engine::builder().build()
     }
-}
-
-fn memlock_message(b: &EngineBuilder, asked: usize, limit: usize) -> String {
-    format!(
-        "registered buffers need {} KiB ({} workers x ({} recv x {} B + {} send x {} B)) but \
-         RLIMIT_MEMLOCK is {} KiB; use fewer workers or buffers, or raise the limit",
-        asked / 1024,
-        b.settings.workers,
-        b.settings.recv_buffers,
-        b.settings.recv_buffer_size,
-        b.settings.send_buffers,
-        b.settings.send_buffer_size,
-        limit / 1024
-    )
-}
-
-/// The memory-lock limit that applies to registered buffers, or `None` when unlimited (an
-/// infinite limit, or `CAP_IPC_LOCK`, which exempts the process from accounting).
-pub(crate) fn memlock_limit() -> Option<usize> {
-    if has_cap_ipc_lock() {
-        return None;
-    }
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit through the valid pointer.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
-        return None;
-    }
-    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as usize)
-}
-
-/// Whether the effective capabilities include `CAP_IPC_LOCK` (bit 14), from /proc.
-fn has_cap_ipc_lock() -> bool {
-    const CAP_IPC_LOCK: u32 = 14;
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -483,13 +314,18 @@ impl fmt::Debug for EngineBuilder {
             .field("spin", &self.settings.spin)
             .field("sends_per_conn", &self.settings.sends_per_conn)
             .field("zero_copy_threshold", &self.settings.zero_copy_threshold)
+            .field("ring_handoff", &self.settings.ring_handoff)
+            .field("min_wait", &self.settings.min_wait)
             .finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::buf_pool::BufferPool;
+    use super::super::buf_ring::BufRing;
     use super::*;
+    use std::io;
 
     #[test]
     fn memlock_message_says_what_and_limit() {
@@ -497,7 +333,7 @@ mod tests {
             .workers(4)
             .recv_buffers(1024, 64 * 1024);
         let asked = b.locked_bytes();
-        let msg = memlock_message(&b, asked, 8 << 20);
+        let msg = validate::memlock_message(&b.settings, asked, 8 << 20);
         assert!(msg.contains("4 workers"), "{msg}");
         assert!(msg.contains("RLIMIT_MEMLOCK is 8192 KiB"), "{msg}");
     }

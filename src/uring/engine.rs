@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::core::{Factory, Handler};
 use super::handle::ConnHandle;
-use super::mailbox::{Command, Waker, WorkerLink};
+use super::mailbox::{Command, RingDoor, Waker, WorkerLink};
 use super::on_worker::on_worker;
 use super::ring::{self, RingFeatures};
 use super::settings::Settings;
@@ -95,6 +95,7 @@ impl Engine {
                     writer,
                     pending: AtomicBool::new(false),
                 }),
+                door: Arc::new(RingDoor::new()),
             });
             inits.push((rx, reader));
         }
@@ -110,6 +111,7 @@ impl Engine {
             stopped: AtomicBool::new(false),
         };
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(n);
+        let listeners = Arc::default();
         for (index, (rx, wake_reader)) in inits.into_iter().enumerate() {
             let stats = Arc::new(WorkerStats::default());
             let init = WorkerInit {
@@ -121,6 +123,7 @@ impl Engine {
                 links: Arc::clone(&links),
                 loads: Arc::clone(&loads),
                 stats: Arc::clone(&stats),
+                listeners: Arc::clone(&listeners),
             };
             let ready = ready_tx.clone();
             let thread = std::thread::Builder::new()
@@ -148,7 +151,8 @@ impl Engine {
     /// Listens on `ep` and serves each accepted connection with `factory(&peer)`'s handler,
     /// made on the worker the connection is given to. Returns the bound endpoint (with the
     /// real port for `tcp:…:0`). The first worker accepts (multishot) and hands connections
-    /// to the least-loaded worker.
+    /// to the least-loaded worker, itself included: by ring message where the kernel has
+    /// it ([`RingFeatures::msg_ring`]), otherwise through that worker's channel.
     ///
     /// # Errors
     ///

@@ -1,10 +1,11 @@
 //! The mailbox of a worker: [`Command`]s from other threads (the engine's listen and
-//! connect, accepted connections handed over, handles' requests) on a channel, and the
-//! [`Waker`] that makes a worker asleep in the kernel look at it.
+//! connect, accepted connections handed over, handles' requests) on a channel, the
+//! [`Waker`] that makes a worker asleep in the kernel look at it, and the [`RingDoor`]
+//! through which accepted connections reach its ring directly (`IORING_OP_MSG_RING`).
 
-use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -76,11 +77,86 @@ impl Waker {
     }
 }
 
+/// A worker's ring as a destination for `IORING_OP_MSG_RING` hand-offs: its fd, published
+/// once the ring exists, and the count of messages on their way to it. A worker leaves only
+/// after closing the door (no message in transit, none admitted after), so a message never
+/// lands in a ring nobody reaps (its fd would leak), and the fd a sender names is the ring's
+/// until the message has been delivered or has failed.
+pub(crate) struct RingDoor {
+    fd: AtomicI32,
+    /// Messages in transit; [`DOOR_CLOSED`] once the worker leaves.
+    inbound: AtomicUsize,
+}
+
+const DOOR_CLOSED: usize = usize::MAX;
+
+impl RingDoor {
+    pub(crate) fn new() -> RingDoor {
+        RingDoor {
+            fd: AtomicI32::new(-1),
+            inbound: AtomicUsize::new(0),
+        }
+    }
+
+    /// The worker's ring exists and takes messages (called before the engine is started).
+    pub(crate) fn publish(&self, fd: RawFd) {
+        self.fd.store(fd, Ordering::Release);
+    }
+
+    /// Admits one message: the ring's fd, valid until [`arrived`](Self::arrived) or
+    /// [`failed`](Self::failed) is called for it; `None` if the door is closed or the ring
+    /// was never published.
+    pub(crate) fn admit(&self) -> Option<RawFd> {
+        let fd = self.fd.load(Ordering::Acquire);
+        if fd < 0 {
+            return None;
+        }
+        self.inbound
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n != DOOR_CLOSED).then(|| n + 1)
+            })
+            .ok()
+            .map(|_| fd)
+    }
+
+    /// An admitted message is settled: the worker reaped it, or the kernel refused it (then
+    /// the sender keeps the fd, and wakes the worker in case it waits for its door to empty).
+    pub(crate) fn settled(&self) {
+        let _ = self
+            .inbound
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n != DOOR_CLOSED && n > 0).then(|| n - 1)
+            });
+    }
+
+    /// Closes the door if nothing is in transit; whether it is closed.
+    pub(crate) fn try_close(&self) -> bool {
+        match self
+            .inbound
+            .compare_exchange(0, DOOR_CLOSED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(n) => n == DOOR_CLOSED,
+        }
+    }
+
+    /// Closes the door whatever is in transit (a failed worker, which reaps no more).
+    pub(crate) fn force_close(&self) {
+        self.inbound.store(DOOR_CLOSED, Ordering::Release);
+    }
+}
+
+/// The listeners' endpoints and factories by listener slot, written by the accepting worker
+/// and read by a worker a connection is handed to through its ring (a ring message carries
+/// only the fd and the slot).
+pub(crate) type ListenerTable = Arc<RwLock<Vec<Option<(Endpoint, Factory)>>>>;
+
 /// Where to send a worker work.
 #[derive(Clone)]
 pub(crate) struct WorkerLink {
     pub(crate) tx: Sender<Command>,
     pub(crate) waker: Arc<Waker>,
+    pub(crate) door: Arc<RingDoor>,
 }
 
 impl WorkerLink {

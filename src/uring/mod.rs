@@ -47,6 +47,7 @@ mod settings;
 mod spin;
 mod stats;
 mod submit;
+mod validate;
 mod worker;
 
 pub use buf_pool::BufferPool;

@@ -27,6 +27,12 @@ pub(crate) enum Kind {
     /// An `ASYNC_CANCEL` of a connection's send (tag: the send's sequence number), counted
     /// among the connection's ops.
     CancelSend = 9,
+    /// An accepted connection handed to this worker by a ring message (index: listener
+    /// slot; the completion's result is the fd). Not one of this worker's ops.
+    Handoff = 10,
+    /// A ring message handing an accepted connection to another worker (index: the
+    /// pending hand-off's slot).
+    HandoffSent = 11,
 }
 
 /// A decoded `user_data`.
@@ -65,6 +71,8 @@ impl Op {
             7 => Kind::ConnectTimeout,
             8 => Kind::AcceptBackoff,
             9 => Kind::CancelSend,
+            10 => Kind::Handoff,
+            11 => Kind::HandoffSent,
             _ => return None,
         };
         Some(Op {
@@ -96,6 +104,8 @@ mod tests {
             Kind::ConnectTimeout,
             Kind::AcceptBackoff,
             Kind::CancelSend,
+            Kind::Handoff,
+            Kind::HandoffSent,
         ] {
             let op = Op::new(kind, 0x0123_4567, u32::MAX - 3);
             let back = Op::decode(op.encode()).unwrap();

@@ -50,14 +50,30 @@ pub struct RingFeatures {
     /// the flag fill one buffer per bundle on sockets other than tcp). Used, except on tcp,
     /// unless the builder's `recv_bundles(false)`.
     pub recv_bundle: bool,
+    /// Whether one ring posts a completion into another (`IORING_OP_MSG_RING`, 5.18+, tried
+    /// for real at probing between two rings of the chosen mode). The acceptor then hands
+    /// each accepted connection to its worker as a ring message carrying the fd, which
+    /// wakes that worker from its completion queue (no channel, no wake-up write); unless
+    /// the builder's `ring_handoff(false)`.
+    pub msg_ring: bool,
+    /// Whether the kernel waits a minimum time for a batch of completions
+    /// (`IORING_FEAT_MIN_TIMEOUT`, 6.12+), used when the builder's `min_wait` is set.
+    pub min_wait: bool,
 }
 
 impl fmt::Display for RingFeatures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "task run {:?}, registered ring fd {}, send_zc {}, nodrop {}, recv bundles {}",
-            self.task_run, self.registered_ring_fd, self.send_zc, self.no_drop, self.recv_bundle
+            "task run {:?}, registered ring fd {}, send_zc {}, nodrop {}, recv bundles {}, \
+             msg_ring {}, min wait {}",
+            self.task_run,
+            self.registered_ring_fd,
+            self.send_zc,
+            self.no_drop,
+            self.recv_bundle,
+            self.msg_ring,
+            self.min_wait
         )
     }
 }
@@ -123,6 +139,9 @@ pub(crate) fn probe(sq: u32, cq: u32, forced: Option<TaskRunMode>) -> io::Result
                     no_drop: ring.params().is_feature_nodrop(),
                     recv_bundle: ring.params().is_feature_recvsend_bundle()
                         && bundles_fill_several(mode),
+                    msg_ring: probe.is_supported(opcode::MsgRingData::CODE)
+                        && msg_ring_delivers(mode),
+                    min_wait: ring.params().is_feature_min_timeout(),
                 });
             }
             // EINVAL: this kernel does not know the flags; try the next mode.
@@ -168,6 +187,35 @@ fn bundles_fill_several(mode: TaskRunMode) -> bool {
         Ok(Ok(res)) => res > 1024,
         _ => false,
     }
+}
+
+/// Whether a ring message (`MSG_RING` with `IORING_MSG_DATA`) from one ring in `mode`
+/// reaches another with the data it carries, on a short-lived thread of its own (as
+/// [`bundles_fill_several`]).
+fn msg_ring_delivers(mode: TaskRunMode) -> bool {
+    const TAG: u64 = 0x5eed;
+    let probe = move || -> io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let mut target = build(mode, 4, 8)?;
+        let mut sender = build(mode, 4, 8)?;
+        let entry = opcode::MsgRingData::new(types::Fd(target.as_raw_fd()), 7, TAG, None)
+            .build()
+            .user_data(1);
+        // SAFETY: a ring message points to no memory of ours.
+        unsafe { sender.submission().push(&entry) }.map_err(io::Error::other)?;
+        sender.submit_and_wait(1)?;
+        let sent = sender.completion().next().map(|c| c.result());
+        let ts = types::Timespec::new().sec(1);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match target.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) => return Err(e),
+        }
+        let got = target.completion().next();
+        Ok(sent == Some(0) && got.is_some_and(|c| c.user_data() == TAG && c.result() == 7))
+    };
+    matches!(std::thread::spawn(probe).join(), Ok(Ok(true)))
 }
 
 #[cfg(test)]

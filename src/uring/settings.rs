@@ -34,6 +34,11 @@ pub(crate) struct Settings {
     pub(crate) task_run: Option<TaskRunMode>,
     /// Receive bundles wanted (used where the kernel has them).
     pub(crate) recv_bundles: bool,
+    /// Accepted connections go to their worker by ring message (where the kernel has it).
+    pub(crate) ring_handoff: bool,
+    /// A sleeping worker's minimum wait for a batch of completions (where the kernel has
+    /// it); checked by validation to be at most one second.
+    pub(crate) min_wait: Option<Duration>,
     pub(crate) on_thread_start: Option<ThreadHook>,
     pub(crate) socket: SocketSettings,
 }

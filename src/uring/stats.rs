@@ -33,6 +33,9 @@ pub(crate) struct WorkerStats {
     pub stray_notifs: AtomicU64,
     pub recv_bundle_bufs: AtomicU64,
     pub send_overflow_resets: AtomicU64,
+    pub ring_handoffs: AtomicU64,
+    pub channel_handoffs: AtomicU64,
+    pub handoffs_refused: AtomicU64,
 }
 
 impl WorkerStats {
@@ -69,6 +72,9 @@ impl WorkerStats {
             stray_notifs: g(&self.stray_notifs),
             recv_bundle_bufs: g(&self.recv_bundle_bufs),
             send_overflow_resets: g(&self.send_overflow_resets),
+            ring_handoffs: g(&self.ring_handoffs),
+            channel_handoffs: g(&self.channel_handoffs),
+            handoffs_refused: g(&self.handoffs_refused),
         }
     }
 }
@@ -146,6 +152,16 @@ pub struct EngineStats {
     /// Each closed its connection with that error; the stream had lost data, so nothing is
     /// retried.
     pub send_overflow_resets: u64,
+    /// Accepted connections handed to another worker by ring message (`MSG_RING`; see
+    /// [`EngineBuilder::ring_handoff`](crate::uring::EngineBuilder::ring_handoff)), counted
+    /// by the acceptor.
+    pub ring_handoffs: u64,
+    /// Accepted connections handed to another worker through its channel and wake-up
+    /// socket (no `MSG_RING`, or `ring_handoff(false)`), counted by the acceptor.
+    pub channel_handoffs: u64,
+    /// Ring hand-offs the kernel refused (e.g. the target's completion queue overflowing);
+    /// the acceptor served each connection itself.
+    pub handoffs_refused: u64,
 }
 
 impl std::iter::Sum for EngineStats {
@@ -177,6 +193,9 @@ impl std::iter::Sum for EngineStats {
             stray_notifs: a.stray_notifs + b.stray_notifs,
             recv_bundle_bufs: a.recv_bundle_bufs + b.recv_bundle_bufs,
             send_overflow_resets: a.send_overflow_resets + b.send_overflow_resets,
+            ring_handoffs: a.ring_handoffs + b.ring_handoffs,
+            channel_handoffs: a.channel_handoffs + b.channel_handoffs,
+            handoffs_refused: a.handoffs_refused + b.handoffs_refused,
         })
     }
 }

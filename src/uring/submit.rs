@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Arc;
 
 use io_uring::squeue::{self, Entry};
-use io_uring::{SubmissionQueue, Submitter};
+use io_uring::{types, SubmissionQueue, Submitter};
 
 use super::op::Op;
 use super::stats::WorkerStats;
@@ -106,17 +106,75 @@ impl Submission {
     /// (completion backlog: the loop reaps first) are not errors.
     pub(crate) fn enter(&mut self, submitter: &Submitter<'_>, want: usize) -> io::Result<()> {
         WorkerStats::add(&self.stats.enters, 1);
-        match submitter.submit_and_wait(want) {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
+        benign(submitter.submit_and_wait(want))
+    }
+
+    /// Submits and sleeps until a completion arrives. With `min_wait_us` (min-wait
+    /// batching, `IORING_FEAT_MIN_TIMEOUT`, kernel 6.12+) and a `batch` above one, the
+    /// kernel waits for `batch` completions, but no longer than `min_wait_us` once at least
+    /// one has come (and without limit for the first).
+    pub(crate) fn sleep(
+        &mut self,
+        submitter: &Submitter<'_>,
+        batch: usize,
+        min_wait_us: Option<u32>,
+    ) -> io::Result<()> {
+        match min_wait_us {
+            Some(us) if batch > 1 => {
+                WorkerStats::add(&self.stats.enters, 1);
+                let args = types::SubmitArgs::new().min_wait_usec(us);
+                benign(submitter.submit_with_args(batch, &args))
             }
-            Err(e) => Err(e),
+            _ => self.enter(submitter, 1),
         }
+    }
+}
+
+/// An enter's outcome with what the loop handles by itself (`EINTR`; `EBUSY` and `EAGAIN`:
+/// completions to reap first; `ETIME`: a wait that timed out) taken as success.
+fn benign(res: io::Result<usize>) -> io::Result<()> {
+    match res {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ETIME)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use io_uring::{opcode, IoUring};
+
+    /// With min-wait, an enter that wants two completions returns once the wait has passed
+    /// with one (without it, it would wait for the second forever).
+    #[test]
+    fn min_wait_returns_with_fewer_than_the_batch() {
+        let ring = IoUring::new(8).unwrap();
+        if !ring.params().is_feature_min_timeout() {
+            println!("skipped: this kernel has no IORING_FEAT_MIN_TIMEOUT");
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ring = ring;
+            let nop = opcode::Nop::new().build().user_data(1);
+            // SAFETY: a no-op points to no memory.
+            unsafe { ring.submission().push(&nop) }.unwrap();
+            let mut sub = Submission::new(1, Arc::default());
+            let res = sub.sleep(&ring.submitter(), 2, Some(1000));
+            let _ = tx.send((res.map_err(|e| e.to_string()), ring.completion().len()));
+        });
+        let (res, reaped) = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a min-wait enter wanting 2 completions with 1 due did not return");
+        res.unwrap();
+        assert_eq!(reaped, 1);
     }
 }

@@ -414,7 +414,8 @@ impl Core {
                 self.on_send_cancel_cqe(index, res);
                 last
             }
-            Kind::Wake | Kind::Accept | Kind::AcceptBackoff => last,
+            Kind::Wake | Kind::Accept | Kind::AcceptBackoff | Kind::HandoffSent => last,
+            Kind::Handoff => false,
         }
     }
 }

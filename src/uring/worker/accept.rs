@@ -1,8 +1,7 @@
 //! Accepting: a listener's multishot accept (with a pause after running out of fds or
-//! memory), and the hand-off of each accepted connection to the least-loaded worker.
+//! memory); each accepted connection goes to `handoff.rs`.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,6 @@ use io_uring::{cqueue, opcode, types};
 use socket2::Socket;
 
 use super::super::core::Factory;
-use super::super::mailbox::Command;
 use super::super::op::{Kind, Op};
 use super::super::stats::WorkerStats;
 use super::Worker;
@@ -123,7 +121,7 @@ impl Worker {
             if let Some(Some(l)) = self.listeners.get(li as usize) {
                 if !self.stopping {
                     let (local, factory) = (l.local.clone(), Arc::clone(&l.factory));
-                    self.hand_off(fd, local, factory);
+                    self.hand_off(fd, li, local, factory);
                 }
             }
         } else if res != -libc::ECANCELED {
@@ -150,42 +148,6 @@ impl Worker {
                 self.arm_accept_backoff(li);
             } else {
                 self.arm_accept(li);
-            }
-        }
-    }
-
-    /// Gives an accepted connection to the least-loaded worker (this one on ties).
-    pub(super) fn hand_off(&mut self, fd: OwnedFd, local: Endpoint, factory: Factory) {
-        let mut target = self.index;
-        let mut best = self.loads[self.index].load(Ordering::Relaxed);
-        for (i, load) in self.loads.iter().enumerate() {
-            let l = load.load(Ordering::Relaxed);
-            if l < best {
-                best = l;
-                target = i;
-            }
-        }
-        if target == self.index {
-            self.core.adopt(fd, &local, &factory);
-            return;
-        }
-        // Counted now (the target takes it back when it adopts) so a burst of accepts spreads
-        // out before the target has adopted any. A worker that has died (load usize::MAX) in
-        // the meantime is not counted into: this one serves the connection.
-        let counted = self.loads[target].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
-            (l != usize::MAX).then_some(l + 1)
-        });
-        if counted.is_err() {
-            self.core.adopt(fd, &local, &factory);
-            return;
-        }
-        if let Err(cmd) = self.links[target].send(Command::Adopt { fd, local, factory }) {
-            // The target has exited (its channel is gone): serve the connection here.
-            let _ = self.loads[target].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
-                (l != usize::MAX).then(|| l.saturating_sub(1))
-            });
-            if let Command::Adopt { fd, local, factory } = cmd {
-                self.core.adopt(fd, &local, &factory);
             }
         }
     }

@@ -1,7 +1,8 @@
 //! A worker thread: creates its ring (on itself, as `SINGLE_ISSUER` requires), registers its
 //! buffers, then loops: take commands, reap completions, submit, and when idle spin for the
 //! budget or sleep in the kernel. The first worker also accepts: each accepted connection
-//! goes to the least-loaded worker through its channel and wake-up socket.
+//! goes to the least-loaded worker by ring message, or through its channel and wake-up
+//! socket (`handoff.rs`).
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -11,21 +12,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use io_uring::{cqueue, opcode, types, IoUring};
+use io_uring::{cqueue, opcode, IoUring};
 
 use super::buf_pool::BufferPool;
 use super::buf_ring::BufRing;
 use super::conn::CloseReason;
 use super::core::Core;
 use super::handle::RequestSink;
-use super::mailbox::{Command, WorkerLink};
+use super::mailbox::{Command, ListenerTable, WorkerLink};
 use super::on_worker::ON_WORKER;
 use super::op::{Kind, Op};
 use super::ring::{self, RingFeatures};
 use super::settings::Settings;
 use super::spin::Spin;
 use super::stats::WorkerStats;
-use crate::{Endpoint, Error};
+use crate::Error;
 
 /// What a worker thread starts with.
 pub(crate) struct WorkerInit {
@@ -37,11 +38,15 @@ pub(crate) struct WorkerInit {
     pub(crate) links: Arc<Vec<WorkerLink>>,
     pub(crate) loads: Arc<Vec<Arc<AtomicUsize>>>,
     pub(crate) stats: Arc<WorkerStats>,
+    pub(crate) listeners: ListenerTable,
 }
 
 mod accept;
+mod commands;
+mod handoff;
 
 use accept::ListenerState;
+use handoff::PendingHandoffs;
 
 struct Worker {
     index: usize,
@@ -50,13 +55,22 @@ struct Worker {
     links: Arc<Vec<WorkerLink>>,
     loads: Arc<Vec<Arc<AtomicUsize>>>,
     listeners: Vec<Option<ListenerState>>,
+    /// The listeners by slot, as workers that connections are handed to see them.
+    listener_table: ListenerTable,
+    /// Hand-offs go by ring message (the kernel has it and the builder wants it).
+    ring_handoff: bool,
+    handoffs: PendingHandoffs,
     wake_reader: std::os::unix::net::UnixStream,
     /// The wake-up read's buffer: boxed so it stays put while the read is in flight.
     wake_buf: Box<[u8; 64]>,
     wake_armed: bool,
     stopping: bool,
+    /// This worker's ring door is closed (it is leaving): no more wake-up reads.
+    door_closed: bool,
     /// Whether probing found ring-fd registration to work.
     register_ring_fd: bool,
+    /// Min-wait batching of sleeps, in microseconds (wanted, and the kernel has it).
+    min_wait_us: Option<u32>,
     #[cfg(test)]
     fault: Option<super::mailbox::Fault>,
 }
@@ -122,6 +136,8 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         }
     };
     let index = init.index;
+    // Ring messages may come in from here on (the engine starts once every worker is ready).
+    init.links[index].door.publish(ring.as_raw_fd());
     // The connections' handles send their requests into this worker's mailbox.
     let requests: Arc<dyn RequestSink> = Arc::new(init.links[index].clone());
     let core = Core::new(
@@ -141,11 +157,20 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         links: init.links,
         loads: init.loads,
         listeners: Vec::new(),
+        listener_table: init.listeners,
+        ring_handoff: init.features.msg_ring && cfg.ring_handoff,
+        handoffs: PendingHandoffs::default(),
         wake_reader: init.wake_reader,
         wake_buf: Box::new([0; 64]),
         wake_armed: false,
         stopping: false,
+        door_closed: false,
         register_ring_fd: init.features.registered_ring_fd,
+        // At most 1 s (checked by the builder), so it fits.
+        min_wait_us: cfg
+            .min_wait
+            .filter(|_| init.features.min_wait)
+            .map(|w| w.as_micros().clamp(1, u32::MAX as u128) as u32),
         #[cfg(test)]
         fault: None,
     };
@@ -284,8 +309,8 @@ impl Worker {
             }
             self.core.rearm_resumed();
             if self.stopping {
-                self.stop_step();
-                if self.core.sub.inflight() == 0 && self.core.sub.is_flushed() {
+                let closed = self.stop_step();
+                if closed && self.core.sub.inflight() == 0 && self.core.sub.is_flushed() {
                     return Ok(());
                 }
             }
@@ -305,8 +330,12 @@ impl Worker {
                         && self.rx.is_empty();
                     if idle {
                         WorkerStats::add(&self.core.stats.sleeps, 1);
+                        self.core
+                            .sub
+                            .sleep(&submitter, self.batch(cfg), self.min_wait_us)?;
+                    } else {
+                        self.core.sub.enter(&submitter, 0)?;
                     }
-                    self.core.sub.enter(&submitter, idle as usize)?;
                 }
                 continue;
             }
@@ -325,8 +354,18 @@ impl Worker {
                 s.miss(&self.core.stats);
             }
             WorkerStats::add(&self.core.stats.sleeps, 1);
-            self.core.sub.enter(&submitter, 1)?;
+            self.core
+                .sub
+                .sleep(&submitter, self.batch(cfg), self.min_wait_us)?;
         }
+    }
+
+    /// Completions a min-wait sleep waits for: one per open connection, within half the
+    /// completion queue.
+    fn batch(&self, cfg: &Settings) -> usize {
+        self.core
+            .live()
+            .clamp(1, (cfg.cq_entries as usize / 2).max(1))
     }
 
     fn dispatch(&mut self, user_data: u64, res: i32, flags: u32) {
@@ -347,6 +386,15 @@ impl Worker {
                     self.on_accept_backoff(op.index);
                     last
                 }
+                Kind::HandoffSent => {
+                    self.on_handoff_sent(op.index, res);
+                    last
+                }
+                // Another worker's message: no op of ours completed.
+                Kind::Handoff => {
+                    self.on_handoff(op.index, res);
+                    false
+                }
                 _ => self.core.on_conn_cqe(op, res, flags),
             },
         };
@@ -355,93 +403,13 @@ impl Worker {
         }
     }
 
-    // ---- wake-ups and commands ------------------------------------------------------------
-
-    fn arm_wake(&mut self) {
-        if self.wake_armed || self.stopping {
-            return;
-        }
-        self.wake_armed = true;
-        let entry = opcode::Read::new(
-            types::Fd(self.wake_reader.as_raw_fd()),
-            self.wake_buf.as_mut_ptr(),
-            self.wake_buf.len() as u32,
-        )
-        .build();
-        self.core.stage(entry, Op::new(Kind::Wake, 0, 0));
-    }
-
-    fn on_wake(&mut self, _res: i32) {
-        self.wake_armed = false;
-        // Swap (not store) so that a sender whose `pending` swap we read also made its
-        // command visible to the drain that follows in the loop.
-        self.links[self.index]
-            .waker
-            .pending
-            .swap(false, Ordering::AcqRel);
-        self.arm_wake();
-    }
-
-    fn command(&mut self, cmd: Command) {
-        match cmd {
-            Command::Listen {
-                socket,
-                local,
-                factory,
-            } => {
-                if self.stopping {
-                    return;
-                }
-                self.listeners
-                    .push(Some(ListenerState::new(socket, local, factory)));
-                self.arm_accept(self.listeners.len() as u32 - 1);
-            }
-            Command::Adopt { fd, local, factory } => {
-                // The acceptor counted it in transit; `adopt` counts it as ours.
-                self.loads[self.index].fetch_sub(1, Ordering::Relaxed);
-                if !self.stopping {
-                    self.core.adopt(fd, &local, &factory);
-                }
-            }
-            Command::Connect {
-                ep,
-                kind,
-                timeout,
-                make,
-                reply,
-            } => {
-                if self.stopping {
-                    let _ = reply.send(Err(shutting_down("connect", ep)));
-                    return;
-                }
-                // The closure is user code: a panic fails this connect, not the worker.
-                match catch_unwind(AssertUnwindSafe(make)) {
-                    Ok(handler) => self.core.connect(ep, kind, timeout, handler, reply),
-                    Err(_) => {
-                        WorkerStats::add(&self.core.stats.handler_panics, 1);
-                        let err = io::Error::other("the closure making the handler panicked");
-                        let _ = reply.send(Err(Error::new("connect", Some(ep), err)));
-                    }
-                }
-            }
-            Command::Request(id, req) => self.core.handle_request(id, req),
-            #[cfg(test)]
-            Command::Fault(f) => self.fault = Some(f),
-            Command::Shutdown => {
-                if !self.stopping {
-                    self.stopping = true;
-                    for li in 0..self.listeners.len() as u32 {
-                        self.close_listener(li);
-                    }
-                    self.core.close_all();
-                }
-            }
-        }
-    }
-
     /// Settles what is not the kernel's before the worker is leaked (see [`Exit`]).
     fn abandon(&mut self, why: &str) {
         self.loads[self.index].store(usize::MAX, Ordering::Relaxed);
+        // Messages already in transit land in a ring nobody reaps (their fds stay open, as
+        // the leaked ring does); no more are admitted.
+        self.links[self.index].door.force_close();
+        self.abandon_handoffs();
         let reason = CloseReason::Error(Arc::new(Error::new(
             "engine worker",
             None,
@@ -454,34 +422,28 @@ impl Worker {
         drop(std::mem::replace(&mut self.rx, crossbeam_channel::never()));
     }
 
-    /// After the loop: answer what is still queued (connects fail, fds close).
-    fn drain_commands_after_exit(&mut self) {
-        while let Ok(cmd) = self.rx.try_recv() {
-            match cmd {
-                Command::Connect { ep, reply, .. } => {
-                    let _ = reply.send(Err(shutting_down("connect", ep)));
-                }
-                Command::Request(..) | Command::Adopt { .. } | Command::Listen { .. } => {}
-                _ => {}
-            }
+    /// While stopping: once connections and listeners are gone and no hand-off is on its way
+    /// to this ring, closes its door and cancels the wake-up read; returns whether the door
+    /// is closed (the worker leaves once its ops are done). Until then the wake-up read stays
+    /// armed, so that the sender of a refused hand-off can wake this worker.
+    fn stop_step(&mut self) -> bool {
+        if self.door_closed {
+            return true;
         }
-    }
-
-    /// While stopping: once connections and listeners are gone, cancel the wake-up read.
-    fn stop_step(&mut self) {
-        if self.core.live() == 0 && self.listeners.iter().all(Option::is_none) && self.wake_armed {
+        if self.core.live() != 0 || !self.listeners.iter().all(Option::is_none) {
+            return false;
+        }
+        if !self.links[self.index].door.try_close() {
+            self.arm_wake();
+            return false;
+        }
+        self.door_closed = true;
+        if self.wake_armed {
             let entry = opcode::AsyncCancel::new(Op::new(Kind::Wake, 0, 0).encode()).build();
             self.core.stage(entry, Op::new(Kind::Cancel, 0, u32::MAX));
-            // Not re-armed: `stopping` is set.
+            // Not re-armed: the door is closed.
             self.wake_armed = false;
         }
+        true
     }
-}
-
-fn shutting_down(op: &'static str, ep: Endpoint) -> Error {
-    Error::new(
-        op,
-        Some(ep),
-        io::Error::new(io::ErrorKind::NotConnected, "the engine is shutting down"),
-    )
 }
