@@ -1,5 +1,6 @@
-//! The epoll path: readiness-based, nonblocking [`Listener`] and [`Stream`] that register
-//! with a [`mio::Poll`] (epoll underneath), over vsock, unix or tcp.
+//! The epoll path (cargo feature `epoll`, on by default): readiness-based, nonblocking
+//! [`Listener`] and [`Stream`] that register with a [`mio::Poll`] (epoll underneath), over
+//! vsock, unix or tcp.
 //!
 //! Every socket is nonblocking from `socket(2)`/`accept4(2)` on, but for
 //! [`Stream::connect_timeout`]'s, which waits for its connect and is nonblocking from then

@@ -2,6 +2,8 @@
 
 use std::io;
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use ::tokio::io::unix::AsyncFd;
 use socket2::Socket;
@@ -116,22 +118,55 @@ impl Listener {
     ///
     /// `accept <endpoint>: ...` with the OS error (`EMFILE`, `ECONNABORTED`, ...).
     pub async fn accept(&self) -> Result<(Stream, Endpoint)> {
+        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    /// Polls for a connection, as [`Listener::accept`] (for hand-written futures and
+    /// streams): `Pending` registers `cx`'s waker for the next one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::accept`].
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Result<(Stream, Endpoint)>> {
         loop {
-            let mut guard = self
-                .io
-                .readable()
-                .await
-                .map_err(Error::with("accept", &self.local))?;
+            let mut guard =
+                ready!(self.io.poll_read_ready(cx)).map_err(Error::with("accept", &self.local))?;
             match socket::accept(self.io.get_ref(), &self.local, true) {
                 Ok((socket, peer)) => {
                     let io = super::register(socket, "accept", Some(&self.local))?;
-                    return Ok((Stream::from_async_fd(io), peer));
+                    return Poll::Ready(Ok((Stream::from_async_fd(io), peer)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
+    }
+
+    /// The listener as a stream of accepted connections (a `futures_core::Stream`, so
+    /// `tokio_stream::StreamExt`, `futures::StreamExt` and tonic's `serve_with_incoming`
+    /// take it). See [`Incoming`].
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use std::pin::Pin;
+    /// use futures_core::Stream as _;
+    /// use uring_vsock::tokio::{Listener, Stream};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// tokio::runtime::Runtime::new()?.block_on(async {
+    ///     let listener = Listener::bind(&"tcp:127.0.0.1:0".parse()?)?;
+    ///     let ep = listener.local_addr()?;
+    ///     let mut incoming = listener.incoming();
+    ///     let client = Stream::connect(&ep).await?;
+    ///     let conn = poll_fn(|cx| Pin::new(&mut incoming).poll_next(cx)).await.unwrap()?;
+    ///     assert_eq!(conn.peer_addr()?, client.local_addr()?);
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn incoming(self) -> Incoming {
+        Incoming { listener: self }
     }
 
     /// The endpoint this listener is bound to (with the port the kernel chose for port 0 or
@@ -142,6 +177,40 @@ impl Listener {
     /// `getsockname` failures.
     pub fn local_addr(&self) -> Result<Endpoint> {
         socket::local_endpoint(self.io.get_ref())
+    }
+}
+
+/// The connections of a [`Listener`], from [`Listener::incoming`]: a never-ending
+/// `futures_core::Stream` of `Result<`[`Stream`]`>` (the peer's endpoint is
+/// [`Stream::peer_addr`]).
+///
+/// An error is one failed `accept` (as [`Listener::accept`]'s); the stream goes on after it, so
+/// a consumer that keeps polling after `EMFILE` should pause first (the kernel keeps the
+/// connection queued meanwhile). [`Incoming::into_inner`] gives the listener back.
+#[derive(Debug)]
+pub struct Incoming {
+    listener: Listener,
+}
+
+impl Incoming {
+    /// The listener.
+    pub fn get_ref(&self) -> &Listener {
+        &self.listener
+    }
+
+    /// The listener back, for [`Listener::accept`] and its peer endpoints.
+    pub fn into_inner(self) -> Listener {
+        self.listener
+    }
+}
+
+impl futures_core::Stream for Incoming {
+    type Item = Result<Stream>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Stream>>> {
+        self.listener
+            .poll_accept(cx)
+            .map(|accepted| Some(accepted.map(|(stream, _peer)| stream)))
     }
 }
 

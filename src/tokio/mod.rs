@@ -58,7 +58,7 @@ mod listener;
 mod split;
 mod stream;
 
-pub use listener::Listener;
+pub use listener::{Incoming, Listener};
 pub use split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, WriteHalf};
 pub use stream::Stream;
 
@@ -116,6 +116,7 @@ impl_as_fd!(
 const _: () = {
     const fn send_sync<T: Send + Sync + Unpin>() {}
     send_sync::<Listener>();
+    send_sync::<Incoming>();
     send_sync::<Stream>();
     send_sync::<OwnedReadHalf>();
     send_sync::<OwnedWriteHalf>();
