@@ -380,6 +380,33 @@ async fn hybrid_connect_keeps_the_first_bytes_and_checksums_both_ways() {
     assert_eq!(served.received, checksum(&send));
 }
 
+/// Endpoint strings a user may mistype are typed parse errors that quote the input (a tokio
+/// `Listener` or `Stream` takes only a parsed `Endpoint`, so this is where bad text stops).
+#[test]
+fn unknown_endpoint_strings_are_typed_parse_errors() {
+    use uring_vsock::AddrParseErrorKind as K;
+    let bad_endpoint = |e: &K| matches!(e, K::BadEndpoint(_));
+    let cases: [(&str, &dyn Fn(&K) -> bool); 11] = [
+        ("", &bad_endpoint),
+        ("localhost:80", &bad_endpoint),
+        ("vsok:3:5000", &bad_endpoint),
+        ("vsock:3", &|e| *e == K::MissingPort),
+        ("vsock:three:5000", &|e| matches!(e, K::BadCid(_))),
+        ("vsock:3:99999999999", &|e| matches!(e, K::BadPort(_))),
+        ("unix:", &bad_endpoint),
+        ("unix:@", &bad_endpoint),
+        ("tcp:127.0.0.1", &bad_endpoint),
+        ("tcp:127.0.0.1:70000", &bad_endpoint),
+        ("hybrid:/run/vm.sock:x", &|e| matches!(e, K::BadPort(_))),
+    ];
+    for (input, want) in cases {
+        let err = input.parse::<Endpoint>().unwrap_err();
+        assert!(want(err.kind()), "{input:?}: {err} ({:?})", err.kind());
+        assert_eq!(err.input(), input);
+        assert!(err.to_string().contains(&format!("{input:?}")), "{err}");
+    }
+}
+
 #[tokio::test]
 async fn hybrid_refusal_and_missing_socket_are_typed() {
     use hybrid_support::{assert_handshake_error, FakeVmm, Reply};
