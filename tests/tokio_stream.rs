@@ -385,19 +385,21 @@ async fn hybrid_connect_keeps_the_first_bytes_and_checksums_both_ways() {
 #[test]
 fn unknown_endpoint_strings_are_typed_parse_errors() {
     use uring_vsock::AddrParseErrorKind as K;
-    let bad_endpoint = |e: &K| matches!(e, K::BadEndpoint(_));
-    let cases: [(&str, &dyn Fn(&K) -> bool); 11] = [
-        ("", &bad_endpoint),
-        ("localhost:80", &bad_endpoint),
-        ("vsok:3:5000", &bad_endpoint),
-        ("vsock:3", &|e| *e == K::MissingPort),
-        ("vsock:three:5000", &|e| matches!(e, K::BadCid(_))),
-        ("vsock:3:99999999999", &|e| matches!(e, K::BadPort(_))),
-        ("unix:", &bad_endpoint),
-        ("unix:@", &bad_endpoint),
-        ("tcp:127.0.0.1", &bad_endpoint),
-        ("tcp:127.0.0.1:70000", &bad_endpoint),
-        ("hybrid:/run/vm.sock:x", &|e| matches!(e, K::BadPort(_))),
+    /// Whether the error kind is the one a case expects.
+    type Want = fn(&K) -> bool;
+    let bad_endpoint: Want = |e| matches!(e, K::BadEndpoint(_));
+    let cases: [(&str, Want); 11] = [
+        ("", bad_endpoint),
+        ("localhost:80", bad_endpoint),
+        ("vsok:3:5000", bad_endpoint),
+        ("vsock:3", |e| *e == K::MissingPort),
+        ("vsock:three:5000", |e| matches!(e, K::BadCid(_))),
+        ("vsock:3:99999999999", |e| matches!(e, K::BadPort(_))),
+        ("unix:", bad_endpoint),
+        ("unix:@", bad_endpoint),
+        ("tcp:127.0.0.1", bad_endpoint),
+        ("tcp:127.0.0.1:70000", bad_endpoint),
+        ("hybrid:/run/vm.sock:x", |e| matches!(e, K::BadPort(_))),
     ];
     for (input, want) in cases {
         let err = input.parse::<Endpoint>().unwrap_err();
