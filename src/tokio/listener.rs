@@ -1,9 +1,11 @@
 //! [`Listener`]: accepts stream connections on an [`Endpoint`], for tokio.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use ::tokio::io::unix::AsyncFd;
 use socket2::Socket;
@@ -166,7 +168,10 @@ impl Listener {
     /// # }
     /// ```
     pub fn incoming(self) -> Incoming {
-        Incoming { listener: self }
+        Incoming {
+            listener: self,
+            pause: None,
+        }
     }
 
     /// The endpoint this listener is bound to (with the port the kernel chose for port 0 or
@@ -180,16 +185,35 @@ impl Listener {
     }
 }
 
+/// How long [`Incoming`] and the axum integration wait after an accept error that is not the
+/// connection's own (`EMFILE`, `ENOMEM`, ...) before accepting again: the failing connection
+/// stays queued, so accepting at once would fail the same way and spin a core.
+pub(super) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// Errors that end one connection before it was accepted: the next accept may well work.
+pub(super) fn is_connection_error(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
 /// The connections of a [`Listener`], from [`Listener::incoming`]: a never-ending
 /// `futures_core::Stream` of `Result<`[`Stream`]`>` (the peer's endpoint is
 /// [`Stream::peer_addr`]).
 ///
-/// An error is one failed `accept` (as [`Listener::accept`]'s); the stream goes on after it, so
-/// a consumer that keeps polling after `EMFILE` should pause first (the kernel keeps the
-/// connection queued meanwhile). [`Incoming::into_inner`] gives the listener back.
+/// An error is one failed `accept` (as [`Listener::accept`]'s), and the stream goes on after
+/// it. After an error that is not the connection's own (`EMFILE`, `ENOMEM`, ...) it waits a
+/// second before accepting again, since consumers such as tonic's `serve_with_incoming` poll
+/// again at once and the same failure would spin a core. [`Incoming::into_inner`] gives the
+/// listener back.
 #[derive(Debug)]
 pub struct Incoming {
     listener: Listener,
+    /// The wait after an error, while it lasts.
+    pause: Option<Pin<Box<::tokio::time::Sleep>>>,
 }
 
 impl Incoming {
@@ -207,10 +231,19 @@ impl Incoming {
 impl futures_core::Stream for Incoming {
     type Item = Result<Stream>;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Stream>>> {
-        self.listener
-            .poll_accept(cx)
-            .map(|accepted| Some(accepted.map(|(stream, _peer)| stream)))
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Stream>>> {
+        if let Some(pause) = self.pause.as_mut() {
+            ready!(pause.as_mut().poll(cx));
+            self.pause = None;
+        }
+        let accepted = ready!(self.listener.poll_accept(cx));
+        if let Err(e) = &accepted {
+            if !is_connection_error(e.kind()) {
+                log::error!("{e}; accepting again in {ACCEPT_ERROR_PAUSE:?}");
+                self.pause = Some(Box::pin(::tokio::time::sleep(ACCEPT_ERROR_PAUSE)));
+            }
+        }
+        Poll::Ready(Some(accepted.map(|(stream, _peer)| stream)))
     }
 }
 
