@@ -6,7 +6,10 @@
 //! cargo run --example axum -- unix:/tmp/api.sock
 //! curl --unix-socket /tmp/api.sock http://x/hello
 //! curl --unix-socket /tmp/api.sock -d '{"numbers":[1,2,3]}' -H 'content-type: application/json' http://x/sum
+//! curl --unix-socket /tmp/api.sock --http2-prior-knowledge http://x/hello    # h2c
 //! ```
+//!
+//! It speaks HTTP/1.1 and HTTP/2 without TLS (h2c, prior knowledge) on the same listener.
 //!
 //! Routes: `GET /hello` (`{"hello":"<peer endpoint>"}`) and `POST /sum` (`{"numbers":[..]}`
 //! gives `{"count":N,"sum":S}`; a sum that does not fit in an `i64` is a 422 with a message).

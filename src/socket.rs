@@ -26,6 +26,7 @@ pub(crate) enum SocketKind {
 
 /// A new stream socket for `ep`'s family; `SOCK_CLOEXEC` (and `SOCK_NONBLOCK` when asked) are
 /// set by `socket(2)` itself, so no other thread's `exec` can inherit it.
+#[cfg(any(feature = "epoll", feature = "tokio"))]
 pub(crate) fn new_stream(ep: &Endpoint, nonblocking: bool) -> Result<Socket> {
     new_socket(ep, SocketKind::Stream, nonblocking)
 }

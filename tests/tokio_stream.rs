@@ -1,6 +1,6 @@
 //! The tokio path's streams and listeners beyond the contract suite (which runs on this path
 //! through `util::tokio_path`): checksummed transfers both ways in random chunks with a
-//! half-close, 1,000 concurrent connections, split halves in two tasks, typed connect errors,
+//! half-close, 1,000 concurrent connections (through `incoming()`), split halves in two tasks, typed connect errors,
 //! hybrid vsock, and the ways to make a listener. unix and tcp on the host; vsock in the VM
 //! (`tools/vm-test --test tokio_stream`).
 
@@ -123,10 +123,15 @@ async fn thousand_concurrent_connections(t: Transport) {
     util::raise_nofile(3 * CONNS as u64 + 256);
     let dir = TempDir::new();
     let (l, ep) = listen(t, &dir, 1024);
+    // The server takes them through `incoming()`, as tonic's `serve_with_incoming` would.
     let server = tokio::spawn(async move {
+        let mut incoming = l.incoming();
         let mut echoes = Vec::with_capacity(CONNS);
         for _ in 0..CONNS {
-            let (mut s, _) = l.accept().await.expect("accept");
+            let mut s = next(&mut incoming)
+                .await
+                .expect("incoming never ends")
+                .expect("accept");
             echoes.push(tokio::spawn(async move {
                 let (mut r, mut w) = s.split();
                 let n = tokio::io::copy(&mut r, &mut w).await.expect("echo");
@@ -202,6 +207,59 @@ async fn split_halves_in_two_tasks(t: Transport) {
     assert_eq!(stream.as_raw_fd(), fd, "the same socket");
 }
 
+/// The next item of a `futures_core::Stream` (what `StreamExt::next` does).
+async fn next<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *s).poll_next(cx)).await
+}
+
+/// The server's view of its peer is the client's own address: all of it on tcp, the port on
+/// vsock (a client's getsockname reports CID_ANY there); unix clients are unnamed.
+fn assert_same_peer(t: Transport, peer: &Endpoint, client: &Endpoint) {
+    match (t, peer, client) {
+        (Transport::Tcp, _, _) => assert_eq!(peer, client),
+        (Transport::Vsock, Endpoint::Vsock(p), Endpoint::Vsock(c)) => {
+            assert_eq!(p.port(), c.port(), "{peer} vs {client}")
+        }
+        (Transport::Vsock, _, _) => panic!("not vsock: {peer}, {client}"),
+        (Transport::Unix, _, _) => {}
+    }
+}
+
+/// `incoming()` yields each connection once, in order, as a stream whose peer is the client;
+/// an item not yet polled stays queued in the kernel, and `into_inner` gives the listener back.
+async fn incoming_yields_every_connection(t: Transport) {
+    let dir = TempDir::new();
+    let (l, ep) = listen(t, &dir, 128);
+    let mut incoming = l.incoming();
+    if t != Transport::Vsock {
+        // (vsock's is CID_ANY; clients dial loopback)
+        assert_eq!(incoming.get_ref().local_addr().unwrap(), ep);
+    }
+    for i in 0..3u64 {
+        let mut client = Stream::connect(&ep).await.expect("connect");
+        let mut server = next(&mut incoming)
+            .await
+            .expect("incoming never ends")
+            .expect("accept");
+        assert_same_peer(
+            t,
+            &server.peer_addr().unwrap(),
+            &client.local_addr().unwrap(),
+        );
+        let data = pattern(i, 4096);
+        client.write_all(&data).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(checksum(&got), checksum(&data), "conn {i}");
+    }
+    // Connected before anyone polls: the kernel queues it; the listener taken back accepts it.
+    let client = Stream::connect(&ep).await.expect("connect");
+    let l = incoming.into_inner();
+    let (_server, peer) = l.accept().await.expect("accept after into_inner");
+    assert_same_peer(t, &peer, &client.local_addr().unwrap());
+}
+
 /// Instantiates an async test body for each transport; vsock only in the VM.
 macro_rules! per_transport {
     ($($name:ident),*) => {$(
@@ -231,6 +289,7 @@ macro_rules! per_transport {
 per_transport!(
     transfer_both_ways,
     thousand_concurrent_connections,
+    incoming_yields_every_connection,
     split_halves_in_two_tasks,
     connect_to_nothing_is_a_typed_error
 );
@@ -331,6 +390,35 @@ async fn hybrid_connect_keeps_the_first_bytes_and_checksums_both_ways() {
     let served = vmm.finish();
     assert_eq!(served.request, b"CONNECT 5000\n");
     assert_eq!(served.received, checksum(&send));
+}
+
+/// Endpoint strings a user may mistype are typed parse errors that quote the input (a tokio
+/// `Listener` or `Stream` takes only a parsed `Endpoint`, so this is where bad text stops).
+#[test]
+fn unknown_endpoint_strings_are_typed_parse_errors() {
+    use uring_vsock::AddrParseErrorKind as K;
+    /// Whether the error kind is the one a case expects.
+    type Want = fn(&K) -> bool;
+    let bad_endpoint: Want = |e| matches!(e, K::BadEndpoint(_));
+    let cases: [(&str, Want); 11] = [
+        ("", bad_endpoint),
+        ("localhost:80", bad_endpoint),
+        ("vsok:3:5000", bad_endpoint),
+        ("vsock:3", |e| *e == K::MissingPort),
+        ("vsock:three:5000", |e| matches!(e, K::BadCid(_))),
+        ("vsock:3:99999999999", |e| matches!(e, K::BadPort(_))),
+        ("unix:", bad_endpoint),
+        ("unix:@", bad_endpoint),
+        ("tcp:127.0.0.1", bad_endpoint),
+        ("tcp:127.0.0.1:70000", bad_endpoint),
+        ("hybrid:/run/vm.sock:x", |e| matches!(e, K::BadPort(_))),
+    ];
+    for (input, want) in cases {
+        let err = input.parse::<Endpoint>().unwrap_err();
+        assert!(want(err.kind()), "{input:?}: {err} ({:?})", err.kind());
+        assert_eq!(err.input(), input);
+        assert!(err.to_string().contains(&format!("{input:?}")), "{err}");
+    }
 }
 
 #[tokio::test]

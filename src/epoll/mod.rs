@@ -1,7 +1,7 @@
-//! The epoll path: readiness-based, nonblocking [`Listener`] and [`Stream`] that register
-//! with a [`mio::Poll`] (epoll underneath), over vsock, unix or tcp; and
-//! [`SeqpacketListener`] and [`SeqpacketConn`] for message-keeping `SOCK_SEQPACKET`
-//! connections over vsock or unix.
+//! The epoll path (cargo feature `epoll`, on by default): readiness-based, nonblocking
+//! [`Listener`] and [`Stream`] that register with a [`mio::Poll`] (epoll underneath), over
+//! vsock, unix or tcp; and [`SeqpacketListener`] and [`SeqpacketConn`] for message-keeping
+//! `SOCK_SEQPACKET` connections over vsock or unix.
 //!
 //! Every socket is nonblocking from `socket(2)`/`accept4(2)` on, but for
 //! [`Stream::connect_timeout`]'s, which waits for its connect and is nonblocking from then

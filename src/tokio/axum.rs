@@ -17,17 +17,13 @@
 //! ```
 
 use std::io;
-use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 
+use super::listener::{is_connection_error, ACCEPT_ERROR_PAUSE};
 use super::{Listener, Stream};
 use crate::Endpoint;
-
-/// How long `accept` waits after an error that is not the connection's own (`EMFILE`,
-/// `ENOMEM`, ...) before trying again, so a full fd table does not spin a core.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 impl axum::serve::Listener for Listener {
     type Io = Stream;
@@ -53,16 +49,6 @@ impl axum::serve::Listener for Listener {
     fn local_addr(&self) -> io::Result<Endpoint> {
         Listener::local_addr(self).map_err(io::Error::from)
     }
-}
-
-/// Errors that end one connection before it was accepted: the next accept may well work.
-fn is_connection_error(kind: io::ErrorKind) -> bool {
-    matches!(
-        kind,
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
 }
 
 impl Connected<IncomingStream<'_, Listener>> for Endpoint {

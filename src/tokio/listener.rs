@@ -1,9 +1,11 @@
 //! [`Listener`]: accepts stream connections on an [`Endpoint`], for tokio.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use ::tokio::io::unix::AsyncFd;
 use socket2::Socket;
@@ -121,8 +123,8 @@ impl Listener {
         std::future::poll_fn(|cx| self.poll_accept(cx)).await
     }
 
-    /// Polls for a connection: [`Listener::accept`] for code that implements `poll` functions
-    /// (a `Stream` of connections, a hyper or tower accept loop).
+    /// Polls for a connection, as [`Listener::accept`] (for hand-written futures and
+    /// streams): `Pending` registers `cx`'s waker for the next one.
     ///
     /// # Errors
     ///
@@ -143,15 +145,18 @@ impl Listener {
         }
     }
 
-    /// The accepted connections as a `futures_core::Stream` (what `tonic`'s
-    /// `serve_with_incoming` and `StreamExt` combinators take), ending never.
+    /// The listener as a stream of accepted connections (a `futures_core::Stream`, so
+    /// `tokio_stream::StreamExt`, `futures::StreamExt` and tonic's `serve_with_incoming`
+    /// take it), ending never. See [`Incoming`].
     ///
     /// Its items are [`io::Result`]s, like tokio's listener streams: an error is this crate's
     /// [`Error`] inside an [`io::Error`] of the same kind (`ECONNABORTED` is
-    /// `ConnectionAborted`, which tonic's accept loop skips). The stream goes on after an
-    /// error; whoever polls it decides whether to.
+    /// `ConnectionAborted`, which tonic's accept loop skips).
     ///
     /// ```
+    /// use std::future::poll_fn;
+    /// use std::pin::Pin;
+    /// use futures_core::Stream as _;
     /// use uring_vsock::tokio::{Listener, Stream};
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -160,14 +165,17 @@ impl Listener {
     ///     let ep = listener.local_addr()?;
     ///     let mut incoming = listener.incoming();
     ///     let client = Stream::connect(&ep).await?;
-    ///     let server = std::future::poll_fn(|cx| incoming.poll_accept(cx)).await?;
-    ///     assert_eq!(server.peer_addr()?, client.local_addr()?);
+    ///     let conn = poll_fn(|cx| Pin::new(&mut incoming).poll_next(cx)).await.unwrap()?;
+    ///     assert_eq!(conn.peer_addr()?, client.local_addr()?);
     ///     Ok(())
     /// })
     /// # }
     /// ```
     pub fn incoming(self) -> Incoming {
-        Incoming { listener: self }
+        Incoming {
+            listener: self,
+            pause: None,
+        }
     }
 
     /// The endpoint this listener is bound to (with the port the kernel chose for port 0 or
@@ -178,6 +186,83 @@ impl Listener {
     /// `getsockname` failures.
     pub fn local_addr(&self) -> Result<Endpoint> {
         socket::local_endpoint(self.io.get_ref())
+    }
+}
+
+/// How long [`Incoming`] and the axum integration wait after an accept error that is not the
+/// connection's own (`EMFILE`, `ENOMEM`, ...) before accepting again: the failing connection
+/// stays queued, so accepting at once would fail the same way and spin a core.
+pub(super) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// Errors that end one connection before it was accepted: the next accept may well work.
+pub(super) fn is_connection_error(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// The connections of a [`Listener`], from [`Listener::incoming`]: a never-ending
+/// `futures_core::Stream` of `io::Result<`[`Stream`]`>` (the peer's endpoint is
+/// [`Stream::peer_addr`]).
+///
+/// An error is one failed `accept` (as [`Listener::accept`]'s), and the stream goes on after
+/// it. After an error that is not the connection's own (`EMFILE`, `ENOMEM`, ...) it waits a
+/// second before accepting again, since consumers such as tonic's `serve_with_incoming` poll
+/// again at once and the same failure would spin a core. [`Incoming::into_inner`] gives the
+/// listener back.
+#[derive(Debug)]
+pub struct Incoming {
+    listener: Listener,
+    /// The wait after an error, while it lasts.
+    pause: Option<Pin<Box<::tokio::time::Sleep>>>,
+}
+
+impl Incoming {
+    /// The next connection, without the peer's endpoint (`Stream::peer_addr` has it): the
+    /// `Stream` trait's `poll_next`, callable without importing the trait (and with the same
+    /// pause after an error that is not the connection's own).
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::accept`], in an [`io::Error`] of the same kind.
+    pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Stream>> {
+        if let Some(pause) = self.pause.as_mut() {
+            ready!(pause.as_mut().poll(cx));
+            self.pause = None;
+        }
+        let accepted = ready!(self.listener.poll_accept(cx));
+        if let Err(e) = &accepted {
+            if !is_connection_error(e.kind()) {
+                log::error!("{e}; accepting again in {ACCEPT_ERROR_PAUSE:?}");
+                self.pause = Some(Box::pin(::tokio::time::sleep(ACCEPT_ERROR_PAUSE)));
+            }
+        }
+        Poll::Ready(
+            accepted
+                .map(|(stream, _peer)| stream)
+                .map_err(io::Error::from),
+        )
+    }
+
+    /// The listener.
+    pub fn get_ref(&self) -> &Listener {
+        &self.listener
+    }
+
+    /// The listener back, for [`Listener::accept`] and its peer endpoints.
+    pub fn into_inner(self) -> Listener {
+        self.listener
+    }
+}
+
+impl futures_core::Stream for Incoming {
+    type Item = io::Result<Stream>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<Stream>>> {
+        self.get_mut().poll_accept(cx).map(Some)
     }
 }
 
@@ -200,44 +285,5 @@ impl From<Listener> for OwnedFd {
     /// The socket, deregistered from the runtime (still nonblocking).
     fn from(listener: Listener) -> OwnedFd {
         listener.io.into_inner().into()
-    }
-}
-
-/// The connections a [`Listener`] accepts, as a `futures_core::Stream` of
-/// `io::Result<Stream>` (from [`Listener::incoming`]).
-#[derive(Debug)]
-pub struct Incoming {
-    listener: Listener,
-}
-
-impl Incoming {
-    /// The next connection, without the peer's endpoint (`Stream::peer_addr` has it): the
-    /// `Stream` trait's `poll_next`, callable without importing the trait.
-    ///
-    /// # Errors
-    ///
-    /// As [`Listener::accept`], in an [`io::Error`] of the same kind.
-    pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Stream>> {
-        self.listener
-            .poll_accept(cx)
-            .map(|r| r.map(|(stream, _peer)| stream).map_err(io::Error::from))
-    }
-
-    /// The listener.
-    pub fn get_ref(&self) -> &Listener {
-        &self.listener
-    }
-
-    /// The listener back.
-    pub fn into_inner(self) -> Listener {
-        self.listener
-    }
-}
-
-impl futures_core::Stream for Incoming {
-    type Item = io::Result<Stream>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_accept(cx).map(Some)
     }
 }

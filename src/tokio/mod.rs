@@ -124,6 +124,7 @@ impl_as_fd!(
 const _: () = {
     const fn send_sync<T: Send + Sync + Unpin>() {}
     send_sync::<Listener>();
+    send_sync::<Incoming>();
     send_sync::<Stream>();
     send_sync::<OwnedReadHalf>();
     send_sync::<OwnedWriteHalf>();
