@@ -70,7 +70,8 @@ pub struct RunArgs {
     /// Run against a `bench-vsock serve` here instead of a local server.
     #[arg(long, value_parser = parse::endpoint, value_name = "ENDPOINT")]
     pub connect: Option<Endpoint>,
-    /// Backends to run, comma-separated: uring, uring-spin, epoll, blocking, tokio.
+    /// Backends to run, comma-separated: uring, uring-spin, epoll, blocking, tokio (tokio::net,
+    /// tokio-vsock), tokio-ours (the library's tokio path).
     /// Default: all in this build.
     #[arg(long, value_parser = backend_list, value_name = "LIST")]
     pub backends: Option<BackendList>,
