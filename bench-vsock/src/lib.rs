@@ -21,6 +21,8 @@ pub mod limits;
 pub mod machine;
 pub mod parse;
 pub mod pattern;
+pub mod proxied;
+pub mod proxy;
 pub mod ratios;
 pub mod report;
 pub mod results;

@@ -208,6 +208,8 @@ pub struct Sample<'a> {
     pub msgs_per_s: f64,
     /// Process CPU per message, µs.
     pub cpu_us_per_msg: f64,
+    /// Whether the run went through a proxy (those are judged by issue 11's own targets).
+    pub proxied: bool,
 }
 
 impl<'a> From<&'a RunResult> for Sample<'a> {
@@ -224,6 +226,7 @@ impl<'a> From<&'a RunResult> for Sample<'a> {
             p50_us: r.p50_us,
             msgs_per_s: r.msgs_per_s,
             cpu_us_per_msg: r.cpu_us_per_msg,
+            proxied: r.via.is_some(),
         }
     }
 }
@@ -235,6 +238,7 @@ impl Target {
             && r.workload == self.workload
             && r.msg_size == self.msg_size
             && r.rate.is_none()
+            && !r.proxied
             && r.workers == DEFAULT_WORKERS
             && self.conns.is_none_or(|c| r.conns == c)
     }
@@ -371,6 +375,7 @@ mod tests {
             p50_us,
             msgs_per_s,
             cpu_us_per_msg: p50_us / 2.0,
+            proxied: false,
         }
     }
 
