@@ -14,7 +14,7 @@ use crate::error::{Context, Error, Result};
 use crate::transport::connect_to;
 
 /// How long a proxy may take to listen.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a forking proxy may take to reap its connections' processes after a run.
 const REAP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a proxy may take to end after `SIGTERM` before it is killed.
@@ -34,7 +34,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts `via`'s proxy forwarding to `server` (an address clients can connect to) and
-    /// waits, up to [`READY_TIMEOUT`], until it listens: ours says `listening on ENDPOINT`
+    /// waits, up to `READY_TIMEOUT` (10 s), until it listens: ours says `listening on ENDPOINT`
     /// on stderr; socat says nothing, so it is connected to (and that connection reaches
     /// the server: see [`Proxy::probes`]).
     ///
@@ -187,7 +187,7 @@ impl Proxy {
 impl Drop for Proxy {
     /// Asks the proxy to end (`SIGTERM`: a forking one ends its connection processes, a
     /// draining one has no connections left), then kills it if it has not within
-    /// [`STOP_TIMEOUT`].
+    /// `STOP_TIMEOUT` (2 s).
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
