@@ -4,6 +4,7 @@ use std::io::Write;
 
 use crate::cli::{Cli, ClientArgs, Command, RunArgs, WorkloadArg};
 use crate::error::{Error, Result};
+use crate::proxied;
 use crate::ratios::ratios;
 use crate::report::files::Outputs;
 use crate::report::{progress, table};
@@ -121,6 +122,8 @@ pub fn measure(s: &Settings, command_line: &str, log: &mut dyn Write) -> Result<
         report.ratios = ratios(&report.runs);
         report.scaling = scaling(&report.runs);
     }
+    report.proxy = proxied::rows(&report.runs);
+    report.proxy_targets = proxied::targets(&report.proxy);
     Ok(report)
 }
 
@@ -163,6 +166,17 @@ pub fn finish(
             "\nEngine counters per message (uring backends, both ends, medians over repeats):"
         )?;
         table::write_engine(out, &sums)?;
+    }
+    if !report.proxy.is_empty() {
+        writeln!(
+            out,
+            "\nThrough a proxy (medians over repeats; CPU via includes the proxy process):"
+        )?;
+        table::write_proxy(out, &report.proxy)?;
+    }
+    if !report.proxy_targets.is_empty() {
+        writeln!(out, "\nProxy targets (issue 11, ours / socat):")?;
+        table::write_proxy_targets(out, &report.proxy_targets)?;
     }
     let written = outputs.write(&mut report, &sums)?;
     let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();

@@ -8,6 +8,7 @@ use uring_vsock::Endpoint;
 
 use crate::backend::BackendKind;
 use crate::parse;
+use crate::proxy::ProxyKind;
 use crate::transport::Transport;
 
 /// Latency and throughput of uring-vsock's I/O paths (uring, epoll, blocking) against tokio,
@@ -70,7 +71,8 @@ pub struct RunArgs {
     /// Run against a `bench-vsock serve` here instead of a local server.
     #[arg(long, value_parser = parse::endpoint, value_name = "ENDPOINT")]
     pub connect: Option<Endpoint>,
-    /// Backends to run, comma-separated: uring, uring-spin, epoll, blocking, tokio.
+    /// Backends to run, comma-separated: uring, uring-spin, epoll, blocking, tokio (tokio::net,
+    /// tokio-vsock), tokio-ours (the library's tokio path).
     /// Default: all in this build.
     #[arg(long, value_parser = backend_list, value_name = "LIST")]
     pub backends: Option<BackendList>,
@@ -114,6 +116,15 @@ pub struct RunArgs {
     /// workers, for the 2 ÷ 1 worker msgs/s figure).
     #[arg(long)]
     pub no_scaling: bool,
+    /// Also run each configuration through a proxy, beside the direct run: ours
+    /// (`vsock-tool proxy`), socat, or both (`ours,socat`). The proxy listens on a second
+    /// endpoint of the server's transport and forwards to the server; clients connect to it.
+    /// Local servers only.
+    #[arg(long, value_parser = via_list, value_name = "LIST")]
+    pub via: Option<ViaList>,
+    /// The `vsock-tool` binary for `--via ours` (default: next to this executable).
+    #[arg(long, value_name = "PATH")]
+    pub via_bin: Option<PathBuf>,
     /// Also write the JSON report to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -125,6 +136,14 @@ pub struct RunArgs {
 /// A `--backends` list (a newtype, so clap takes the whole list as one value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendList(pub Vec<BackendKind>);
+
+/// A `--via` list (a newtype, so clap takes the whole list as one value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViaList(pub Vec<ProxyKind>);
+
+fn via_list(s: &str) -> Result<ViaList, String> {
+    parse::proxies(s).map(ViaList)
+}
 
 /// A `--sizes` list (a newtype, so clap takes the whole list as one value).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! `bench-vsock`: the latency and throughput harness of uring-vsock.
 //!
-//! Each backend (the library's `uring`, `uring-spin`, `epoll` and `blocking` paths, and
-//! `tokio` as what users pick instead) runs the same workloads — `pingpong`, `stream`,
-//! `rr` (closed or open loop), `connect` — over vsock, unix or tcp. The workloads are
+//! Each backend (the library's `uring`, `uring-spin`, `epoll`, `blocking` and `tokio-ours`
+//! paths, and `tokio` — tokio::net, tokio-vsock — as what users pick instead) runs the same
+//! workloads — `pingpong`, `stream`, `rr` (closed or open loop), `connect` — over vsock,
+//! unix or tcp, directly or through a proxy (`--via`: [`proxy`], [`proxied`]). The workloads are
 //! sans-I/O state machines ([`session`]) that verify every byte, so the backends only move
 //! bytes ([`backend`]). Results ([`results`]) go to a terminal table, JSON, `.hgrm`
 //! files, SVG plots and RESULTS.md ([`report`]).
@@ -21,6 +22,8 @@ pub mod limits;
 pub mod machine;
 pub mod parse;
 pub mod pattern;
+pub mod proxied;
+pub mod proxy;
 pub mod ratios;
 pub mod report;
 pub mod results;

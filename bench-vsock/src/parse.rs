@@ -7,6 +7,7 @@ use uring_vsock::Endpoint;
 
 use crate::backend::BackendKind;
 use crate::limits::{MAX_CONNS, MAX_REPEAT, MAX_WORKERS};
+use crate::proxy::ProxyKind;
 use crate::wire::MAX_MESSAGE;
 
 /// Parses a byte size: a number with an optional `k`, `m` or `g` suffix (powers of 1024,
@@ -96,6 +97,22 @@ pub fn backends(s: &str) -> Result<Vec<BackendKind>, String> {
     }
     if list.is_empty() {
         return Err("empty backend list: expected e.g. blocking,tokio".into());
+    }
+    Ok(list)
+}
+
+/// Parses a comma-separated list of proxies, without repeats: `ours,socat`.
+pub fn proxies(s: &str) -> Result<Vec<ProxyKind>, String> {
+    let mut list = Vec::new();
+    for name in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let kind: ProxyKind = name.parse().map_err(|e: crate::Error| e.to_string())?;
+        if list.contains(&kind) {
+            return Err(format!("proxy {name:?} given twice"));
+        }
+        list.push(kind);
+    }
+    if list.is_empty() {
+        return Err("empty proxy list: expected ours, socat or ours,socat".into());
     }
     Ok(list)
 }

@@ -7,7 +7,8 @@ use crate::summary::Spread;
 
 /// Which backends are measured, and against which, given those present: the uring
 /// backends against every other; without them, the library's best path present against
-/// the rest.
+/// the rest; and the library's tokio path against tokio's own sockets (tokio-vsock on
+/// vsock), the comparison issue 8 asks for.
 fn pairs(present: &[BackendKind]) -> Vec<(BackendKind, BackendKind)> {
     use BackendKind::*;
     let mut subjects: Vec<BackendKind> = [Uring, UringSpin]
@@ -19,11 +20,14 @@ fn pairs(present: &[BackendKind]) -> Vec<(BackendKind, BackendKind)> {
     }
     let mut out = Vec::new();
     for &s in &subjects {
-        for b in [Blocking, Epoll, Tokio] {
+        for b in [Blocking, Epoll, Tokio, TokioOurs] {
             if b != s && present.contains(&b) && !subjects.contains(&b) {
                 out.push((s, b));
             }
         }
+    }
+    if present.contains(&TokioOurs) && present.contains(&Tokio) {
+        out.push((TokioOurs, Tokio));
     }
     out
 }
@@ -98,8 +102,14 @@ mod tests {
 
     #[test]
     fn uring_is_measured_against_every_other_path() {
-        let all = [Uring, UringSpin, Epoll, Blocking, Tokio];
+        let all = [Uring, UringSpin, Epoll, Blocking, Tokio, TokioOurs];
         let p = pairs(&all);
+        assert!(p.contains(&(Uring, TokioOurs)));
+        assert!(
+            p.contains(&(TokioOurs, Tokio)),
+            "ours vs tokio-vsock: {p:?}"
+        );
+        assert_eq!(pairs(&[Tokio, TokioOurs]), vec![(TokioOurs, Tokio)]);
         assert!(p.contains(&(Uring, Blocking)));
         assert!(p.contains(&(Uring, Epoll)));
         assert!(p.contains(&(Uring, Tokio)));

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::counters::EngineReport;
 use crate::latency::{CurvePoint, LatencySummary};
 use crate::machine::Machine;
+use crate::proxied::{ProxyRow, ProxyTarget};
 use crate::session::ServerCounts;
-use crate::workload::{config_label, workers_suffix, Workload};
+use crate::workload::{config_label, via_suffix, workers_suffix, Workload};
 
 /// The result of one measured run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +31,13 @@ pub struct RunResult {
     pub rate: Option<u64>,
     /// Whether the server ran in this process (its CPU time is then in `cpu_us_per_msg`).
     pub local_server: bool,
+    /// The proxy between client and server (`ours`, `socat`); `null` for a direct run.
+    #[serde(default)]
+    pub via: Option<String>,
+    /// Through a proxy: the proxy process's CPU time per message, µs (also counted in
+    /// `cpu_us_per_msg`); `null` for a direct run.
+    #[serde(default)]
+    pub proxy_cpu_us_per_msg: Option<f64>,
     /// Measured time, s.
     pub duration_s: f64,
     /// Messages completed (round trips, writes, or connections).
@@ -84,6 +92,11 @@ pub struct RunResult {
 impl RunResult {
     /// The configuration label: runs with the same one are compared.
     pub fn label(&self) -> String {
+        self.direct_label() + &via_suffix(self.via.as_deref())
+    }
+
+    /// The label without the proxy: the direct configuration a proxied run is set beside.
+    pub fn direct_label(&self) -> String {
         config_label(
             self.workload,
             self.msg_size as usize,
@@ -103,6 +116,9 @@ impl RunResult {
         }
         if let Some(r) = self.rate {
             id.push_str(&format!("-rate{r}"));
+        }
+        if let Some(v) = &self.via {
+            id.push_str(&format!("-via-{v}"));
         }
         id.push_str(&format!("-r{}", self.repeat));
         id
@@ -132,9 +148,21 @@ pub struct Ratio {
     pub repeats: usize,
 }
 
+/// The version of the JSON report's layout (`schema/report.schema.json`): 2 added the
+/// `tokio-ours` backend, proxied runs (`via`, `proxy_cpu_us_per_msg`) and the `proxy` and
+/// `proxy_targets` tables. A report without the field is version 1.
+pub const SCHEMA_VERSION: u32 = 2;
+
+fn version_1() -> u32 {
+    1
+}
+
 /// A whole report: what `--json` writes and `report` reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
+    /// The layout's version, [`SCHEMA_VERSION`] when written.
+    #[serde(default = "version_1")]
+    pub schema_version: u32,
     /// The tool and its version.
     pub tool: String,
     /// The command line that made it.
@@ -151,6 +179,12 @@ pub struct Report {
     /// How rr throughput scales from 1 to 2 workers, per backend (compare only).
     #[serde(default)]
     pub scaling: Vec<Scaling>,
+    /// Proxied runs beside direct ones (runs with `--via`).
+    #[serde(default)]
+    pub proxy: Vec<ProxyRow>,
+    /// Issue 11's targets, our proxy against socat (runs with `--via ours,socat`).
+    #[serde(default)]
+    pub proxy_targets: Vec<ProxyTarget>,
 }
 
 /// How a backend's closed-loop rr throughput scales with workers: msgs/s at `workers`
@@ -181,6 +215,7 @@ impl Report {
     /// An empty report for this command line, on this machine.
     pub fn new(command: String) -> Report {
         Report {
+            schema_version: SCHEMA_VERSION,
             tool: format!("bench-vsock {}", env!("CARGO_PKG_VERSION")),
             command,
             started_unix: std::time::SystemTime::now()
@@ -190,6 +225,8 @@ impl Report {
             runs: Vec::new(),
             ratios: Vec::new(),
             scaling: Vec::new(),
+            proxy: Vec::new(),
+            proxy_targets: Vec::new(),
         }
     }
 }

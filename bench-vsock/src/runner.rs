@@ -11,6 +11,7 @@ use crate::ceiling::{self, PROBE};
 use crate::counters::{Counters, EngineReport};
 use crate::error::{Context, Error, Result};
 use crate::latency::LatencySummary;
+use crate::proxy::{Proxy, Via};
 use crate::results::RunResult;
 use crate::rusage::process_cpu;
 use crate::session::{Outcome, ServerCounts, SessionSource};
@@ -35,6 +36,9 @@ struct Phase {
     server: Option<ServerCounts>,
     /// The engines' counters over this phase (uring backends).
     engine: Option<Counters>,
+    /// Through a proxy: the proxy process's CPU time over this phase, s (also in
+    /// `cpu_seconds`).
+    proxy_cpu_seconds: Option<f64>,
 }
 
 fn run_phase(
@@ -55,6 +59,7 @@ fn run_phase(
         cpu_seconds,
         server: None,
         engine: None,
+        proxy_cpu_seconds: None,
     })
 }
 
@@ -87,28 +92,37 @@ fn settle(server: Option<&dyn Server>, n: u64, phase: &str) -> Result<()> {
 }
 
 /// The warmup, then the measured phase, which starts once a local `server` has ended the
-/// warmup's connections. The phase's engine counters are taken once the server has ended
-/// its connections too; the server's counts from before the measured phase are returned
-/// with it (the server has counted everything only once stopped).
+/// warmup's connections (and the `ended` it had ended before: a proxy's readiness probe).
+/// The phase's engine counters are taken once the server has ended its connections too;
+/// the server's counts from before the measured phase are returned with it (the server
+/// has counted everything only once stopped). A `proxy`'s CPU time over the measured
+/// phase is added to the phase's.
 fn run_phases(
     backend: &dyn Backend,
     server: Option<&dyn Server>,
+    mut proxy: Option<&mut Proxy>,
+    mut ended: u64,
     ep: &Endpoint,
     spec: &RunSpec,
 ) -> Result<(Phase, ServerCounts)> {
     // Starts the clients' engine (uring backends) before any timed phase, so neither the
     // warmup nor the measured phase spends its time setting up a ring.
     engine_counters(backend, None, spec.workers)?;
-    let mut ended = 0;
     if !spec.warmup.is_zero() {
         let warm = run_phase(backend, ep, spec, Length::Time(spec.warmup)).context("warmup")?;
-        ended = warm.outcome.sessions;
+        ended += warm.outcome.sessions;
         settle(server, ended, "warmup")?;
     }
     let counts = server.map(|s| s.stats().counts()).unwrap_or_default();
     let engine = engine_counters(backend, server, spec.workers)?;
+    let proxy_cpu0 = proxy.as_deref_mut().map(Proxy::cpu).transpose()?;
     let mut phase = run_phase(backend, ep, spec, spec.length)?;
     settle(server, ended + phase.outcome.sessions, "measured run")?;
+    if let (Some(p), Some(cpu0)) = (proxy, proxy_cpu0) {
+        let used = (p.cpu()? - cpu0).as_secs_f64();
+        phase.proxy_cpu_seconds = Some(used);
+        phase.cpu_seconds += used;
+    }
     let engine_now = engine_counters(backend, server, spec.workers)?;
     phase.engine = engine_now.map(|now| now.since(&engine.unwrap_or_default()));
     Ok((phase, counts))
@@ -125,7 +139,7 @@ pub fn run(spec: &RunSpec, target: &Target) -> Result<RunResult> {
     let what = format!("{} {} on {}", spec.backend, spec.label(), target_ep(target));
     let (phase, transport) = match target {
         Target::Remote(ep) => (
-            run_phases(&*backend, None, ep, spec).map(|(p, _)| p),
+            run_phases(&*backend, None, None, 0, ep, spec).map(|(p, _)| p),
             report_name(ep),
         ),
         Target::Local(listen) => {
@@ -134,7 +148,10 @@ pub fn run(spec: &RunSpec, target: &Target) -> Result<RunResult> {
                 .context(format!("starting the {} server on {listen}", spec.backend))?;
             let ep = connect_to(server.endpoint());
             let stats = server.stats().clone();
-            let phase = run_phases(&*backend, Some(&*server), &ep, spec);
+            let phase = match &spec.via {
+                None => run_phases(&*backend, Some(&*server), None, 0, &ep, spec),
+                Some(via) => through(via, &*backend, &*server, &ep, spec),
+            };
             // Stop the server whatever happened, but report its errors only if the client
             // side had none: a client error usually explains the server's. Once stopped,
             // it has counted every connection.
@@ -157,6 +174,31 @@ pub fn run(spec: &RunSpec, target: &Target) -> Result<RunResult> {
     Ok(result)
 }
 
+/// The phases through `via`'s proxy in front of `server` (at `ep`); the proxy is killed
+/// when they end, before the server stops.
+fn through(
+    via: &Via,
+    backend: &dyn Backend,
+    server: &dyn Server,
+    ep: &Endpoint,
+    spec: &RunSpec,
+) -> Result<(Phase, ServerCounts)> {
+    let mut proxy = Proxy::start(via, ep)?;
+    // A readiness probe reaches the server as an empty connection: let it end first.
+    let probes = proxy.probes();
+    settle(Some(server), probes, "the proxy's readiness probe")?;
+    let front = proxy.endpoint().clone();
+    run_phases(
+        backend,
+        Some(server),
+        Some(&mut proxy),
+        probes,
+        &front,
+        spec,
+    )
+    .context(format!("through the {} proxy at {front}", via.kind))
+}
+
 fn target_ep(target: &Target) -> &Endpoint {
     match target {
         Target::Local(ep) | Target::Remote(ep) => ep,
@@ -177,6 +219,14 @@ fn result_of(spec: &RunSpec, transport: &str, local: bool, p: Phase) -> RunResul
         repeat: spec.repeat,
         rate: spec.rate,
         local_server: local,
+        via: spec.via.as_ref().map(|v| v.kind.name().to_owned()),
+        proxy_cpu_us_per_msg: p.proxy_cpu_seconds.map(|s| {
+            if o.messages > 0 {
+                s * 1e6 / o.messages as f64
+            } else {
+                0.0
+            }
+        }),
         duration_s: p.seconds,
         messages: o.messages,
         payload_bytes: o.payload_bytes,

@@ -82,6 +82,8 @@ mod tests {
             repeat,
             rate: None,
             local_server: true,
+            via: None,
+            proxy_cpu_us_per_msg: None,
             duration_s: 1.0,
             messages: msgs_per_s as u64,
             payload_bytes: 0,

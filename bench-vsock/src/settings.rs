@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use uring_vsock::Endpoint;
+
 use crate::backend::{self, BackendKind};
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::limits::{self, MAX_CONNS, MAX_REPEAT, MAX_WORKERS};
+use crate::proxy::{ProxyKind, Via};
 use crate::runner::Target;
 use crate::scaling::{BACKENDS as SCALING_BACKENDS, WORKERS as SCALING_WORKERS};
 use crate::transport::{self, local_listen, require_loopback};
@@ -84,6 +87,40 @@ fn backends(args: &RunArgs, notes: &mut Vec<String>) -> Result<Vec<BackendKind>>
         ));
     }
     Ok(have)
+}
+
+/// The ways each configuration runs: direct, then through each `--via` proxy (its program
+/// found now, so a missing one fails before anything is measured).
+fn vias(args: &RunArgs, target: &Target) -> Result<Vec<Option<Via>>> {
+    let Some(list) = &args.via else {
+        if args.via_bin.is_some() {
+            return Err(Error::new(
+                "--via-bin names the vsock-tool binary of --via ours: give --via ours too",
+            ));
+        }
+        return Ok(vec![None]);
+    };
+    match target {
+        Target::Remote(_) => return Err(Error::new(
+            "--via runs a proxy in front of a local server: it cannot be combined with --connect",
+        )),
+        Target::Local(Endpoint::Hybrid(_)) => {
+            return Err(Error::new(
+                "--via runs a proxy on the server's transport: not on a hybrid endpoint",
+            ))
+        }
+        Target::Local(_) => {}
+    }
+    if args.via_bin.is_some() && !list.0.contains(&ProxyKind::Ours) {
+        return Err(Error::new(
+            "--via-bin is the binary of --via ours, which is not in --via",
+        ));
+    }
+    let mut out = vec![None];
+    for &kind in &list.0 {
+        out.push(Some(Via::find(kind, args.via_bin.as_deref())?));
+    }
+    Ok(out)
 }
 
 /// One configuration of a suite: workload, size, connections, rate.
@@ -184,6 +221,8 @@ pub fn settings(suite: Suite, args: &RunArgs) -> Result<Settings> {
     let backends = backends(args, &mut notes)?;
     let configs = configs(suite, args)?;
     check_limits(args, &target, &configs)?;
+    let vias = vias(args, &target)?;
+    let direct = [None];
     let compare = suite == Suite::Compare;
     let (duration, warmup) = if args.quick {
         (Duration::from_millis(500), Duration::from_millis(100))
@@ -232,21 +271,27 @@ pub fn settings(suite: Suite, args: &RunArgs) -> Result<Settings> {
             .copied()
             .filter(|b| SCALING_BACKENDS.contains(b))
             .collect();
-        let main = configs.iter().map(|&c| (c, workers, &order[..]));
-        let scaled = scaling.iter().map(|&(c, w)| (c, w, &scaling_order[..]));
-        for ((workload, size, conns, rate), workers, order) in main.chain(scaled) {
+        // Scaling runs are direct only: they measure the backends, not a proxy.
+        let main = configs.iter().map(|&c| (c, workers, &order[..], &vias[..]));
+        let scaled = scaling
+            .iter()
+            .map(|&(c, w)| (c, w, &scaling_order[..], &direct[..]));
+        for ((workload, size, conns, rate), workers, order, vias) in main.chain(scaled) {
             for &backend in order {
-                specs.push(RunSpec {
-                    backend,
-                    workload,
-                    size,
-                    conns,
-                    workers,
-                    rate,
-                    length,
-                    warmup: args.warmup.unwrap_or(warmup),
-                    repeat,
-                });
+                for via in vias {
+                    specs.push(RunSpec {
+                        backend,
+                        workload,
+                        size,
+                        conns,
+                        workers,
+                        rate,
+                        length,
+                        warmup: args.warmup.unwrap_or(warmup),
+                        repeat,
+                        via: via.clone(),
+                    });
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
+use crate::proxy::Via;
 use crate::session::SessionPlan;
 use crate::wire::Mode;
 
@@ -83,6 +84,8 @@ pub struct RunSpec {
     pub warmup: Duration,
     /// Which repeat of this configuration (0-based).
     pub repeat: u32,
+    /// The proxy between client and server (`--via`); `None` connects directly.
+    pub via: Option<Via>,
 }
 
 impl RunSpec {
@@ -156,6 +159,7 @@ impl RunSpec {
     pub fn label(&self) -> String {
         config_label(self.workload, self.size, self.slots(), self.rate)
             + &workers_suffix(self.workers as u64)
+            + &via_suffix(self.via.as_ref().map(|v| v.kind.name()))
     }
 }
 
@@ -171,6 +175,12 @@ pub fn workers_suffix(workers: u64) -> String {
         1 => " (1 worker)".to_owned(),
         n => format!(" ({n} workers)"),
     }
+}
+
+/// What a label adds for a run through a proxy: ` via socat`, ` via ours`; nothing for a
+/// direct run. Proxied runs are compared with each other, never folded in with direct ones.
+pub fn via_suffix(via: Option<&str>) -> String {
+    via.map(|v| format!(" via {v}")).unwrap_or_default()
 }
 
 /// A configuration's label, as [`RunSpec::label`] and reports show it.
@@ -215,6 +225,7 @@ mod tests {
             length: Length::Count(1000),
             warmup: Duration::ZERO,
             repeat: 0,
+            via: None,
         }
     }
 

@@ -99,3 +99,112 @@ fn a_local_run_without_the_loopback_transport_is_refused() {
         );
     }
 }
+
+#[test]
+fn bad_proxy_options_fail_before_measuring() {
+    // Before anything runs: no plan line ("N runs, about ...") and no run line.
+    let before = |args: &[&str], want: &str| {
+        let (code, stderr) = run(args);
+        assert_ne!(code, 0, "{args:?} should fail; stderr: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{args:?}: want {want:?}, got: {stderr}"
+        );
+        let planned = stderr
+            .lines()
+            .any(|l| l.ends_with(" runs") || l.contains(" runs, about "));
+        assert!(
+            !planned && !stderr.contains("[1/"),
+            "{args:?} measured before failing: {stderr}"
+        );
+    };
+    before(
+        &["pingpong", "--transport", "unix", "--via", "nginx"],
+        "unknown proxy \"nginx\": expected ours (vsock-tool proxy) or socat",
+    );
+    before(
+        &["pingpong", "--via", "socat,socat"],
+        "proxy \"socat\" given twice",
+    );
+    before(&["pingpong", "--via", ""], "empty proxy list");
+    before(
+        &[
+            "pingpong",
+            "--transport",
+            "unix",
+            "--via",
+            "ours",
+            "--via-bin",
+            "/nonexistent/vsock-tool",
+        ],
+        "--via-bin /nonexistent/vsock-tool: no executable there",
+    );
+    before(
+        &["pingpong", "--transport", "unix", "--via-bin", "/bin/true"],
+        "give --via ours too",
+    );
+    before(
+        &[
+            "pingpong",
+            "--transport",
+            "unix",
+            "--via",
+            "socat",
+            "--via-bin",
+            "/bin/true",
+        ],
+        "--via-bin is the binary of --via ours",
+    );
+    before(
+        &[
+            "client",
+            "--workload",
+            "rr",
+            "--connect",
+            "unix:@x",
+            "--via",
+            "socat",
+        ],
+        "cannot be combined with --connect",
+    );
+}
+
+#[test]
+fn a_missing_socat_is_named_before_measuring() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bench-vsock"))
+        .args(["pingpong", "--transport", "unix", "--via", "socat"])
+        .env("PATH", "/nonexistent")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run bench-vsock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--via socat: socat is not installed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("[1/"), "measured before failing: {stderr}");
+}
+
+#[test]
+fn a_proxy_that_exits_at_once_is_a_clear_error() {
+    // `false` stands for a vsock-tool that cannot start: it exits before listening.
+    let (code, stderr) = run(&[
+        "pingpong",
+        "--transport",
+        "unix",
+        "--count",
+        "5",
+        "--backends",
+        "blocking",
+        "--via",
+        "ours",
+        "--via-bin",
+        "/bin/false",
+    ]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("proxy `/bin/false proxy unix:@") && stderr.contains("exited"),
+        "{stderr}"
+    );
+}

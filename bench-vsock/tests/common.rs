@@ -73,6 +73,20 @@ pub fn run(args: &[&str]) -> (bench_vsock::Result<()>, String, String) {
     )
 }
 
+/// The committed JSON Schema of reports.
+pub fn schema() -> serde_json::Value {
+    serde_json::from_str(include_str!("../schema/report.schema.json")).unwrap()
+}
+
+/// Every error the schema validator finds in `report`, with where it is.
+pub fn validate(report: &serde_json::Value) -> Vec<String> {
+    let validator = jsonschema::validator_for(&schema()).expect("the schema compiles");
+    validator
+        .iter_errors(report)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
 /// Reads a JSON report.
 pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

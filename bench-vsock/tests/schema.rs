@@ -7,16 +7,11 @@ mod common;
 use serde_json::{json, Value};
 
 fn schema() -> Value {
-    serde_json::from_str(include_str!("../schema/report.schema.json")).unwrap()
+    common::schema()
 }
 
-/// Every error the validator finds in `report`, with where it is.
 fn validate(report: &Value) -> Vec<String> {
-    let validator = jsonschema::validator_for(&schema()).expect("the schema compiles");
-    validator
-        .iter_errors(report)
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect()
+    common::validate(report)
 }
 
 #[test]

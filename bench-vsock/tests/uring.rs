@@ -248,9 +248,12 @@ fn default_compare_measures_uring_against_every_other_backend() {
     pairs.dedup();
     let mut expected = Vec::new();
     for s in URING {
-        for b in ["blocking", "epoll", "tokio"] {
+        for b in ["blocking", "epoll", "tokio", "tokio-ours"] {
             expected.push((s.to_owned(), b.to_owned()));
         }
     }
+    // And the library's tokio path against tokio's own sockets.
+    expected.push(("tokio-ours".to_owned(), "tokio".to_owned()));
+    expected.sort();
     assert_eq!(pairs, expected);
 }

@@ -10,7 +10,14 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// Every path the main job compares.
-const BACKENDS: [&str; 5] = ["uring", "uring-spin", "epoll", "blocking", "tokio"];
+const BACKENDS: [&str; 6] = [
+    "uring",
+    "uring-spin",
+    "epoll",
+    "blocking",
+    "tokio",
+    "tokio-ours",
+];
 /// Every workload the quick compare runs.
 const WORKLOADS: [&str; 4] = ["pingpong", "stream", "rr", "connect"];
 /// How long the main job may take under TCG before the test gives up on it.
@@ -81,6 +88,18 @@ fn the_main_job_compares_every_path_on_its_vsock_loopback_default() {
             .any(|r| r["subject"] == "uring" && r["baseline"] == "epoll"),
         "{ratios:?}"
     );
+    // Issue 8: the library's tokio path against tokio-vsock, on every workload.
+    for workload in WORKLOADS {
+        assert!(
+            ratios.iter().any(|r| r["subject"] == "tokio-ours"
+                && r["baseline"] == "tokio"
+                && r["transport"] == "vsock"
+                && r["config"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with(workload))),
+            "tokio-ours / tokio on {workload}: {ratios:?}"
+        );
+    }
 }
 
 #[test]

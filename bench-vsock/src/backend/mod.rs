@@ -8,6 +8,8 @@ mod blocking;
 mod epoll;
 mod threads;
 mod tokio;
+mod tokio_common;
+mod tokio_ours;
 mod uring;
 
 use std::fmt;
@@ -42,16 +44,19 @@ pub enum BackendKind {
     Blocking,
     /// What users pick instead: tokio's sockets (tokio-vsock for vsock).
     Tokio,
+    /// The library's tokio path (`uring_vsock::tokio`), on the same driver as `tokio`.
+    TokioOurs,
 }
 
 impl BackendKind {
     /// Every backend, in report order.
-    pub const ALL: [BackendKind; 5] = [
+    pub const ALL: [BackendKind; 6] = [
         BackendKind::Uring,
         BackendKind::UringSpin,
         BackendKind::Epoll,
         BackendKind::Blocking,
         BackendKind::Tokio,
+        BackendKind::TokioOurs,
     ];
 
     /// The name used on the command line and in reports.
@@ -62,6 +67,7 @@ impl BackendKind {
             BackendKind::Epoll => "epoll",
             BackendKind::Blocking => "blocking",
             BackendKind::Tokio => "tokio",
+            BackendKind::TokioOurs => "tokio-ours",
         }
     }
 
@@ -87,7 +93,7 @@ impl FromStr for BackendKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 Error::new(format!(
-                    "unknown backend {s:?}: expected one of uring, uring-spin, epoll, blocking, tokio"
+                    "unknown backend {s:?}: expected one of uring, uring-spin, epoll, blocking, tokio, tokio-ours"
                 ))
             })
     }
@@ -159,6 +165,7 @@ pub fn open(kind: BackendKind) -> Result<Box<dyn Backend>> {
     match kind {
         BackendKind::Blocking => Ok(Box::new(blocking::Blocking)),
         BackendKind::Tokio => Ok(Box::new(tokio::Tokio)),
+        BackendKind::TokioOurs => Ok(Box::new(tokio_ours::TokioOurs)),
         BackendKind::Epoll => epoll::open(),
         BackendKind::Uring => uring::open(false),
         BackendKind::UringSpin => uring::open(true),

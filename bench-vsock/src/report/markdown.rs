@@ -64,6 +64,8 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
         if virtio {
             writeln!(w, "## {VIRTIO_TITLE}\n")?;
             writeln!(w, "{VIRTIO_NOTE}\n")?;
+        } else if r.runs.iter().any(|x| x.via.is_some()) {
+            writeln!(w, "## {t}, through a proxy\n")?;
         } else {
             writeln!(w, "## {t}\n")?;
         }
@@ -93,6 +95,9 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
             writeln!(w, "What the io_uring engines did per message (both ends of a local run added), medians over repeats: `io_uring_enter` calls, completions, bytes per completion, time spent spinning and its share of the process CPU.\n")?;
             write_grid(w, &engine)?;
         }
+        if !r.proxy.is_empty() {
+            write_proxy_section(w, r)?;
+        }
         writeln!(w, "\n### Targets\n")?;
         writeln!(w, "The project's aims for one compare run (measured, never asserted in a test); a verdict compares the median ratio with the aim.\n")?;
         super::targets::write_markdown(w, &super::targets::evaluate(&r.runs))?;
@@ -100,6 +105,19 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
         for (title, link) in &s.plots {
             writeln!(w, "![{t} {title}]({link})\n")?;
         }
+    }
+    Ok(())
+}
+
+/// The "Through a proxy" part of a section: each proxied configuration beside its direct
+/// run, then issue 11's targets.
+fn write_proxy_section(w: &mut dyn Write, r: &Report) -> io::Result<()> {
+    writeln!(w, "\n### Through a proxy\n")?;
+    writeln!(w, "The server listens on its endpoint, a proxy listens on a second endpoint of the same transport and forwards to it, and the clients connect to the proxy: `ours` is `vsock-tool proxy LISTEN TARGET`, `socat` is Debian's `socat` as operators run it (`…-LISTEN:…,fork …-CONNECT:…`, a process per connection). Medians over repeats; `added p50` is the proxied p50 minus the direct one; CPU via is both ends plus the proxy process (its reaped connection processes included), and `of which proxy` its share.\n")?;
+    write_grid(w, &super::proxy::rows(&r.proxy, false))?;
+    if !r.proxy_targets.is_empty() {
+        writeln!(w, "\nTargets (issue 11): through our proxy, 64 KiB stream GB/s at least 3× socat's, 64 B ping-pong added latency at most 0.5× socat's, rr with 256 connections msgs/s at least 3× socat's.\n")?;
+        write_grid(w, &super::proxy::targets(&r.proxy_targets, false))?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod progress;
+pub mod proxy;
 pub mod svg;
 pub mod table;
 pub mod targets;

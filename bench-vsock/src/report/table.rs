@@ -121,6 +121,19 @@ pub fn write_scaling(w: &mut dyn Write, scaling: &[Scaling]) -> io::Result<()> {
     Table::from(columns::scaling(scaling, true)).write(w)
 }
 
+/// One row per proxied configuration beside its direct run.
+pub fn write_proxy(w: &mut dyn Write, rows: &[crate::proxied::ProxyRow]) -> io::Result<()> {
+    Table::from(super::proxy::rows(rows, true)).write(w)
+}
+
+/// One row per measured proxy target (ours against socat).
+pub fn write_proxy_targets(
+    w: &mut dyn Write,
+    targets: &[crate::proxied::ProxyTarget],
+) -> io::Result<()> {
+    Table::from(super::proxy::targets(targets, true)).write(w)
+}
+
 /// One row per uring backend and configuration: what the engines did per message.
 pub fn write_engine(w: &mut dyn Write, sums: &[Summary]) -> io::Result<()> {
     Table::from(columns::engine(sums, true)).write(w)
