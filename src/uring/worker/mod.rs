@@ -276,6 +276,9 @@ impl Worker {
                 work = true;
                 self.dispatch(cqe.user_data(), cqe.result(), cqe.flags());
             }
+            // The worker's async tasks, after the completions (and wake-ups) that woke them.
+            let link = &self.links[self.index];
+            work |= super::rt::run(&mut self.core, link, self.stopping);
             // Returned receive buffers go back into the ring once every completion the
             // kernel posted is seen (a bundle names its later buffers by ring position).
             cq.sync();
@@ -424,6 +427,12 @@ impl Worker {
                 }
             }
             Command::Request(id, req) => self.core.handle_request(id, req),
+            Command::Run(f) => {
+                // User code (it makes a task's future): a panic must not end the worker.
+                if catch_unwind(AssertUnwindSafe(f)).is_err() {
+                    WorkerStats::add(&self.core.stats.handler_panics, 1);
+                }
+            }
             #[cfg(test)]
             Command::Fault(f) => self.fault = Some(f),
             Command::Shutdown => {

@@ -1,0 +1,298 @@
+//! The engine as an async runtime: tasks on a worker (`spawn_on`, `rt::spawn`), connections
+//! served by tasks (`listen_async`, `AsyncConn`), EOF, close and abort, timers, over unix and
+//! tcp on the host and vsock in the VM.
+
+mod engine_support;
+mod util;
+
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use engine_support::{connect, echo_client, recv_or_hang, WATCHDOG};
+use uring_vsock::uring::rt::{self, JoinError};
+use uring_vsock::uring::{AsyncConn, Engine};
+use util::{bind_endpoint, connect_endpoint, TempDir, Transport};
+
+fn engine(workers: usize) -> Engine {
+    Engine::builder().workers(workers).build().expect("engine")
+}
+
+/// Echoes every buffer back as it is (no copy), then closes after EOF.
+async fn echo(conn: AsyncConn) {
+    loop {
+        match conn.recv().await {
+            Ok(Some(buf)) => {
+                let n = buf.len();
+                let (res, _buf) = conn.send(buf.into()).await;
+                assert_eq!(res.expect("echo send"), n);
+            }
+            Ok(None) => break,
+            Err(e) => panic!("echo recv: {e}"),
+        }
+    }
+    conn.close().await.expect("graceful close");
+}
+
+#[test]
+fn spawn_on_runs_non_send_futures_on_the_chosen_worker() {
+    let e = engine(2);
+    for w in 0..2 {
+        let h = e
+            .spawn_on(w, move || async move {
+                let n = Rc::new(Cell::new(w)); // !Send
+                let name = std::thread::current().name().map(str::to_owned);
+                rt::sleep(Duration::from_millis(1)).await;
+                n.set(n.get() + 10);
+                (n.get(), name)
+            })
+            .unwrap();
+        let (n, name) = h.wait_timeout(WATCHDOG).unwrap();
+        assert_eq!(n, w + 10);
+        assert_eq!(name.as_deref(), Some(format!("uring-vsock-w{w}").as_str()));
+    }
+    let err = e.spawn_on(2, || async {}).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("worker 2 of 2"), "{err}");
+}
+
+#[test]
+fn a_panicking_task_fails_its_handle_and_not_the_worker() {
+    let e = engine(1);
+    let h = e
+        .spawn_on(0, || async {
+            rt::sleep(Duration::from_millis(1)).await;
+            panic!("task panic (expected by the test)");
+        })
+        .unwrap();
+    let err = h.wait_timeout(WATCHDOG).unwrap_err();
+    let inner = err.get_ref().and_then(|e| e.downcast_ref::<JoinError>());
+    assert_eq!(inner, Some(&JoinError::Panicked), "{err}");
+    let h = e.spawn_on(0, || -> std::future::Ready<()> {
+        panic!("make panic (expected)")
+    });
+    assert!(h.unwrap().wait_timeout(WATCHDOG).is_err());
+    // The worker still serves tasks.
+    assert_eq!(
+        e.spawn_on(0, || async { 7 })
+            .unwrap()
+            .wait_timeout(WATCHDOG)
+            .unwrap(),
+        7
+    );
+}
+
+#[test]
+fn local_spawn_and_join_between_tasks_and_a_remote_wake() {
+    let e = engine(2);
+    // A task on worker 0 waits for one on worker 1: the wake crosses threads through the
+    // mailbox.
+    let other = e
+        .spawn_on(1, || async {
+            rt::sleep(Duration::from_millis(5)).await;
+            41
+        })
+        .unwrap();
+    let h = e
+        .spawn_on(0, move || async move {
+            let local = rt::spawn(async { 1 }).expect("spawn on a worker");
+            other.await.expect("other worker's task") + local.await.expect("local task")
+        })
+        .unwrap();
+    assert_eq!(h.wait_timeout(WATCHDOG).unwrap(), 42);
+    // Off a worker, rt::spawn says so.
+    let err = rt::spawn(async {}).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+}
+
+#[test]
+fn timeout_elapses_and_sleep_orders_wakeups() {
+    let e = engine(1);
+    let h = e
+        .spawn_on(0, || async {
+            let order = Rc::new(std::cell::RefCell::new(Vec::new()));
+            let mut joins = Vec::new();
+            for (i, ms) in [30u64, 10, 20].into_iter().enumerate() {
+                let o = Rc::clone(&order);
+                joins.push(
+                    rt::spawn(async move {
+                        rt::sleep(Duration::from_millis(ms)).await;
+                        o.borrow_mut().push(i);
+                    })
+                    .unwrap(),
+                );
+            }
+            for j in joins {
+                j.await.unwrap();
+            }
+            let start = Instant::now();
+            let t = rt::timeout(Duration::from_millis(10), std::future::pending::<()>()).await;
+            let waited = start.elapsed();
+            let quick = rt::timeout(Duration::from_secs(60), async { 5 }).await;
+            (order.take(), t.is_err(), waited, quick)
+        })
+        .unwrap();
+    let (order, elapsed, waited, quick) = h.wait_timeout(WATCHDOG).unwrap();
+    assert_eq!(order, vec![1, 2, 0], "sleeps woke out of order");
+    assert!(elapsed, "a pending future must time out");
+    assert!(
+        waited >= Duration::from_millis(10),
+        "timed out early: {waited:?}"
+    );
+    assert_eq!(quick, Ok(5));
+}
+
+fn echo_over(t: Transport) {
+    let dir = TempDir::new();
+    let e = engine(2);
+    let local = e.listen_async(&bind_endpoint(t, &dir), echo).unwrap();
+    let ep = connect_endpoint(&local);
+    let clients: Vec<_> = (0..4u64)
+        .map(|i| {
+            let ep = ep.clone();
+            std::thread::spawn(move || echo_client(&ep, 100 + i, 3_000_000 + i * 7777))
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("echo client");
+    }
+}
+
+#[test]
+fn listen_async_echoes_with_checksums_unix() {
+    echo_over(Transport::Unix);
+}
+
+#[test]
+fn listen_async_echoes_with_checksums_tcp() {
+    echo_over(Transport::Tcp);
+}
+
+#[test]
+#[ignore = "needs vsock: run with tools/vm-test"]
+fn listen_async_echoes_with_checksums_vsock() {
+    util::require_vm();
+    echo_over(Transport::Vsock);
+}
+
+fn eof_and_close(t: Transport) {
+    let dir = TempDir::new();
+    let e = engine(1);
+    let (tx, rx) = mpsc::channel();
+    let local = e
+        .listen_async(&bind_endpoint(t, &dir), move |conn: AsyncConn| {
+            let tx = tx.clone();
+            async move {
+                let mut total = 0;
+                // EOF is Ok(None), distinct from data and errors.
+                while let Some(buf) = conn.recv().await.expect("recv") {
+                    total += buf.len();
+                }
+                let (res, _) = conn.send(format!("{total}").into_bytes().into()).await;
+                res.expect("send the count");
+                conn.shutdown_write().await.expect("shutdown");
+                // After our shutdown, sends are refused with the buffer back.
+                let (res, back) = conn.send(b"late".to_vec().into()).await;
+                assert!(res.is_err());
+                assert_eq!(&back[..], b"late");
+                let _ = tx.send(conn.peer().clone());
+                let _ = conn.close().await;
+            }
+        })
+        .unwrap();
+    let mut c = connect(&connect_endpoint(&local));
+    c.write_all(&vec![7u8; 123_457]).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut got = String::new();
+    c.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "123457");
+    recv_or_hang(&rx, "the task's peer");
+}
+
+#[test]
+fn eof_is_distinct_and_shutdown_then_close_unix() {
+    eof_and_close(Transport::Unix);
+}
+
+#[test]
+fn eof_is_distinct_and_shutdown_then_close_tcp() {
+    eof_and_close(Transport::Tcp);
+}
+
+#[test]
+#[ignore = "needs vsock: run with tools/vm-test"]
+fn eof_is_distinct_and_shutdown_then_close_vsock() {
+    util::require_vm();
+    eof_and_close(Transport::Vsock);
+}
+
+#[test]
+fn abort_resets_the_peer_and_reset_reaches_the_task() {
+    let dir = TempDir::new();
+    let e = engine(1);
+    let (tx, rx) = mpsc::channel();
+    let local = e
+        .listen_async(
+            &bind_endpoint(Transport::Tcp, &dir),
+            move |conn: AsyncConn| {
+                let tx = tx.clone();
+                async move {
+                    let first = conn.recv().await.expect("recv").expect("data");
+                    if &first[..] == b"abort" {
+                        conn.abort();
+                        return;
+                    }
+                    // The peer resets: the next receive says so.
+                    let res = conn.recv().await;
+                    let _ = tx.send(res.map(|b| b.map(|b| b.len())).map_err(|e| e.kind()));
+                }
+            },
+        )
+        .unwrap();
+    let mut a = connect(&local);
+    a.write_all(b"abort").unwrap();
+    let mut buf = [0u8; 8];
+    let err = a
+        .read(&mut buf)
+        .expect_err("an aborted connection is reset");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+
+    let b = connect(&local);
+    (&b).write_all(b"hello").unwrap();
+    let s = socket2::SockRef::from(&b);
+    s.set_linger(Some(Duration::ZERO)).unwrap();
+    std::thread::sleep(Duration::from_millis(20)); // let the first bytes be read first
+    drop(b);
+    let res = recv_or_hang(&rx, "the task's receive after the peer's reset");
+    assert_eq!(res, Err(std::io::ErrorKind::ConnectionReset));
+}
+
+#[test]
+fn engine_shutdown_drops_tasks_and_fails_their_handles() {
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = engine(2);
+        let local = e
+            .listen_async(&bind_endpoint(Transport::Unix, &dir), echo)
+            .unwrap();
+        let c = connect(&local);
+        (&c).write_all(b"x").unwrap();
+        let mut one = [0u8; 1];
+        (&c).read_exact(&mut one).unwrap();
+        let forever = e
+            .spawn_on(1, || async {
+                rt::sleep(Duration::from_secs(3600)).await;
+            })
+            .unwrap();
+        e.shutdown();
+        let err = forever.wait_timeout(WATCHDOG).unwrap_err();
+        let inner = err.get_ref().and_then(|e| e.downcast_ref::<JoinError>());
+        assert_eq!(inner, Some(&JoinError::Shutdown), "{err}");
+        let mut rest = Vec::new();
+        let _ = (&c).read_to_end(&mut rest);
+        drop(c);
+    });
+}
