@@ -269,30 +269,3 @@ fn abort_resets_the_peer_and_reset_reaches_the_task() {
     let res = recv_or_hang(&rx, "the task's receive after the peer's reset");
     assert_eq!(res, Err(std::io::ErrorKind::ConnectionReset));
 }
-
-#[test]
-fn engine_shutdown_drops_tasks_and_fails_their_handles() {
-    util::fds_unchanged(|| {
-        let dir = TempDir::new();
-        let e = engine(2);
-        let local = e
-            .listen_async(&bind_endpoint(Transport::Unix, &dir), echo)
-            .unwrap();
-        let c = connect(&local);
-        (&c).write_all(b"x").unwrap();
-        let mut one = [0u8; 1];
-        (&c).read_exact(&mut one).unwrap();
-        let forever = e
-            .spawn_on(1, || async {
-                rt::sleep(Duration::from_secs(3600)).await;
-            })
-            .unwrap();
-        e.shutdown();
-        let err = forever.wait_timeout(WATCHDOG).unwrap_err();
-        let inner = err.get_ref().and_then(|e| e.downcast_ref::<JoinError>());
-        assert_eq!(inner, Some(&JoinError::Shutdown), "{err}");
-        let mut rest = Vec::new();
-        let _ = (&c).read_to_end(&mut rest);
-        drop(c);
-    });
-}
