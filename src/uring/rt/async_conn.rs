@@ -141,23 +141,8 @@ impl AsyncConn {
     ///
     /// The close reason when the connection closed first.
     pub async fn shutdown_write(&self) -> io::Result<()> {
-        self.ask(|st| st.want.shutdown = true);
-        std::future::poll_fn(|cx| {
-            let mut st = self.shared.st.borrow_mut();
-            if st.shut {
-                return Poll::Ready(Ok(()));
-            }
-            if let Some(r) = &st.closed {
-                return Poll::Ready(if r.is_clean() {
-                    Ok(())
-                } else {
-                    Err(close_error("shutdown", r))
-                });
-            }
-            register(&mut st.state_wakers, cx);
-            Poll::Pending
-        })
-        .await
+        let mut asked = false;
+        std::future::poll_fn(|cx| self.poll_shutdown_write(&mut asked, cx)).await
     }
 
     /// Closes gracefully: receiving stops, every send before it goes out, then FIN; resolves
@@ -255,6 +240,155 @@ impl fmt::Debug for AsyncConn {
     }
 }
 
+// The operations as poll functions, for the futures above and the I/O adapters.
+impl AsyncConn {
+    pub(crate) fn poll_recv(
+        &self,
+        deadline_timer: &mut Option<Sleep>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<RecvBuf>>> {
+        let mut st = self.shared.st.borrow_mut();
+        if let Some(buf) = st.recv_q.pop_front() {
+            return Poll::Ready(Ok(Some(buf)));
+        }
+        if st.eof {
+            return Poll::Ready(Ok(None));
+        }
+        if let Some(r) = &st.closed {
+            return Poll::Ready(Err(close_error("recv", r)));
+        }
+        if let Some(at) = st.read_deadline {
+            if Instant::now() >= at {
+                return Poll::Ready(Err(timed_out("recv")));
+            }
+        }
+        match &mut st.recv_waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        let deadline = st.read_deadline;
+        drop(st);
+        if let Some(at) = deadline {
+            if poll_deadline(deadline_timer, at, cx) {
+                return Poll::Ready(Err(timed_out("recv")));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Drives a send: `Start` hands the buffer to the engine (it is `Queued` from then on),
+    /// `Queued` waits for its completion.
+    pub(crate) fn poll_send(
+        &self,
+        state: &mut SendState,
+        deadline_timer: &mut Option<Sleep>,
+        cx: &mut Context<'_>,
+    ) -> Poll<(io::Result<usize>, SendBuf)> {
+        let shared = &self.shared;
+        let mut st = shared.st.borrow_mut();
+        let seq = match std::mem::replace(state, SendState::Done) {
+            SendState::Start(buf) => {
+                if let Some(r) = &st.closed {
+                    return Poll::Ready((Err(close_error("send", r)), buf));
+                }
+                if st.want.shutdown || st.want.close || st.want.abort {
+                    let err = io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        "send: the write side is shut down or the connection is closing",
+                    );
+                    return Poll::Ready((Err(err), buf));
+                }
+                if st.write_deadline.is_some_and(|at| Instant::now() >= at) {
+                    return Poll::Ready((Err(timed_out("send")), buf));
+                }
+                let seq = st.next_seq;
+                st.next_seq += 1;
+                st.outbox.push_back((seq, buf));
+                st.send_wakers.push((seq, cx.waker().clone()));
+                drop(st);
+                shared.mark_dirty();
+                st = shared.st.borrow_mut();
+                seq
+            }
+            SendState::Queued(seq) => seq,
+            SendState::Done => {
+                let err = io::Error::other("send polled after it completed");
+                return Poll::Ready((Err(err), SendBuf::from(Vec::new())));
+            }
+        };
+        if let Some(i) = st.done.iter().position(|d| d.0 == seq) {
+            let (_, res, buf) = st.done.remove(i).expect("found above");
+            let res = match res {
+                Err(_) if st.write_timed_out => Err(timed_out("send")),
+                r => r,
+            };
+            return Poll::Ready((res, buf));
+        }
+        *state = SendState::Queued(seq);
+        match st.send_wakers.iter_mut().find(|(s, _)| *s == seq) {
+            Some((_, w)) if w.will_wake(cx.waker()) => {}
+            Some((_, w)) => w.clone_from(cx.waker()),
+            None => st.send_wakers.push((seq, cx.waker().clone())),
+        }
+        let deadline = st.write_deadline;
+        drop(st);
+        if let Some(at) = deadline {
+            if poll_deadline(deadline_timer, at, cx) {
+                // The buffer may be in the kernel: abort, and return it with the completion.
+                let mut st = shared.st.borrow_mut();
+                if !st.write_timed_out {
+                    st.write_timed_out = true;
+                    st.want.abort = true;
+                    drop(st);
+                    shared.mark_dirty();
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    /// A send's future is gone: a queued send runs on and its buffer is dropped when done.
+    pub(crate) fn forget_send(&self, state: &SendState) {
+        let SendState::Queued(seq) = *state else {
+            return;
+        };
+        let Ok(mut st) = self.shared.st.try_borrow_mut() else {
+            return;
+        };
+        st.send_wakers.retain(|(s, _)| *s != seq);
+        if let Some(i) = st.done.iter().position(|d| d.0 == seq) {
+            st.done.remove(i);
+        } else {
+            st.abandoned.push(seq);
+        }
+    }
+
+    /// Asks for the write side's shutdown (once) and waits for it.
+    pub(crate) fn poll_shutdown_write(
+        &self,
+        asked: &mut bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !*asked {
+            *asked = true;
+            self.ask(|st| st.want.shutdown = true);
+        }
+        let mut st = self.shared.st.borrow_mut();
+        if st.shut {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(r) = &st.closed {
+            return Poll::Ready(if r.is_clean() {
+                Ok(())
+            } else {
+                Err(close_error("shutdown", r))
+            });
+        }
+        register(&mut st.state_wakers, cx);
+        Poll::Pending
+    }
+}
+
 /// Keeps one waker per waiting task in `wakers`.
 fn register(wakers: &mut Vec<std::task::Waker>, cx: &Context<'_>) {
     if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
@@ -288,33 +422,7 @@ impl Future for Recv<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let mut st = this.conn.shared.st.borrow_mut();
-        if let Some(buf) = st.recv_q.pop_front() {
-            return Poll::Ready(Ok(Some(buf)));
-        }
-        if st.eof {
-            return Poll::Ready(Ok(None));
-        }
-        if let Some(r) = &st.closed {
-            return Poll::Ready(Err(close_error("recv", r)));
-        }
-        if let Some(at) = st.read_deadline {
-            if Instant::now() >= at {
-                return Poll::Ready(Err(timed_out("recv")));
-            }
-        }
-        match &mut st.recv_waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
-        let deadline = st.read_deadline;
-        drop(st);
-        if let Some(at) = deadline {
-            if poll_deadline(&mut this.deadline, at, cx) {
-                return Poll::Ready(Err(timed_out("recv")));
-            }
-        }
-        Poll::Pending
+        this.conn.poll_recv(&mut this.deadline, cx)
     }
 }
 
@@ -324,7 +432,7 @@ impl fmt::Debug for Recv<'_> {
     }
 }
 
-enum SendState {
+pub(crate) enum SendState {
     Start(SendBuf),
     /// With the engine under this number.
     Queued(u64),
@@ -344,81 +452,13 @@ impl Future for SendFuture<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let shared = &this.conn.shared;
-        let mut st = shared.st.borrow_mut();
-        let seq = match std::mem::replace(&mut this.state, SendState::Done) {
-            SendState::Start(buf) => {
-                if let Some(r) = &st.closed {
-                    return Poll::Ready((Err(close_error("send", r)), buf));
-                }
-                if st.want.shutdown || st.want.close || st.want.abort {
-                    let err = io::Error::new(
-                        io::ErrorKind::NotConnected,
-                        "send: the write side is shut down or the connection is closing",
-                    );
-                    return Poll::Ready((Err(err), buf));
-                }
-                if st.write_deadline.is_some_and(|at| Instant::now() >= at) {
-                    return Poll::Ready((Err(timed_out("send")), buf));
-                }
-                let seq = st.next_seq;
-                st.next_seq += 1;
-                st.outbox.push_back((seq, buf));
-                st.send_wakers.push((seq, cx.waker().clone()));
-                drop(st);
-                shared.mark_dirty();
-                st = shared.st.borrow_mut();
-                seq
-            }
-            SendState::Queued(seq) => seq,
-            SendState::Done => panic!("SendFuture polled after it completed"),
-        };
-        if let Some(i) = st.done.iter().position(|d| d.0 == seq) {
-            let (_, res, buf) = st.done.remove(i).expect("found above");
-            let res = match res {
-                Err(_) if st.write_timed_out => Err(timed_out("send")),
-                r => r,
-            };
-            return Poll::Ready((res, buf));
-        }
-        this.state = SendState::Queued(seq);
-        match st.send_wakers.iter_mut().find(|(s, _)| *s == seq) {
-            Some((_, w)) if w.will_wake(cx.waker()) => {}
-            Some((_, w)) => w.clone_from(cx.waker()),
-            None => st.send_wakers.push((seq, cx.waker().clone())),
-        }
-        let deadline = st.write_deadline;
-        drop(st);
-        if let Some(at) = deadline {
-            if poll_deadline(&mut this.deadline, at, cx) {
-                // The buffer may be in the kernel: abort, and return it with the completion.
-                let mut st = shared.st.borrow_mut();
-                if !st.write_timed_out {
-                    st.write_timed_out = true;
-                    st.want.abort = true;
-                    drop(st);
-                    shared.mark_dirty();
-                }
-            }
-        }
-        Poll::Pending
+        this.conn.poll_send(&mut this.state, &mut this.deadline, cx)
     }
 }
 
 impl Drop for SendFuture<'_> {
     fn drop(&mut self) {
-        let SendState::Queued(seq) = self.state else {
-            return;
-        };
-        let Ok(mut st) = self.conn.shared.st.try_borrow_mut() else {
-            return;
-        };
-        st.send_wakers.retain(|(s, _)| *s != seq);
-        if let Some(i) = st.done.iter().position(|d| d.0 == seq) {
-            st.done.remove(i);
-        } else {
-            st.abandoned.push(seq);
-        }
+        self.conn.forget_send(&self.state);
     }
 }
 

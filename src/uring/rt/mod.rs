@@ -21,13 +21,19 @@
 
 mod async_conn;
 mod bridge;
+mod conn_io;
 mod engine_api;
 mod executor;
+#[cfg(feature = "hyper")]
+mod http;
 mod join;
 mod timer;
 mod waker;
 
 pub use async_conn::{AsyncConn, Recv, SendFuture};
+pub use conn_io::ConnIo;
+#[cfg(feature = "hyper")]
+pub use http::{HttpServer, LocalExec, WorkerTimer};
 pub use join::{JoinError, JoinHandle};
 pub use timer::{sleep, sleep_until, timeout, Elapsed, Sleep, Timeout};
 
