@@ -3,12 +3,15 @@
 //! test here counts fds, so they run one at a time.
 
 mod engine_support;
+#[path = "../examples/http_engine.rs"]
+mod example;
 mod util;
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use engine_support::{connect, WATCHDOG};
+use engine_support::{connect, recv_or_hang, WATCHDOG};
+use uring_vsock::uring::rt::HttpServer;
 use uring_vsock::uring::rt::{self, JoinError};
 use uring_vsock::uring::{AsyncConn, Engine};
 use util::{bind_endpoint, TempDir, Transport};
@@ -51,5 +54,53 @@ fn engine_shutdown_drops_tasks_and_fails_their_handles() {
         let mut rest = Vec::new();
         let _ = (&c).read_to_end(&mut rest);
         drop(c);
+    });
+}
+
+#[test]
+fn engine_shutdown_with_http_requests_in_flight_closes_cleanly() {
+    util::fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = engine(2);
+        let local =
+            example::serve(&e, &bind_endpoint(Transport::Unix, &dir), HttpServer::new()).unwrap();
+        // Large responses the clients do not read: sends are in flight at shutdown.
+        let mut clients: Vec<_> = (0..8)
+            .map(|_| {
+                let mut c = connect(&local);
+                let req = format!(
+                    "GET /bytes/{} HTTP/1.1\r\nhost: x\r\n\r\n",
+                    example::MAX_BYTES
+                );
+                c.write_all(req.as_bytes()).unwrap();
+                let mut start = [0u8; 12];
+                c.read_exact(&mut start).unwrap();
+                assert_eq!(&start, b"HTTP/1.1 200");
+                c
+            })
+            .collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stopper = std::thread::spawn(move || {
+            e.shutdown();
+            let _ = tx.send(());
+        });
+        recv_or_hang(&rx, "engine shutdown with requests in flight");
+        stopper.join().unwrap();
+        for c in &mut clients {
+            // The rest ends early: EOF or a reset, never a hang.
+            let mut sink = vec![0u8; 1 << 20];
+            let mut total = 0usize;
+            loop {
+                match c.read(&mut sink) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+            assert!(
+                total < example::MAX_BYTES,
+                "a full body after shutdown ({total} bytes)"
+            );
+        }
+        drop(clients);
     });
 }
