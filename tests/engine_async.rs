@@ -269,3 +269,52 @@ fn abort_resets_the_peer_and_reset_reaches_the_task() {
     let res = recv_or_hang(&rx, "the task's receive after the peer's reset");
     assert_eq!(res, Err(std::io::ErrorKind::ConnectionReset));
 }
+
+/// `ConnIo` as tokio's `AsyncRead`/`AsyncWrite`: an echo written against tokio's traits
+/// runs on the worker (no tokio runtime), bytes checked end to end.
+fn tokio_io_echo(t: Transport) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TempDir::new();
+    let e = engine(2);
+    let local = e
+        .listen_async(&bind_endpoint(t, &dir), |conn: AsyncConn| async move {
+            let mut io = rt::ConnIo::new(conn);
+            let mut buf = vec![0u8; 50_000];
+            loop {
+                let n = io.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                io.write_all(&buf[..n]).await.expect("write");
+            }
+            io.shutdown().await.expect("flush and shut down");
+        })
+        .unwrap();
+    let ep = connect_endpoint(&local);
+    let clients: Vec<_> = (0..3u64)
+        .map(|i| {
+            let ep = ep.clone();
+            std::thread::spawn(move || echo_client(&ep, 500 + i, 2_500_000 + i * 1234))
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("echo client");
+    }
+}
+
+#[test]
+fn tokio_io_traits_echo_unix() {
+    tokio_io_echo(Transport::Unix);
+}
+
+#[test]
+fn tokio_io_traits_echo_tcp() {
+    tokio_io_echo(Transport::Tcp);
+}
+
+#[test]
+#[ignore = "needs vsock: run with tools/vm-test"]
+fn tokio_io_traits_echo_vsock() {
+    util::require_vm();
+    tokio_io_echo(Transport::Vsock);
+}

@@ -11,6 +11,9 @@
 //! - A [`ConnHandle`] drives a connection from any thread (send, shut down, close).
 //! - [`Engine::listen`] binds a listener; [`Engine::listen_fd`] serves one made elsewhere
 //!   (socket activation).
+//! - [`rt`]: the engine as an async runtime: a local executor per worker
+//!   ([`Engine::spawn_on`], [`Engine::listen_async`] with an [`AsyncConn`] per connection),
+//!   timers and deadlines, tokio and hyper I/O adapters ([`rt::ConnIo`]).
 //!
 //! Buffer ownership is always one owner at a time: the kernel (a receive buffer in the ring,
 //! a send buffer in flight), the engine (a queued send), or the application (a `RecvBuf` it

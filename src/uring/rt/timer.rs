@@ -73,8 +73,10 @@ impl Timers {
         if core.sub.is_flushed() {
             self.ts_staged = false;
         }
-        let now = Instant::now();
-        self.armed.retain(|&at| at > now);
+        if !self.armed.is_empty() {
+            let now = Instant::now();
+            self.armed.retain(|&at| at > now);
+        }
         false
     }
 
