@@ -13,7 +13,8 @@
 //!   (socket activation).
 //! - [`rt`]: the engine as an async runtime: a local executor per worker
 //!   ([`Engine::spawn_on`], [`Engine::listen_async`] with an [`AsyncConn`] per connection),
-//!   timers and deadlines, tokio and hyper I/O adapters ([`rt::ConnIo`]).
+//!   timers and deadlines, tokio and hyper I/O adapters (`rt::ConnIo`, features `tokio`,
+//!   `hyper`).
 //!
 //! Buffer ownership is always one owner at a time: the kernel (a receive buffer in the ring,
 //! a send buffer in flight), the engine (a queued send), or the application (a `RecvBuf` it

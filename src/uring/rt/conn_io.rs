@@ -21,7 +21,7 @@ const MAX_IN_FLIGHT: usize = 8;
 /// The largest write taken into one send when the pool has no buffer to lend.
 const MAX_COPY: usize = 64 * 1024;
 
-/// An [`AsyncConn`] as a byte stream: implements `tokio::io::AsyncRead`/`AsyncWrite` (with
+/// An [`AsyncConn`] as a byte stream (features `tokio` or `hyper`): implements `tokio::io::AsyncRead`/`AsyncWrite` (with
 /// feature `tokio`) and `hyper::rt::Read`/`Write` (with feature `hyper`), so code written
 /// for those traits (hyper's server connections above all) runs on the engine's worker.
 ///

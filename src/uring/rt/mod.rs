@@ -21,6 +21,7 @@
 
 mod async_conn;
 mod bridge;
+#[cfg(any(feature = "tokio", feature = "hyper"))]
 mod conn_io;
 mod engine_api;
 mod executor;
@@ -31,6 +32,7 @@ mod timer;
 mod waker;
 
 pub use async_conn::{AsyncConn, Recv, SendFuture};
+#[cfg(any(feature = "tokio", feature = "hyper"))]
 pub use conn_io::ConnIo;
 #[cfg(feature = "hyper")]
 pub use http::{HttpServer, LocalExec, WorkerTimer};
