@@ -318,3 +318,101 @@ fn tokio_io_traits_echo_vsock() {
     util::require_vm();
     tokio_io_echo(Transport::Vsock);
 }
+
+/// A task connects out through its worker's ring (`AsyncConn::connect`) to a task-served
+/// echo: a writer task and the reading task share the connection; bytes checked.
+fn connect_from_a_task(t: Transport) {
+    use engine_support::{Gen, Sum};
+    let dir = TempDir::new();
+    let e = engine(2);
+    let local = e.listen_async(&bind_endpoint(t, &dir), echo).unwrap();
+    let ep = connect_endpoint(&local);
+    let total = 1_500_000usize;
+    let h = e
+        .spawn_on(1, move || async move {
+            let conn = Rc::new(
+                AsyncConn::connect(&ep, Some(Duration::from_secs(30)))
+                    .await
+                    .expect("connect from a task"),
+            );
+            let w = Rc::clone(&conn);
+            let writer = rt::spawn(async move {
+                let (mut gen, mut sum, mut left) = (Gen::new(3), Sum::default(), total);
+                while left > 0 {
+                    let mut chunk = vec![0u8; left.min(40_000)];
+                    gen.fill(&mut chunk);
+                    sum.add(&chunk);
+                    left -= chunk.len();
+                    let (res, _) = w.send(chunk.into()).await;
+                    res.expect("send");
+                }
+                w.shutdown_write().await.expect("shutdown");
+                sum.value()
+            })
+            .unwrap();
+            let mut got = Sum::default();
+            while let Some(buf) = conn.recv().await.expect("recv the echo") {
+                got.add(&buf);
+            }
+            (writer.await.expect("writer"), got.value())
+        })
+        .unwrap();
+    let (sent, got) = h.wait_timeout(WATCHDOG).unwrap();
+    assert_eq!(sent.0, total as u64);
+    assert_eq!(
+        got, sent,
+        "echo through an engine-side client (bytes, checksum)"
+    );
+}
+
+#[test]
+fn connect_from_a_task_unix() {
+    connect_from_a_task(Transport::Unix);
+}
+
+#[test]
+fn connect_from_a_task_tcp() {
+    connect_from_a_task(Transport::Tcp);
+}
+
+#[test]
+#[ignore = "needs vsock: run with tools/vm-test"]
+fn connect_from_a_task_vsock() {
+    util::require_vm();
+    connect_from_a_task(Transport::Vsock);
+}
+
+#[test]
+fn connect_from_a_task_reports_refusal_and_host_names() {
+    let dir = TempDir::new();
+    let e = engine(1);
+    let dead = util::dead_endpoint(Transport::Unix, &dir);
+    let h = e
+        .spawn_on(0, move || async move {
+            let refused = AsyncConn::connect(&dead, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| (e.kind(), e.to_string()));
+            let host: uring_vsock::Endpoint = "tcp:localhost:80".parse().unwrap();
+            let named = AsyncConn::connect(&host, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.kind());
+            (refused, named)
+        })
+        .unwrap();
+    let (refused, named) = h.wait_timeout(WATCHDOG).unwrap();
+    let (kind, msg) = refused.unwrap_err();
+    assert!(
+        matches!(
+            kind,
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+        ),
+        "{kind:?}: {msg}"
+    );
+    assert!(
+        msg.contains("connect") && msg.contains("nobody.sock"),
+        "{msg}"
+    );
+    assert_eq!(named, Err(std::io::ErrorKind::InvalidInput));
+}

@@ -165,8 +165,10 @@ impl Flush for ConnShared {
         // The slot must still be this connection (slots are reused; the generation says).
         if core.conn_mut(index).is_none() || core.gen(index) != id.gen {
             let mut wake = Vec::new();
-            let reason = CloseReason::Local;
-            self.st.borrow_mut().fail_outbox(&reason, &mut wake);
+            let mut st = self.st.borrow_mut();
+            let reason = st.closed.clone().unwrap_or(CloseReason::Local);
+            st.fail_outbox(&reason, &mut wake);
+            drop(st);
             wake.into_iter().for_each(Waker::wake);
             return;
         }
@@ -246,6 +248,14 @@ impl Bridge {
         }
     }
 
+    /// An outgoing connection, whose task awaits its opening.
+    pub(crate) fn client(shared: Rc<ConnShared>) -> Bridge {
+        Bridge {
+            shared,
+            start: None,
+        }
+    }
+
     fn wake(&self, f: impl FnOnce(&mut State, &mut Vec<Waker>)) {
         let mut wake = Vec::new();
         f(&mut self.shared.st.borrow_mut(), &mut wake);
@@ -259,6 +269,17 @@ impl Handler for Bridge {
         if let Some(start) = self.start.take() {
             let peer = conn.peer().clone();
             start(AsyncConn::new(Rc::clone(&self.shared), conn.id(), peer));
+        }
+        // A connecting task waits for this; one that gave up left the connection to abort.
+        self.wake(|st, wake| wake.append(&mut st.state_wakers));
+        let orphaned = {
+            let mut st = self.shared.st.borrow_mut();
+            let orphaned = st.want.abort && !st.asked.abort;
+            st.asked.abort |= orphaned;
+            orphaned
+        };
+        if orphaned {
+            conn.abort();
         }
     }
 

@@ -18,6 +18,7 @@ use super::super::buf_pool::BufferPool;
 use super::super::core::Core;
 use super::super::mailbox::WorkerLink;
 use super::super::on_worker::on_worker;
+use super::connect::Connects;
 use super::join::{JoinError, JoinGuard, JoinHandle, JoinState};
 use super::timer::Timers;
 use super::waker::{Remote, TaskKey, TaskWaker};
@@ -58,6 +59,8 @@ pub(crate) struct Executor {
     /// Set while a panicked task's future is dropped, so its join handle says so.
     pub(crate) dropping_panicked: Cell<bool>,
     live: Cell<usize>,
+    /// Connects asked for by tasks, for the core.
+    pub(crate) connects: Connects,
     /// The worker's send pool (set on its first turn), for `AsyncConn::send_buf`.
     pub(crate) pool: std::cell::OnceCell<BufferPool>,
 }
@@ -85,6 +88,7 @@ pub(crate) fn current() -> Option<Rc<Executor>> {
                 dropping_panicked: Cell::new(false),
                 live: Cell::new(0),
                 pool: std::cell::OnceCell::new(),
+                connects: Connects::default(),
             })
         }))
     })
@@ -309,6 +313,7 @@ pub(crate) fn run(core: &mut Core, link: &WorkerLink, stopping: bool) -> bool {
             }
         }
         did |= ex.flush_dirty(core);
+        did |= ex.connects.start(core);
         if ex.run.borrow().is_empty() || polls >= BUDGET {
             break;
         }

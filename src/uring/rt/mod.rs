@@ -23,6 +23,7 @@ mod async_conn;
 mod bridge;
 #[cfg(any(feature = "tokio", feature = "hyper"))]
 mod conn_io;
+mod connect;
 mod engine_api;
 mod executor;
 #[cfg(feature = "hyper")]
