@@ -176,23 +176,41 @@ impl ConnIo {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.poll_write_slices(cx, &[io::IoSlice::new(data)])
+    }
+
+    /// Writes as much of `slices` as one send buffer holds (one copy) behind: `Ready(n)`
+    /// once it is queued.
+    pub(crate) fn poll_write_slices(
+        &mut self,
+        cx: &mut Context<'_>,
+        slices: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         match self.poll_reap(MAX_IN_FLIGHT - 1, cx) {
             Poll::Ready(Ok(())) => {}
             other => return other.map(|r| r.map(|()| 0)),
         }
-        if data.is_empty() {
+        let total: usize = slices.iter().map(|s| s.len()).sum();
+        if total == 0 {
             return Poll::Ready(Ok(0));
         }
-        let (buf, n) = match self.conn.send_buf() {
-            Some(mut b) => {
-                let n = b.extend_from_slice(data);
-                (b, n)
-            }
-            None => {
-                let n = data.len().min(MAX_COPY);
-                (SendBuf::from(data[..n].to_vec()), n)
-            }
+        // A pooled buffer bounds the copy itself; a Vec (the pool is out) grows, so bound it.
+        let (mut buf, limit) = match self.conn.send_buf() {
+            Some(b) => (b, usize::MAX),
+            None => (
+                SendBuf::from(Vec::with_capacity(total.min(MAX_COPY))),
+                MAX_COPY,
+            ),
         };
+        let mut n = 0;
+        for s in slices {
+            let want = s.len().min(limit - n);
+            let took = buf.extend_from_slice(&s[..want]);
+            n += took;
+            if took < s.len() {
+                break; // full
+            }
+        }
         let mut state = SendState::Start(buf);
         match self.conn.poll_send(&mut state, &mut self.write_timer, cx) {
             Poll::Ready((Err(e), _)) => return Poll::Ready(Err(e)),
@@ -273,6 +291,18 @@ mod tokio_impls {
         fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
             self.get_mut().poll_shutdown_all(cx)
         }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().poll_write_slices(cx, bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true // the slices go into one send buffer: no flattening copy before ours
+        }
     }
 }
 
@@ -311,6 +341,18 @@ mod hyper_impls {
 
         fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
             self.get_mut().poll_shutdown_all(cx)
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().poll_write_slices(cx, bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true // the slices go into one send buffer: no flattening copy before ours
         }
     }
 }

@@ -13,6 +13,9 @@
 //! worker polls its tasks after each turn's completions, at most a budget of polls per turn
 //! so the ring is served between them.
 //!
+//! Scheduling is cooperative: a task that computes for long between awaits holds up every
+//! other task and connection of its worker (move such work to a thread of its own).
+//!
 //! A task that panics is dropped (its [`JoinHandle`] says [`JoinError::Panicked`]); the
 //! worker goes on. At engine shutdown every task is dropped ([`JoinError::Shutdown`]).
 //!
