@@ -416,3 +416,53 @@ fn connect_from_a_task_reports_refusal_and_host_names() {
     );
     assert_eq!(named, Err(std::io::ErrorKind::InvalidInput));
 }
+
+#[test]
+fn a_wake_from_a_plain_thread_reaches_the_task() {
+    let e = engine(1);
+    let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+    let h = e
+        .spawn_on(0, move || async move { rx.await.expect("the value") + 1 })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(10)); // the task is waiting by now, or not: either way
+    tx.send(41).unwrap();
+    assert_eq!(h.wait_timeout(WATCHDOG).unwrap(), 42);
+}
+
+/// Yields once: wakes itself and returns `Pending`.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+#[test]
+fn tasks_that_keep_yielding_share_the_worker_with_connections() {
+    let dir = TempDir::new();
+    let e = engine(1);
+    let local = e
+        .listen_async(&bind_endpoint(Transport::Unix, &dir), echo)
+        .unwrap();
+    // More polls than one turn's budget, from several tasks, while a connection is served.
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            e.spawn_on(0, || async {
+                for _ in 0..20_000 {
+                    yield_now().await;
+                }
+            })
+            .unwrap()
+        })
+        .collect();
+    echo_client(&local, 9, 500_000);
+    for s in spinners {
+        s.wait_timeout(WATCHDOG).unwrap();
+    }
+}

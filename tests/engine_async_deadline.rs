@@ -157,3 +157,47 @@ fn write_deadline_aborts_a_send_to_a_peer_that_does_not_read_vsock() {
     util::require_vm();
     write_deadline(Transport::Vsock);
 }
+
+/// A deadline for a callback `Handler` connection, from the worker's timers: `on_open`
+/// spawns a task that aborts the connection unless it finished in time (data keeps
+/// flowing until then).
+#[test]
+fn a_handler_connection_gets_a_deadline_from_a_worker_timer() {
+    use uring_vsock::uring::{Conn, Handler, RecvBuf};
+
+    struct Deadlined(Duration);
+    impl Handler for Deadlined {
+        fn on_open(&mut self, conn: &mut Conn<'_>) {
+            let handle = conn.handle();
+            let d = self.0;
+            rt::spawn(async move {
+                rt::sleep(d).await;
+                handle.abort(); // a no-op once the connection has closed
+            })
+            .expect("on a worker")
+            .detach();
+        }
+        fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
+            let _ = conn.send(buf);
+        }
+    }
+
+    let dir = TempDir::new();
+    let e = Engine::builder().workers(1).build().unwrap();
+    let local = e
+        .listen(&bind_endpoint(Transport::Tcp, &dir), |_| {
+            Deadlined(Duration::from_secs(2))
+        })
+        .unwrap();
+    let mut c = connect(&local);
+    c.write_all(b"before").unwrap();
+    let mut back = [0u8; 6];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"before");
+    // Then idle: the deadline cuts the connection (a reset: abort).
+    let mut rest = [0u8; 16];
+    let err = c
+        .read(&mut rest)
+        .expect_err("the deadline aborts the connection");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+}

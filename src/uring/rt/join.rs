@@ -124,6 +124,10 @@ impl<T> JoinHandle<T> {
         JoinHandle { state }
     }
 
+    /// Lets the task run on by itself, its output unused (as dropping the handle does, said
+    /// out loud).
+    pub fn detach(self) {}
+
     /// Whether the task has finished (or was dropped).
     pub fn is_finished(&self) -> bool {
         self.lock().out.is_some()
