@@ -18,16 +18,26 @@ use util::{bind_endpoint, TempDir, Transport};
 struct Counting;
 
 static WORKER_ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Allocations on the async test's workers: its own counter, so the tests can run at once.
+static ASYNC_WORKER_ALLOCS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static ON_WORKER: Cell<bool> = const { Cell::new(false) };
+    static ON_ASYNC_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count_alloc() {
+    if ON_WORKER.try_with(|w| w.get()).unwrap_or(false) {
+        WORKER_ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+    if ON_ASYNC_WORKER.try_with(|w| w.get()).unwrap_or(false) {
+        ASYNC_WORKER_ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ON_WORKER.try_with(|w| w.get()).unwrap_or(false) {
-            WORKER_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_alloc();
         // SAFETY: forwarded with the caller's layout.
         unsafe { System.alloc(layout) }
     }
@@ -36,9 +46,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        if ON_WORKER.try_with(|w| w.get()).unwrap_or(false) {
-            WORKER_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_alloc();
         // SAFETY: forwarded as received.
         unsafe { System.realloc(ptr, layout, new) }
     }
@@ -81,6 +89,44 @@ fn engine_steady_state_echo_allocates_nothing_on_workers() {
             );
             assert_eq!(b - a, 0, "{t:?}: allocations in 2000 round trips");
             assert_eq!(d - b, 0, "{t:?}: allocations in 20000 round trips");
+        }
+    });
+}
+
+/// The async path (a task per connection, `AsyncConn::recv`/`send` futures, wakers) in
+/// steady state allocates nothing on the worker either.
+#[test]
+fn async_steady_state_echo_allocates_nothing_on_workers() {
+    util::fds_unchanged(|| {
+        for t in [Transport::Unix, Transport::Tcp] {
+            let dir = TempDir::new();
+            let e = Engine::builder()
+                .workers(1)
+                .on_thread_start(|_| ON_ASYNC_WORKER.with(|w| w.set(true)))
+                .build()
+                .unwrap();
+            let ep = e
+                .listen_async(&bind_endpoint(t, &dir), |conn| async move {
+                    while let Ok(Some(buf)) = conn.recv().await {
+                        let (res, _buf) = conn.send(buf.into()).await;
+                        if res.is_err() {
+                            return;
+                        }
+                    }
+                })
+                .unwrap();
+            let mut c = connect(&ep);
+            let msg: Vec<u8> = (0..4096u32).map(|i| (i * 37 % 251) as u8).collect();
+            let mut back = vec![0u8; msg.len()];
+            round_trips(&mut c, 500, &msg, &mut back);
+            let a = ASYNC_WORKER_ALLOCS.load(Ordering::Relaxed);
+            round_trips(&mut c, 2_000, &msg, &mut back);
+            let b = ASYNC_WORKER_ALLOCS.load(Ordering::Relaxed);
+            round_trips(&mut c, 20_000, &msg, &mut back);
+            let d = ASYNC_WORKER_ALLOCS.load(Ordering::Relaxed);
+            assert!(a > 0, "{t:?}: the counter must see worker allocations");
+            assert_eq!(b - a, 0, "{t:?}: async allocations in 2000 round trips");
+            assert_eq!(d - b, 0, "{t:?}: async allocations in 20000 round trips");
         }
     });
 }

@@ -472,6 +472,16 @@ impl Engine {
             .unwrap_or_else(|_| Err(stopped_error("connect", ep)))
     }
 
+    /// Runs `f` on worker `index`'s thread (the async runtime's entry); `Err` once the
+    /// worker is gone.
+    pub(crate) fn run_on(
+        &self,
+        index: usize,
+        f: Box<dyn FnOnce() + Send>,
+    ) -> std::result::Result<(), ()> {
+        self.links[index].send(Command::Run(f)).map_err(|_| ())
+    }
+
     /// Tests only: makes worker `index` fail.
     #[cfg(test)]
     pub(crate) fn inject(&self, index: usize, fault: super::mailbox::Fault) {

@@ -41,6 +41,8 @@ pub(crate) enum Command {
     },
     /// A handle's request for one of this worker's connections.
     Request(ConnId, Request),
+    /// Run a closure on the worker (the async runtime's `Engine::spawn_on`).
+    Run(Box<dyn FnOnce() + Send>),
     /// Stop accepting, close everything, exit.
     Shutdown,
     /// Tests only: make the worker fail as if its ring had.

@@ -11,6 +11,10 @@
 //! - A [`ConnHandle`] drives a connection from any thread (send, shut down, close).
 //! - [`Engine::listen`] binds a listener; [`Engine::listen_fd`] serves one made elsewhere
 //!   (socket activation).
+//! - [`rt`]: the engine as an async runtime: a local executor per worker
+//!   ([`Engine::spawn_on`], [`Engine::listen_async`] with an [`AsyncConn`] per connection),
+//!   timers and deadlines, tokio and hyper I/O adapters (`rt::ConnIo`, features `tokio`,
+//!   `hyper`).
 //!
 //! Buffer ownership is always one owner at a time: the kernel (a receive buffer in the ring,
 //! a send buffer in flight), the engine (a queued send), or the application (a `RecvBuf` it
@@ -41,6 +45,7 @@ mod pool_shared;
 mod recv_side;
 mod region;
 mod ring;
+pub mod rt;
 mod send_buf;
 mod send_queue;
 mod settings;
@@ -58,6 +63,7 @@ pub use core::{Conn, Handler};
 pub use engine::Engine;
 pub use handle::{ConnHandle, SendError};
 pub use ring::{RingFeatures, TaskRunMode};
+pub use rt::AsyncConn;
 pub use send_buf::SendBuf;
 pub use send_queue::PartialSend;
 pub use stats::EngineStats;

@@ -89,6 +89,12 @@ impl Worker {
                 }
             }
             Command::Request(id, req) => self.core.handle_request(id, req),
+            Command::Run(f) => {
+                // User code (it makes a task's future): a panic must not end the worker.
+                if catch_unwind(AssertUnwindSafe(f)).is_err() {
+                    WorkerStats::add(&self.core.stats.handler_panics, 1);
+                }
+            }
             #[cfg(test)]
             Command::Fault(f) => self.fault = Some(f),
             Command::Shutdown => {

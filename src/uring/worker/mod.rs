@@ -301,6 +301,9 @@ impl Worker {
                 work = true;
                 self.dispatch(cqe.user_data(), cqe.result(), cqe.flags());
             }
+            // The worker's async tasks, after the completions (and wake-ups) that woke them.
+            let link = &self.links[self.index];
+            work |= super::rt::run(&mut self.core, link, self.stopping);
             // Returned receive buffers go back into the ring once every completion the
             // kernel posted is seen (a bundle names its later buffers by ring position).
             cq.sync();
