@@ -209,6 +209,41 @@ fn engine_min_wait_many_connections_unix() {
     });
 }
 
+/// A worker with min-wait set and only idle connections sleeps until something happens: the
+/// kernel would end a min-wait with no overall timeout every `min_wait` (a busy wake-up loop).
+/// Counts sleeps over an idle stretch; a worker that kept waking would count thousands.
+#[test]
+fn engine_min_wait_idle_worker_sleeps_on() {
+    fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = Engine::builder()
+            .workers(1)
+            .min_wait(Duration::from_micros(100))
+            .build()
+            .expect("engine");
+        if !e.features().min_wait {
+            println!("SKIPPED: this kernel has no IORING_FEAT_MIN_TIMEOUT");
+            e.shutdown();
+            return;
+        }
+        let local = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
+            .expect("listen");
+        let ep = connect_endpoint(&local);
+        let idle: Vec<Stream> = (0..4).map(|_| connect(&ep)).collect();
+        engine_support::wait_until("every client accepted", || e.stats().accepted == 4);
+        // Let the accepts' completions settle, then watch the idle worker.
+        thread::sleep(Duration::from_millis(100));
+        let before = e.stats().sleeps;
+        thread::sleep(Duration::from_millis(500));
+        let woke = e.stats().sleeps - before;
+        // 500 ms / 100 µs = 5,000 wake-ups with the defect; a handful without.
+        assert!(woke < 50, "an idle worker woke {woke} times in 500 ms");
+        drop(idle);
+        e.shutdown();
+    });
+}
+
 #[test]
 fn engine_min_wait_is_checked() {
     fds_unchanged(min_wait_checks);

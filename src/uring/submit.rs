@@ -122,13 +122,23 @@ impl Submission {
         match min_wait_us {
             Some(us) if batch > 1 => {
                 WorkerStats::add(&self.stats.enters, 1);
-                let args = types::SubmitArgs::new().min_wait_usec(us);
+                // With no overall timeout the kernel ends the whole wait when the min-wait
+                // timer fires, events or not (io_cqring_min_timer_wakeup): an idle worker
+                // would wake every `min_wait`. A long overall timeout makes the min-wait
+                // apply only once a completion has come; its ETIME is benign.
+                let forever = types::Timespec::new().sec(IDLE_WAIT_SECS);
+                let args = types::SubmitArgs::new()
+                    .timespec(&forever)
+                    .min_wait_usec(us);
                 benign(submitter.submit_with_args(batch, &args))
             }
             _ => self.enter(submitter, 1),
         }
     }
 }
+
+/// The overall timeout of a min-wait sleep: long enough that an idle worker sleeps on.
+const IDLE_WAIT_SECS: u64 = 3600;
 
 /// An enter's outcome with what the loop handles by itself (`EINTR`; `EBUSY` and `EAGAIN`:
 /// completions to reap first; `ETIME`: a wait that timed out) taken as success.
