@@ -29,6 +29,8 @@ enum Event {
     Refused(io::ErrorKind),
     /// `with_conn` on the front's own id from the dialed side, after the front closed.
     StaleFound(bool),
+    /// `Conn::connect` started a dial.
+    Dialing,
 }
 
 /// The accepted side: dials `upstream` on open, forwards what it receives to it.
@@ -208,5 +210,132 @@ fn engine_dial_with_zero_timeout_is_refused_at_once() {
     {
         Event::Refused(kind) => assert_eq!(kind, io::ErrorKind::InvalidInput),
         other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Dials `upstream` on open and reports the dial's fate: started, then its close reason.
+struct Dialer {
+    upstream: Endpoint,
+    events: mpsc::Sender<Event>,
+}
+
+impl Handler for Dialer {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        let back = Back {
+            front: conn.id(),
+            opened: false,
+            peer: Rc::new(Cell::new(None)),
+            events: self.events.clone(),
+        };
+        match conn.connect(&self.upstream, Some(Duration::from_secs(120)), back) {
+            Ok(_) => {
+                let _ = self.events.send(Event::Dialing);
+            }
+            Err(e) => {
+                let _ = self.events.send(Event::Refused(e.kind()));
+            }
+        }
+    }
+    fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
+}
+
+/// Shuts `e` down on another thread and waits for it, failing after the watchdog (a hang).
+fn shutdown_within_watchdog(e: Engine) {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        e.shutdown();
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(util::WATCHDOG)
+        .expect("Engine::shutdown returned before the watchdog");
+}
+
+/// A dial still connecting when the engine shuts down (its upstream's backlog is full, so
+/// the connect waits) ends with `EngineShutdown` as its handler's close reason, not an
+/// error, and shutdown does not wait for it.
+#[test]
+fn engine_dial_cut_by_shutdown_closes_with_engine_shutdown() {
+    let dir = TempDir::new();
+    let full = util::FullBacklog::new(Transport::Unix, &dir);
+    let e = Engine::builder().workers(1).build().unwrap();
+    let (tx, events) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let upstream = full.ep.clone();
+    let front = e
+        .listen(&util::bind_endpoint(Transport::Tcp, &dir), move |_| {
+            Dialer {
+                upstream: upstream.clone(),
+                events: tx.lock().unwrap().clone(),
+            }
+        })
+        .unwrap();
+    let _client = Stream::connect(&front).unwrap();
+    match events
+        .recv_timeout(util::WATCHDOG)
+        .expect("the dial started")
+    {
+        Event::Dialing => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    shutdown_within_watchdog(e);
+    match events
+        .recv_timeout(util::WATCHDOG)
+        .expect("the dial's close")
+    {
+        Event::Failed(CloseReason::EngineShutdown) => {}
+        other => panic!("a dial cut by shutdown closed with {other:?}"),
+    }
+}
+
+/// Redials from `on_close` (a reconnecting client): during shutdown that dial is refused
+/// (`NotConnected`), so it cannot outlive the close and hold the engine's shutdown.
+struct Redial {
+    upstream: Endpoint,
+    events: mpsc::Sender<Event>,
+}
+
+impl Handler for Redial {
+    fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
+    fn on_close(&mut self, conn: &mut Conn<'_>, _reason: &CloseReason) {
+        let again = Redial {
+            upstream: self.upstream.clone(),
+            events: self.events.clone(),
+        };
+        let outcome = match conn.connect(&self.upstream, None, again) {
+            Ok(_) => Event::Dialing,
+            Err(e) => Event::Refused(e.kind()),
+        };
+        let _ = self.events.send(outcome);
+    }
+}
+
+#[test]
+fn engine_dial_from_on_close_during_shutdown_is_refused() {
+    let dir = TempDir::new();
+    let e = Engine::builder().workers(1).build().unwrap();
+    let echo = e
+        .listen(&util::bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
+        .unwrap();
+    let (tx, events) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let upstream = echo.clone();
+    let front = e
+        .listen(&util::bind_endpoint(Transport::Tcp, &dir), move |_| {
+            Redial {
+                upstream: upstream.clone(),
+                events: tx.lock().unwrap().clone(),
+            }
+        })
+        .unwrap();
+    let _client = Stream::connect(&front).unwrap();
+    engine_support::wait_until("the client accepted", || e.stats().accepted >= 1);
+    shutdown_within_watchdog(e);
+    match events
+        .recv_timeout(util::WATCHDOG)
+        .expect("the redial's outcome")
+    {
+        Event::Refused(kind) => assert_eq!(kind, io::ErrorKind::NotConnected),
+        other => panic!("a dial during shutdown was {other:?}"),
     }
 }

@@ -122,6 +122,7 @@ impl Core {
     /// they are still waiting, so no zero-copy notification waits on a peer that does not
     /// read.
     pub(crate) fn close_all(&mut self) {
+        self.stopping = true;
         for index in 0..self.slots.len() as u32 {
             if let Some(c) = self.conn_mut(index) {
                 if c.closing.is_some() {

@@ -156,6 +156,10 @@ impl Core {
             let err = io::Error::new(io::ErrorKind::InvalidInput, "connect timeout of zero");
             return Err(Error::new("connect", Some(ep), err));
         }
+        if self.stopping {
+            let err = io::Error::new(io::ErrorKind::NotConnected, "the engine is shutting down");
+            return Err(Error::new("connect", Some(ep), err));
+        }
         let addr = crate::socket::sock_addr("connect", &ep)?;
         let socket = crate::socket::new_socket(&ep, kind, false)?;
         self.cfg.socket.apply(&socket, &ep, "connect")?;
@@ -385,7 +389,14 @@ impl Core {
     /// `on_open`; the connection is closing, so its `Conn` refuses sends), then the slot is
     /// freed.
     fn fail_dial(&mut self, index: u32, err: Error) {
-        let reason = CloseReason::Error(std::sync::Arc::new(err));
+        // A dial cut by the engine's shutdown, or aborted by a handler, says so; only a
+        // connect that failed by itself is an error.
+        let reason = match self.conn_mut(index).and_then(|c| c.closing.clone()) {
+            Some(r @ (CloseReason::EngineShutdown | CloseReason::Aborted | CloseReason::Local)) => {
+                r
+            }
+            _ => CloseReason::Error(std::sync::Arc::new(err)),
+        };
         if let Some(c) = self.conn_mut(index) {
             c.closing = Some(reason.clone());
             c.socket = None;
@@ -415,11 +426,12 @@ impl Connecting {
     }
 }
 
-/// The error of a connect the engine's shutdown (or the connection's close) cancelled.
+/// The error of a connect the engine's shutdown or the connection's own close or abort
+/// cancelled.
 fn cancelled() -> io::Error {
     io::Error::new(
         io::ErrorKind::Interrupted,
-        "connect cancelled: engine shutting down",
+        "connect cancelled (the connection was closed, or the engine is shutting down)",
     )
 }
 

@@ -66,6 +66,9 @@ pub(crate) struct Core {
     send_settings: SendSettings,
     /// Scratch space for the chain being submitted (kept, so sending allocates nothing).
     chain: Vec<SubmitSend>,
+    /// Set by [`Core::close_all`]: the worker is shutting down, so no connect starts (a
+    /// handler dialing from `on_close` would otherwise outlive the close and hold shutdown).
+    pub(crate) stopping: bool,
 }
 
 struct Slot {
@@ -142,6 +145,7 @@ impl Core {
             chain: Vec::with_capacity(cfg.max_send_chain()),
             cfg,
             send_settings,
+            stopping: false,
         }
     }
 
