@@ -93,7 +93,7 @@ fn proxy_passes_a_target_reset_on_as_a_reset() {
 /// Nothing listens at the target: each client is closed at once (EOF before it sent
 /// anything), and the proxy logs why.
 #[test]
-fn proxy_closes_the_client_at_once_when_the_target_refuses() {
+fn proxy_resets_the_client_at_once_when_the_target_refuses() {
     let dir = TempDir::new();
     let dead = dir.unix("nobody");
     let mut proxy = Proxy::start(&tcp(), &dead, &["--log-level", "warn", "--workers", "1"]);
@@ -101,7 +101,10 @@ fn proxy_closes_the_client_at_once_when_the_target_refuses() {
         let c = Stream::connect(&proxy.ep).unwrap();
         c.set_read_timeout(Some(WATCHDOG)).unwrap();
         let mut buf = [0u8; 16];
-        assert_eq!((&c).read(&mut buf).expect("EOF before the watchdog"), 0);
+        let err = (&c)
+            .read(&mut buf)
+            .expect_err("a reset, not an EOF, for a client whose target refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
     }
     let line = proxy.wait_line("No such file");
     assert!(line.contains(&dead.to_string()), "{line}");

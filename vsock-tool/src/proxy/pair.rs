@@ -263,9 +263,10 @@ impl Handler for Side {
             return;
         };
         if me == TARGET && !opened {
-            // The target refused (or timed out): the client is closed at once, with nothing
-            // read from it.
-            conn.with_conn(other, |c| c.close());
+            // The target refused (or timed out): the client is reset at once, with nothing
+            // read from it, so it can tell "no backend" from a backend that said nothing and
+            // closed (on vsock, which has no reset, it reads EOF either way).
+            conn.with_conn(other, |c| c.abort());
         } else if !reason.is_clean() {
             conn.with_conn(other, |c| c.abort());
         }
