@@ -106,6 +106,9 @@ pub(crate) struct SendQueue {
     zc_ok: bool,
     /// The connection is closing: cancelled sends are finished, not retried.
     closing: bool,
+    /// Each send is one message (seqpacket): a short send fails the connection, since
+    /// sending the rest would make it a second message.
+    messages: bool,
     /// The chain in the kernel was cut by a failed or short send.
     cut: bool,
     /// Scratch space for the unfinished sends of a chain that ended (kept: no allocation).
@@ -125,9 +128,16 @@ impl SendQueue {
             owed: Vec::new(),
             zc_ok: true,
             closing: false,
+            messages: false,
             cut: false,
             retry: VecDeque::new(),
         }
+    }
+
+    /// This queue's sends are messages (seqpacket): see the field.
+    pub(crate) fn messages(mut self) -> SendQueue {
+        self.messages = true;
+        self
     }
 
     /// The tag the next send after this queue's last would get.
@@ -265,6 +275,16 @@ impl SendQueue {
                 c.outcome = Some(Ok(len));
             } else if res == 0 {
                 let e = io::Error::new(io::ErrorKind::WriteZero, "send: wrote 0 bytes");
+                failed = Some(io::Error::new(e.kind(), e.to_string()));
+                c.outcome = Some(Err(e));
+            } else if self.messages {
+                // A part of a message went out (vsock seqpacket short of credit): the rest
+                // sent now would arrive as a message of its own, so the stream is broken.
+                let e = io::Error::other(format!(
+                    "send: the kernel took {} of a {len}-byte message; the rest would arrive \
+                     as a separate message (keep bytes in flight below the peer's buffer size)",
+                    c.p.off
+                ));
                 failed = Some(io::Error::new(e.kind(), e.to_string()));
                 c.outcome = Some(Err(e));
             }

@@ -329,3 +329,40 @@ fn a_clean_run_writes_everything() {
     assert_eq!(w.k.stream, w.pushed);
     assert_eq!(w.accounted, w.pushed.len());
 }
+
+/// In message mode (seqpacket) a short send fails the connection instead of sending the rest
+/// as a second message; a full one completes. Stream mode retries the rest.
+#[test]
+fn short_send_of_a_message_fails_instead_of_splitting_it() {
+    let pool = BufferPool::new(4, 4096).unwrap();
+    let settings = SendSettings {
+        zc: false,
+        zc_threshold: usize::MAX,
+        max_chain: 4,
+        max_send: 4096,
+    };
+    for messages in [true, false] {
+        let q = SendQueue::new(1 << 16);
+        let mut q = if messages { q.messages() } else { q };
+        let mut buf = pool.get().unwrap();
+        assert_eq!(buf.extend_from_slice(&[7; 1000]), 1000);
+        q.push(buf, false);
+        let mut chain = Vec::new();
+        q.start(&settings, &mut chain);
+        assert_eq!(chain.len(), 1);
+        let ev = q.on_complete(chain[0].seq, 600, false);
+        match (messages, ev) {
+            (true, SendEvent::Failed(e)) => {
+                assert!(e.to_string().contains("600 of a 1000-byte message"), "{e}")
+            }
+            (false, SendEvent::Nothing) => {
+                // The rest goes out in the next chain, from where it stopped.
+                let mut again = Vec::new();
+                q.start(&settings, &mut again);
+                assert_eq!(again.len(), 1);
+                assert_eq!(again[0].len, 400);
+            }
+            (m, ev) => panic!("messages {m}: {ev:?}"),
+        }
+    }
+}

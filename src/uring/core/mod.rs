@@ -231,7 +231,11 @@ impl Core {
             panicked: false,
             opened: false,
             recv,
-            send: SendQueue::new(self.slots[index as usize].next_seq),
+            send: if messages {
+                SendQueue::new(self.slots[index as usize].next_seq).messages()
+            } else {
+                SendQueue::new(self.slots[index as usize].next_seq)
+            },
             write: WriteSide::Open,
             close_when_flushed: false,
             ops: 0,
