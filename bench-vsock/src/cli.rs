@@ -125,6 +125,17 @@ pub struct RunArgs {
     /// The `vsock-tool` binary for `--via ours` (default: next to this executable).
     #[arg(long, value_name = "PATH")]
     pub via_bin: Option<PathBuf>,
+    /// vsock only: SO_VM_SOCKETS_BUFFER_SIZE (after raising SO_VM_SOCKETS_BUFFER_MAX_SIZE
+    /// to it) on the sockets of both ends, every backend, with k/m/g suffixes: 128 bytes
+    /// to 1g (kernel default 256k, which caps a connection's window). Refused on unix, tcp
+    /// and hybrid endpoints.
+    #[arg(long, value_parser = parse::vsock_buffer, value_name = "BYTES")]
+    pub vsock_buffer_size: Option<u64>,
+    /// pingpong, rr (and compare's pingpong and rr runs): SOCK_SEQPACKET connections,
+    /// each request and echo one message (at most 64k), on unix or vsock, with the
+    /// backends that have them (uring, uring-spin, epoll, blocking).
+    #[arg(long)]
+    pub seqpacket: bool,
     /// Also write the JSON report to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -169,6 +180,14 @@ pub struct ServeArgs {
     /// Worker threads, where the backend has them, at most 256.
     #[arg(long, value_parser = parse::workers, value_name = "N", default_value = "2")]
     pub workers: u64,
+    /// vsock only: SO_VM_SOCKETS_BUFFER_SIZE of the server's sockets, 128 bytes to 1g (as
+    /// the client's --vsock-buffer-size; set both, since both ends' buffers bound a
+    /// connection).
+    #[arg(long, value_parser = parse::vsock_buffer, value_name = "BYTES")]
+    pub vsock_buffer_size: Option<u64>,
+    /// Serve SOCK_SEQPACKET connections (for clients with --seqpacket); unix or vsock.
+    #[arg(long)]
+    pub seqpacket: bool,
     /// Exit after serving this many connections (for scripts and tests).
     #[arg(long, value_parser = parse::positive, value_name = "N")]
     pub max_conns: Option<u64>,

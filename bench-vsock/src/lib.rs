@@ -3,7 +3,9 @@
 //! Each backend (the library's `uring`, `uring-spin`, `epoll`, `blocking` and `tokio-ours`
 //! paths, and `tokio` — tokio::net, tokio-vsock — as what users pick instead) runs the same
 //! workloads — `pingpong`, `stream`, `rr` (closed or open loop), `connect` — over vsock,
-//! unix or tcp, directly or through a proxy (`--via`: [`proxy`], [`proxied`]). The workloads are
+//! unix or tcp, directly or through a proxy (`--via`: [`proxy`], [`proxied`]); pingpong and rr
+//! also on seqpacket sockets (`--seqpacket`, unix or vsock), and vsock with a larger buffer on
+//! both ends (`--vsock-buffer-size`: [`sockets`]). The workloads are
 //! sans-I/O state machines ([`session`]) that verify every byte, so the backends only move
 //! bytes ([`backend`]). Results ([`results`]) go to a terminal table, JSON, `.hgrm`
 //! files, SVG plots and RESULTS.md ([`report`]).
@@ -33,6 +35,7 @@ pub mod rusage;
 pub mod scaling;
 pub mod session;
 pub mod settings;
+pub mod sockets;
 pub mod summary;
 pub mod transport;
 pub mod wire;

@@ -32,6 +32,20 @@ pub fn at_most(flag: &str, value: u64, max: u64, what: &str) -> Result<u64> {
     Ok(value)
 }
 
+/// `value` of `flag` if it is in `min..=max`.
+///
+/// # Errors
+///
+/// Outside the range: the error names the flag, the value and the range.
+pub fn within(flag: &str, value: u64, min: u64, max: u64, what: &str) -> Result<u64> {
+    if !(min..=max).contains(&value) {
+        return Err(Error::new(format!(
+            "{flag} {value} is outside {min} to {max} {what}"
+        )));
+    }
+    Ok(value)
+}
+
 /// Open files a run of `conns` connections on `workers` workers per side needs, with
 /// `ends` sides in this process (2 for a local server, 1 against a remote one).
 pub fn fds_needed(conns: u64, workers: u64, ends: u64) -> u64 {

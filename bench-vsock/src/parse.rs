@@ -8,33 +8,55 @@ use uring_vsock::Endpoint;
 use crate::backend::BackendKind;
 use crate::limits::{MAX_CONNS, MAX_REPEAT, MAX_WORKERS};
 use crate::proxy::ProxyKind;
+use crate::sockets::{MAX_VSOCK_BUFFER, MIN_VSOCK_BUFFER};
 use crate::wire::MAX_MESSAGE;
 
 /// Parses a byte size: a number with an optional `k`, `m` or `g` suffix (powers of 1024,
 /// any case, optionally followed by `b` or `ib`): `64`, `4k`, `64KiB`, `1m`. Between 1 byte
 /// and 64 MiB (the largest message the protocol carries).
 pub fn size(s: &str) -> Result<usize, String> {
+    let n = bytes(s, 1, MAX_MESSAGE as u64).map_err(|e| {
+        e.unwrap_or_else(|| format!("size {s:?} out of range: must be 1 byte to 64m"))
+    })?;
+    // At most MAX_MESSAGE, so it fits.
+    Ok(n as usize)
+}
+
+/// Parses `--vsock-buffer-size`: a byte size as [`size`] takes it, from
+/// [`MIN_VSOCK_BUFFER`] (128 bytes) to [`MAX_VSOCK_BUFFER`] (1 GiB).
+pub fn vsock_buffer(s: &str) -> Result<u64, String> {
+    bytes(s, MIN_VSOCK_BUFFER, MAX_VSOCK_BUFFER).map_err(|e| {
+        e.unwrap_or_else(|| {
+            format!(
+                "vsock buffer size {s:?} out of range: must be 128 bytes (the kernel's minimum) \
+                 to 1g"
+            )
+        })
+    })
+}
+
+/// A byte size with a suffix, within `min..=max`: `Err(Some(why))` when it does not parse,
+/// `Err(None)` when it is out of range (the caller says the range).
+fn bytes(s: &str, min: u64, max: u64) -> Result<u64, Option<String>> {
     let t = s.trim().to_ascii_lowercase();
     let t = t
         .strip_suffix("ib")
         .or_else(|| t.strip_suffix('b'))
         .unwrap_or(&t);
     let (digits, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1usize << 10),
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
         Some('m') => (&t[..t.len() - 1], 1 << 20),
         Some('g') => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
-    let n: usize = digits.parse().map_err(|_| {
-        format!(
+    let n: u64 = digits.parse().map_err(|_| {
+        Some(format!(
             "bad size {s:?}: expected a number with an optional k, m or g suffix, like 64, 4k, 1m"
-        )
+        ))
     })?;
-    let bytes = n
-        .checked_mul(mult)
-        .filter(|&b| (1..=MAX_MESSAGE).contains(&b))
-        .ok_or_else(|| format!("size {s:?} out of range: must be 1 byte to 64m"))?;
-    Ok(bytes)
+    n.checked_mul(mult)
+        .filter(|b| (min..=max).contains(b))
+        .ok_or(None)
 }
 
 /// Parses a comma-separated list of sizes: `64,4k,64k,1m`.
@@ -193,6 +215,23 @@ mod tests {
         assert!(size("-1").unwrap_err().contains("bad size"));
         assert!(sizes(",").unwrap_err().contains("empty"));
         assert!(sizes("64,abc").unwrap_err().contains("\"abc\""));
+    }
+
+    #[test]
+    fn vsock_buffer_sizes_are_bounded_by_what_the_kernel_takes() {
+        assert_eq!(vsock_buffer("1m"), Ok(1 << 20));
+        assert_eq!(vsock_buffer("128"), Ok(128));
+        assert_eq!(vsock_buffer("1g"), Ok(1 << 30));
+        assert_eq!(vsock_buffer("256KiB"), Ok(256 << 10));
+        for bad in ["0", "127", "1025m", "2g", "18446744073709551615k"] {
+            let e = vsock_buffer(bad).unwrap_err();
+            assert!(
+                e.contains("out of range") && e.contains("128 bytes"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(vsock_buffer("lots").unwrap_err().contains("bad size"));
+        assert!(vsock_buffer("-1").unwrap_err().contains("bad size"));
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub struct RunResult {
     /// `cpu_us_per_msg`); `null` for a direct run.
     #[serde(default)]
     pub proxy_cpu_us_per_msg: Option<f64>,
+    /// `SO_VM_SOCKETS_BUFFER_SIZE` set on both ends' sockets (`--vsock-buffer-size`), bytes;
+    /// `null` for the kernel's default.
+    #[serde(default)]
+    pub vsock_buffer_size: Option<u64>,
+    /// Whether the connections were `SOCK_SEQPACKET` ones (`--seqpacket`), each request
+    /// and echo one message.
+    #[serde(default)]
+    pub seqpacket: bool,
     /// Measured time, s.
     pub duration_s: f64,
     /// Messages completed (round trips, writes, or connections).
@@ -150,8 +158,9 @@ pub struct Ratio {
 
 /// The version of the JSON report's layout (`schema/report.schema.json`): 2 added the
 /// `tokio-ours` backend, proxied runs (`via`, `proxy_cpu_us_per_msg`) and the `proxy` and
-/// `proxy_targets` tables. A report without the field is version 1.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `proxy_targets` tables; 3 added runs' `vsock_buffer_size` and `seqpacket`. A report without the field is
+/// version 1.
+pub const SCHEMA_VERSION: u32 = 3;
 
 fn version_1() -> u32 {
     1

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::backend;
 use crate::cli::ServeArgs;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::sockets::SocketOpts;
 
 /// Serves the bench protocol on `args.listen` until killed (or `--max-conns` connections
 /// ended), saying on `log` where it listens and, every few seconds when something changed,
@@ -18,7 +19,17 @@ use crate::error::Result;
 /// The backend is not in this build or the listen failed; with `--max-conns`, a failed
 /// connection.
 pub fn serve(args: &ServeArgs, log: &mut dyn Write) -> Result<()> {
-    let backend = backend::open(args.backend)?;
+    if args.vsock_buffer_size.is_some() && !args.listen.is_vsock() {
+        return Err(Error::new(format!(
+            "--vsock-buffer-size applies to vsock endpoints, not {}",
+            args.listen
+        )));
+    }
+    let opts = SocketOpts {
+        vsock_buffer: args.vsock_buffer_size,
+        seqpacket: args.seqpacket,
+    };
+    let backend = backend::open(args.backend, opts)?;
     let server = backend.serve(&args.listen, args.workers as usize)?;
     writeln!(
         log,

@@ -135,7 +135,7 @@ fn run_phases(
 /// The backend is not in this build, the server could not start, a connection failed, a
 /// byte did not verify (on either end), or nothing was verified.
 pub fn run(spec: &RunSpec, target: &Target) -> Result<RunResult> {
-    let backend = backend::open(spec.backend)?;
+    let backend = backend::open(spec.backend, spec.sockets)?;
     let what = format!("{} {} on {}", spec.backend, spec.label(), target_ep(target));
     let (phase, transport) = match target {
         Target::Remote(ep) => (
@@ -220,6 +220,8 @@ fn result_of(spec: &RunSpec, transport: &str, local: bool, p: Phase) -> RunResul
         rate: spec.rate,
         local_server: local,
         via: spec.via.as_ref().map(|v| v.kind.name().to_owned()),
+        vsock_buffer_size: spec.sockets.vsock_buffer,
+        seqpacket: spec.sockets.seqpacket,
         proxy_cpu_us_per_msg: p.proxy_cpu_seconds.map(|s| {
             if o.messages > 0 {
                 s * 1e6 / o.messages as f64

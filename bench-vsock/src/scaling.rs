@@ -84,6 +84,8 @@ mod tests {
             local_server: true,
             via: None,
             proxy_cpu_us_per_msg: None,
+            vsock_buffer_size: None,
+            seqpacket: false,
             duration_s: 1.0,
             messages: msgs_per_s as u64,
             payload_bytes: 0,

@@ -13,6 +13,7 @@ use crate::limits::{self, MAX_CONNS, MAX_REPEAT, MAX_WORKERS};
 use crate::proxy::{ProxyKind, Via};
 use crate::runner::Target;
 use crate::scaling::{BACKENDS as SCALING_BACKENDS, WORKERS as SCALING_WORKERS};
+use crate::sockets::{SocketOpts, MAX_SEQPACKET_MESSAGE, MAX_VSOCK_BUFFER, MIN_VSOCK_BUFFER};
 use crate::transport::{self, local_listen, require_loopback};
 use crate::workload::{Length, RunSpec, Workload, DEFAULT_WORKERS};
 
@@ -70,15 +71,114 @@ fn target(args: &RunArgs, notes: &mut Vec<String>) -> Result<Target> {
     Ok(Target::Local(local_listen(t)?))
 }
 
+/// The socket options of both ends, refused where they do not apply.
+fn sockets(args: &RunArgs, target: &Target) -> Result<SocketOpts> {
+    let ep = match target {
+        Target::Local(ep) | Target::Remote(ep) => ep,
+    };
+    if let Some(n) = args.vsock_buffer_size {
+        limits::within(
+            "--vsock-buffer-size",
+            n,
+            MIN_VSOCK_BUFFER,
+            MAX_VSOCK_BUFFER,
+            "bytes",
+        )?;
+        if !ep.is_vsock() {
+            return Err(Error::new(format!(
+                "--vsock-buffer-size sets a vsock socket option, but this run's server is on {} \
+                 ({ep}): use --transport vsock, or a vsock --listen or --connect",
+                transport::report_name(ep)
+            )));
+        }
+    }
+    if args.seqpacket {
+        let unix_or_vsock = matches!(
+            ep,
+            Endpoint::Vsock(_) | Endpoint::Unix(_) | Endpoint::UnixAbstract(_)
+        );
+        if !unix_or_vsock {
+            return Err(Error::new(format!(
+                "--seqpacket needs a unix or vsock endpoint: {} ({ep}) has no SOCK_SEQPACKET",
+                transport::report_name(ep)
+            )));
+        }
+        if args.via.is_some() {
+            return Err(Error::new(
+                "--seqpacket cannot be combined with --via: the proxies forward streams",
+            ));
+        }
+        if let Some(big) = args
+            .sizes
+            .as_ref()
+            .and_then(|s| s.0.iter().find(|&&n| n > MAX_SEQPACKET_MESSAGE))
+        {
+            return Err(Error::new(format!(
+                "--seqpacket messages are at most 64 KiB (one receive buffer of every \
+                 backend): --sizes has {}",
+                crate::workload::human_size(*big as u64)
+            )));
+        }
+    }
+    Ok(SocketOpts {
+        vsock_buffer: args.vsock_buffer_size,
+        seqpacket: args.seqpacket,
+    })
+}
+
+/// A `--seqpacket` run's configurations: pingpong and rr only (a stream has no messages, a
+/// connect run measures setup), within [`MAX_SEQPACKET_MESSAGE`]. A single workload that
+/// is neither is refused; a compare leaves the rest out and says so.
+fn seqpacket_configs(
+    suite: Suite,
+    configs: Vec<Config>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Config>> {
+    if let Suite::One(w) = suite {
+        if !matches!(w, Workload::Pingpong | Workload::Rr) {
+            return Err(Error::new(format!(
+                "--seqpacket applies to pingpong and rr (one message per request), not {w}"
+            )));
+        }
+    }
+    let (keep, left): (Vec<Config>, Vec<Config>) = configs.into_iter().partition(|c| {
+        matches!(c.0, Workload::Pingpong | Workload::Rr) && c.1 <= MAX_SEQPACKET_MESSAGE
+    });
+    if !left.is_empty() {
+        notes.push(format!(
+            "seqpacket: running pingpong and rr with messages up to 64 KiB; left out: {}",
+            left.iter()
+                .map(|c| crate::workload::config_label(c.0, c.1, c.2, c.3))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(keep)
+}
+
 fn backends(args: &RunArgs, notes: &mut Vec<String>) -> Result<Vec<BackendKind>> {
+    let opts = SocketOpts {
+        seqpacket: args.seqpacket,
+        ..SocketOpts::default()
+    };
     if let Some(list) = &args.backends {
         for &k in &list.0 {
-            backend::open(k)?;
+            backend::open(k, opts)?;
         }
         return Ok(list.0.clone());
     }
     let (have, missing): (Vec<BackendKind>, Vec<BackendKind>) =
         BackendKind::ALL.into_iter().partition(|k| k.available());
+    let (have, plain): (Vec<BackendKind>, Vec<BackendKind>) = have
+        .into_iter()
+        .partition(|k| !args.seqpacket || k.has_seqpacket());
+    if !plain.is_empty() {
+        let names: Vec<&str> = plain.iter().map(|k| k.name()).collect();
+        notes.push(format!(
+            "seqpacket: skipping backends without seqpacket sockets: {}",
+            names.join(", ")
+        ));
+    }
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|k| k.name()).collect();
         notes.push(format!(
@@ -218,8 +318,14 @@ fn check_limits(args: &RunArgs, target: &Target, configs: &[Config]) -> Result<(
 pub fn settings(suite: Suite, args: &RunArgs) -> Result<Settings> {
     let mut notes = Vec::new();
     let target = target(args, &mut notes)?;
+    let sockets = sockets(args, &target)?;
     let backends = backends(args, &mut notes)?;
     let configs = configs(suite, args)?;
+    let configs = if sockets.seqpacket {
+        seqpacket_configs(suite, configs, &mut notes)?
+    } else {
+        configs
+    };
     check_limits(args, &target, &configs)?;
     let vias = vias(args, &target)?;
     let direct = [None];
@@ -290,6 +396,7 @@ pub fn settings(suite: Suite, args: &RunArgs) -> Result<Settings> {
                         warmup: args.warmup.unwrap_or(warmup),
                         repeat,
                         via: via.clone(),
+                        sockets,
                     });
                 }
             }
@@ -430,6 +537,41 @@ mod tests {
             e.message().starts_with("--repeat 18446744073709551615"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_vsock_buffer_size_is_for_vsock_endpoints_and_bounded() {
+        let mut a = quick();
+        a.vsock_buffer_size = Some(1 << 20);
+        let e = settings(Suite::One(Workload::Rr), &a).unwrap_err();
+        assert!(
+            e.message()
+                .contains("--vsock-buffer-size sets a vsock socket option"),
+            "{e}"
+        );
+        assert!(e.message().contains("on unix"), "{e}");
+        a.transport = Some(crate::transport::Transport::Tcp);
+        let e = settings(Suite::Compare, &a).unwrap_err();
+        assert!(e.message().contains("on tcp"), "{e}");
+        a.transport = None;
+        a.listen = Some("hybrid:/tmp/bench-vsock-none.sock:5000".parse().unwrap());
+        let e = settings(Suite::One(Workload::Rr), &a).unwrap_err();
+        assert!(e.message().contains("on hybrid"), "{e}");
+        // Against a remote vsock server it is accepted (nothing connects here) and reaches
+        // every run.
+        a.listen = None;
+        a.connect = Some("vsock:3:5000".parse().unwrap());
+        let s = settings(Suite::One(Workload::Rr), &a).unwrap();
+        assert!(s
+            .specs
+            .iter()
+            .all(|r| r.sockets.vsock_buffer == Some(1 << 20)));
+        // RunArgs made in code are bounded as the parser bounds them.
+        for bad in [0, MIN_VSOCK_BUFFER - 1, MAX_VSOCK_BUFFER + 1, u64::MAX] {
+            a.vsock_buffer_size = Some(bad);
+            let e = settings(Suite::One(Workload::Rr), &a).unwrap_err();
+            assert!(e.message().starts_with("--vsock-buffer-size"), "{e}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendKind;
 use crate::proxy::Via;
 use crate::session::SessionPlan;
+use crate::sockets::SocketOpts;
 use crate::wire::Mode;
 
 /// A workload.
@@ -86,6 +87,8 @@ pub struct RunSpec {
     pub repeat: u32,
     /// The proxy between client and server (`--via`); `None` connects directly.
     pub via: Option<Via>,
+    /// Socket options of both ends (`--vsock-buffer-size`).
+    pub sockets: SocketOpts,
 }
 
 impl RunSpec {
@@ -226,6 +229,7 @@ mod tests {
             warmup: Duration::ZERO,
             repeat: 0,
             via: None,
+            sockets: SocketOpts::default(),
         }
     }
 

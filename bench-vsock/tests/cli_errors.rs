@@ -59,6 +59,29 @@ fn bad_values_are_named() {
 }
 
 #[test]
+fn vsock_buffer_sizes_are_bounded_and_for_vsock_only() {
+    for bad in ["0", "127", "2g", "1025m"] {
+        fails_with(
+            &["rr", "--vsock-buffer-size", bad],
+            "out of range: must be 128 bytes (the kernel's minimum) to 1g",
+        );
+    }
+    fails_with(&["rr", "--vsock-buffer-size", "big"], "bad size \"big\"");
+    // On the host's default transport (unix, without vsock loopback) or an explicit one
+    // that is not vsock: refused before anything runs.
+    for transport in ["unix", "tcp"] {
+        fails_with(
+            &["rr", "--transport", transport, "--vsock-buffer-size", "1m"],
+            &format!("--vsock-buffer-size sets a vsock socket option, but this run's server is on {transport}"),
+        );
+    }
+    fails_with(
+        &["serve", "--listen", "unix:@x", "--vsock-buffer-size", "1m"],
+        "--vsock-buffer-size applies to vsock endpoints, not unix:@x",
+    );
+}
+
+#[test]
 fn contradictions_are_run_errors() {
     fails_with(
         &["pingpong", "--rate", "100", "--transport", "unix"],

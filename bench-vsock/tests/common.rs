@@ -177,10 +177,16 @@ impl Serve {
 
     /// [`Serve::start`] on `endpoint`.
     pub fn start_on(endpoint: String, backend: &str, max_conns: u32) -> Serve {
+        Serve::start_with(endpoint, backend, max_conns, &[])
+    }
+
+    /// [`Serve::start_on`] with `extra` options of `serve`.
+    pub fn start_with(endpoint: String, backend: &str, max_conns: u32, extra: &[&str]) -> Serve {
         use std::io::{BufRead, BufReader};
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bench-vsock"))
             .args(["serve", "--listen", &endpoint, "--backend", backend])
             .args(["--max-conns", &max_conns.to_string()])
+            .args(extra)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn bench-vsock serve");

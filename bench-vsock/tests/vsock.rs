@@ -1,6 +1,6 @@
 //! bench-vsock on real vsock, in the test VM (`tools/vm-test`; ignored on the host, where a
 //! vsock connect would leave the machine): the README's main job on its vsock-loopback
-//! default, and the deployment roles over vsock.
+//! default, the deployment roles over vsock, `--vsock-buffer-size` and `--seqpacket`.
 
 mod common;
 
@@ -168,5 +168,84 @@ fn uring_vsock_runs_report_the_engines_counters_per_message() {
             );
         }
         assert!(e["bytes_per_completion"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
+
+#[test]
+#[ignore = "sends vsock traffic: runs in the test VM (tools/vm-test)"]
+fn rr_with_a_vsock_buffer_size_runs_on_every_backend_over_vsock() {
+    common::require_vm();
+    for backend in BACKENDS {
+        let runs = common::runs_of(
+            "vsock-buffer",
+            backend,
+            &[
+                "rr",
+                "--transport",
+                "vsock",
+                "--vsock-buffer-size",
+                "1m",
+                "--conns",
+                "4",
+                "--count",
+                "200",
+            ],
+        );
+        assert_eq!(runs.len(), 1, "{backend}: {runs:?}");
+        let r = &runs[0];
+        assert_eq!(r["transport"], "vsock", "{r}");
+        assert_eq!(r["vsock_buffer_size"], 1 << 20, "{r}");
+        assert_eq!(r["messages"], 200, "{r}");
+        // Each 64-byte echo checked by the client (and each request by the server).
+        assert_eq!(r["bytes_verified"], 200 * 64, "{r}");
+        assert_verified(r);
+    }
+}
+
+#[test]
+#[ignore = "sends vsock traffic: runs in the test VM (tools/vm-test)"]
+fn seqpacket_pingpong_and_rr_verify_every_message_over_vsock() {
+    common::require_vm();
+    for backend in ["uring", "uring-spin", "epoll", "blocking"] {
+        let runs = common::runs_of(
+            "vsock-seqpacket-pingpong",
+            backend,
+            &[
+                "pingpong",
+                "--seqpacket",
+                "--transport",
+                "vsock",
+                "--sizes",
+                "64,64k",
+                "--count",
+                "20",
+            ],
+        );
+        assert_eq!(runs.len(), 2, "{backend}: {runs:?}");
+        for r in &runs {
+            assert_eq!(r["transport"], "vsock", "{r}");
+            assert_eq!(r["seqpacket"], true, "{r}");
+            assert_verified(r);
+        }
+        assert_eq!(runs[0]["bytes_verified"], 20 * 64, "{backend}");
+        assert_eq!(runs[1]["bytes_verified"], 20 * 65536, "{backend}");
+        let runs = common::runs_of(
+            "vsock-seqpacket-rr",
+            backend,
+            &[
+                "rr",
+                "--seqpacket",
+                "--transport",
+                "vsock",
+                "--conns",
+                "4",
+                "--count",
+                "200",
+            ],
+        );
+        let r = &runs[0];
+        assert_eq!(r["seqpacket"], true, "{r}");
+        assert_eq!(r["bytes_verified"], 200 * 64, "{r}");
+        assert_verified(r);
     }
 }

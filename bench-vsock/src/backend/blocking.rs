@@ -7,16 +7,19 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use uring_vsock::blocking::{Listener, Stream};
+use uring_vsock::blocking::{Listener, SeqpacketConn, SeqpacketListener, Stream};
 use uring_vsock::Endpoint;
 
+use super::seqpacket::received;
 use super::threads::ThreadServer;
 use super::{tune, Backend, BackendKind, Server, BACKLOG, CONNECT_TIMEOUT, IO_TIMEOUT};
 use crate::error::{Context, Error, Result};
 use crate::session::{ServerSession, ServerStats, Session, SessionSource, Want};
+use crate::sockets::{SocketOpts, MAX_SEQPACKET_MESSAGE};
 
-/// Per-connection read buffer: big enough for a 64 KiB message in one read.
-const READ_BUF: usize = 64 * 1024;
+/// Per-connection read buffer: big enough for a 64 KiB message in one read (the largest
+/// seqpacket message, [`MAX_SEQPACKET_MESSAGE`]).
+const READ_BUF: usize = MAX_SEQPACKET_MESSAGE;
 /// Connection threads need little stack: buffers are on the heap, and 512 of them run at
 /// once in an `rr` run.
 const STACK: usize = 256 * 1024;
@@ -25,10 +28,97 @@ const ACCEPT_POLL_MS: i32 = 50;
 
 /// The blocking backend.
 #[derive(Debug)]
-pub(crate) struct Blocking;
+pub(crate) struct Blocking {
+    /// The run's socket options, for both ends.
+    pub(crate) opts: SocketOpts,
+}
 
-/// Runs one session over a blocking stream until it is done.
-fn drive(mut stream: &Stream, session: &mut dyn Session, buf: &mut [u8]) -> Result<()> {
+/// A connection of either socket type: a seqpacket one sends each of the session's sends
+/// as one message and hands it each received message.
+enum Conn {
+    Stream(Stream),
+    Seqpacket(SeqpacketConn),
+}
+
+impl Conn {
+    fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Stream(s) => {
+                let mut s = s;
+                s.write(buf)
+            }
+            Conn::Seqpacket(s) => s.send(buf).map(|()| buf.len()),
+        }
+    }
+
+    fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Stream(s) => {
+                let mut s = s;
+                s.read(buf)
+            }
+            Conn::Seqpacket(s) => received(s.recv(buf)?, buf.len()),
+        }
+    }
+
+    fn set_timeouts(&self) -> std::io::Result<()> {
+        match self {
+            Conn::Stream(s) => s
+                .set_read_timeout(Some(IO_TIMEOUT))
+                .and_then(|()| s.set_write_timeout(Some(IO_TIMEOUT))),
+            Conn::Seqpacket(s) => s
+                .set_read_timeout(Some(IO_TIMEOUT))
+                .and_then(|()| s.set_write_timeout(Some(IO_TIMEOUT))),
+        }
+    }
+
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Conn::Stream(s) => s.as_fd(),
+            Conn::Seqpacket(s) => s.as_fd(),
+        }
+    }
+}
+
+/// A listener of either socket type.
+enum Listen {
+    Stream(Listener),
+    Seqpacket(SeqpacketListener),
+}
+
+impl Listen {
+    fn bind(ep: &Endpoint, opts: &SocketOpts) -> Result<Listen> {
+        Ok(if opts.seqpacket {
+            Listen::Seqpacket(SeqpacketListener::bind_with_backlog(ep, BACKLOG)?)
+        } else {
+            Listen::Stream(Listener::bind_with_backlog(ep, BACKLOG)?)
+        })
+    }
+
+    fn accept(&self) -> uring_vsock::Result<Conn> {
+        Ok(match self {
+            Listen::Stream(l) => Conn::Stream(l.accept()?.0),
+            Listen::Seqpacket(l) => Conn::Seqpacket(l.accept()?.0),
+        })
+    }
+
+    fn local_addr(&self) -> uring_vsock::Result<Endpoint> {
+        match self {
+            Listen::Stream(l) => l.local_addr(),
+            Listen::Seqpacket(l) => l.local_addr(),
+        }
+    }
+
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Listen::Stream(l) => l.as_fd(),
+            Listen::Seqpacket(l) => l.as_fd(),
+        }
+    }
+}
+
+/// Runs one session over a blocking connection until it is done.
+fn drive(stream: &Conn, session: &mut dyn Session, buf: &mut [u8]) -> Result<()> {
     loop {
         let now = Instant::now();
         match session.next(now) {
@@ -48,24 +138,25 @@ fn drive(mut stream: &Stream, session: &mut dyn Session, buf: &mut [u8]) -> Resu
     }
 }
 
-fn connect(ep: &Endpoint) -> Result<Stream> {
+fn connect(ep: &Endpoint, opts: &SocketOpts) -> Result<Conn> {
     // A unix connect to a full backlog fails at once with EAGAIN when nonblocking, which is
     // how a connect with a timeout works; a plain blocking connect waits for room instead.
-    let stream = if matches!(ep, Endpoint::Unix(_) | Endpoint::UnixAbstract(_)) {
-        Stream::connect(ep)?
-    } else {
-        Stream::connect_timeout(ep, CONNECT_TIMEOUT)?
+    let unix = matches!(ep, Endpoint::Unix(_) | Endpoint::UnixAbstract(_));
+    let stream = match (opts.seqpacket, unix) {
+        (false, true) => Conn::Stream(Stream::connect(ep)?),
+        (false, false) => Conn::Stream(Stream::connect_timeout(ep, CONNECT_TIMEOUT)?),
+        (true, true) => Conn::Seqpacket(SeqpacketConn::connect(ep)?),
+        (true, false) => Conn::Seqpacket(SeqpacketConn::connect_timeout(ep, CONNECT_TIMEOUT)?),
     };
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    tune(stream.as_fd(), ep)?;
+    stream.set_timeouts()?;
+    tune(stream.as_fd(), ep, opts)?;
     Ok(stream)
 }
 
-fn client_slot(ep: &Endpoint, source: &SessionSource) {
+fn client_slot(ep: &Endpoint, opts: &SocketOpts, source: &SessionSource) {
     let mut buf = vec![0; READ_BUF];
     while let Some(mut session) = source.next_session() {
-        let result = connect(ep).and_then(|stream| drive(&stream, &mut session, &mut buf));
+        let result = connect(ep, opts).and_then(|stream| drive(&stream, &mut session, &mut buf));
         if let Err(e) = result {
             source.fail(e.context(format!("blocking client to {ep}")));
         }
@@ -78,11 +169,13 @@ impl Backend for Blocking {
     }
 
     fn serve(&self, listen: &Endpoint, _workers: usize) -> Result<Box<dyn Server>> {
-        let listener = Listener::bind_with_backlog(listen, BACKLOG)?;
+        let listener = Listen::bind(listen, &self.opts)?;
         let endpoint = listener.local_addr()?;
-        let ep = endpoint.clone();
+        // On the listener too, so accepted sockets start with them.
+        tune(listener.as_fd(), &endpoint, &self.opts)?;
+        let (ep, opts) = (endpoint.clone(), self.opts);
         let server = ThreadServer::start("blocking-accept", endpoint, 1, move |stop, stats| {
-            accept_loop(&listener, &ep, stop, stats);
+            accept_loop(&listener, &ep, &opts, stop, stats);
         })?;
         Ok(Box::new(server))
     }
@@ -94,7 +187,7 @@ impl Backend for Blocking {
                 let spawned = thread::Builder::new()
                     .name(format!("blocking-client-{i}"))
                     .stack_size(STACK)
-                    .spawn_scoped(scope, || client_slot(connect, source));
+                    .spawn_scoped(scope, || client_slot(connect, &self.opts, source));
                 if let Err(e) = spawned {
                     source.fail(Error::from(e).context("spawning a client thread"));
                     break;
@@ -105,9 +198,9 @@ impl Backend for Blocking {
 }
 
 /// Whether the listener has a connection waiting, within [`ACCEPT_POLL_MS`].
-fn readable(listener: &Listener) -> bool {
+fn readable(listener: &Listen) -> bool {
     let mut pfd = libc::pollfd {
-        fd: listener.as_raw_fd(),
+        fd: listener.as_fd().as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
@@ -115,7 +208,13 @@ fn readable(listener: &Listener) -> bool {
     unsafe { libc::poll(&mut pfd, 1, ACCEPT_POLL_MS) > 0 }
 }
 
-fn accept_loop(listener: &Listener, ep: &Endpoint, stop: &AtomicBool, stats: &Arc<ServerStats>) {
+fn accept_loop(
+    listener: &Listen,
+    ep: &Endpoint,
+    opts: &SocketOpts,
+    stop: &AtomicBool,
+    stats: &Arc<ServerStats>,
+) {
     let mut conns: Vec<JoinHandle<()>> = Vec::new();
     // Polling with a timeout rather than blocking in accept lets `stop` end the loop
     // without connecting to ourselves.
@@ -124,18 +223,18 @@ fn accept_loop(listener: &Listener, ep: &Endpoint, stop: &AtomicBool, stats: &Ar
             continue;
         }
         let stream = match listener.accept() {
-            Ok((stream, _peer)) => stream,
+            Ok(stream) => stream,
             Err(e) => {
                 stats.fail(format!("accept on {ep}: {e}"));
                 continue;
             }
         };
         conns.retain(|h| !h.is_finished());
-        let (conn_stats, conn_ep) = (stats.clone(), ep.clone());
+        let (conn_stats, conn_ep, opts) = (stats.clone(), ep.clone(), *opts);
         let spawned = thread::Builder::new()
             .name("blocking-conn".into())
             .stack_size(STACK)
-            .spawn(move || serve_conn(stream, &conn_ep, &conn_stats));
+            .spawn(move || serve_conn(stream, &conn_ep, &opts, &conn_stats));
         match spawned {
             Ok(h) => conns.push(h),
             Err(e) => stats.fail(format!("spawning a blocking connection thread: {e}")),
@@ -146,13 +245,13 @@ fn accept_loop(listener: &Listener, ep: &Endpoint, stop: &AtomicBool, stats: &Ar
     }
 }
 
-fn serve_conn(stream: Stream, ep: &Endpoint, stats: &ServerStats) {
+fn serve_conn(stream: Conn, ep: &Endpoint, opts: &SocketOpts, stats: &ServerStats) {
     let mut session = ServerSession::new();
     let mut buf = vec![0; READ_BUF];
     let result = stream
-        .set_read_timeout(Some(IO_TIMEOUT))
+        .set_timeouts()
         .map_err(Error::from)
-        .and_then(|()| tune(stream.as_fd(), ep))
+        .and_then(|()| tune(stream.as_fd(), ep, opts))
         .and_then(|()| drive(&stream, &mut session, &mut buf));
     stats.record(&session, &result);
 }

@@ -11,15 +11,18 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use uring_vsock::epoll::{Listener, Stream};
+use uring_vsock::epoll::{Listener, SeqpacketConn, SeqpacketListener, Stream};
 use uring_vsock::Endpoint;
 
+use super::seqpacket::received;
 use super::threads::ThreadServer;
 use super::{tune, Backend, BackendKind, Server, BACKLOG};
 use crate::error::{Error, Result};
 use crate::session::{ClientSession, ServerSession, ServerStats, Session, SessionSource, Want};
+use crate::sockets::{SocketOpts, MAX_SEQPACKET_MESSAGE};
 
-const READ_BUF: usize = 64 * 1024;
+/// Read buffer: a whole 64 KiB message, the largest of a seqpacket run.
+const READ_BUF: usize = MAX_SEQPACKET_MESSAGE;
 /// The listener's token in every server worker's poll.
 const LISTENER: Token = Token(usize::MAX);
 /// How often a server worker looks at its stop flag.
@@ -30,16 +33,113 @@ const TIMER_SLACK: Duration = Duration::from_millis(1);
 
 /// The epoll backend.
 #[derive(Debug)]
-pub(crate) struct Epoll;
+pub(crate) struct Epoll {
+    /// The run's socket options, for both ends.
+    opts: SocketOpts,
+}
 
 /// The epoll backend: the library's epoll path is in this build.
-pub(crate) fn open() -> Result<Box<dyn Backend>> {
-    Ok(Box::new(Epoll))
+pub(crate) fn open(opts: SocketOpts) -> Result<Box<dyn Backend>> {
+    Ok(Box::new(Epoll { opts }))
+}
+
+/// A socket of either type: a seqpacket one sends each of the session's sends as one
+/// message and hands it each received message.
+enum Sock {
+    Stream(Stream),
+    Seqpacket(SeqpacketConn),
+}
+
+impl Sock {
+    fn connect(ep: &Endpoint, opts: &SocketOpts) -> uring_vsock::Result<Sock> {
+        Ok(if opts.seqpacket {
+            Sock::Seqpacket(SeqpacketConn::connect(ep)?)
+        } else {
+            Sock::Stream(Stream::connect(ep)?)
+        })
+    }
+
+    fn connect_result(&self) -> uring_vsock::Result<()> {
+        match self {
+            Sock::Stream(s) => s.connect_result(),
+            Sock::Seqpacket(s) => s.connect_result(),
+        }
+    }
+
+    fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sock::Stream(s) => {
+                let mut s = s;
+                s.write(buf)
+            }
+            Sock::Seqpacket(s) => s.send(buf).map(|()| buf.len()),
+        }
+    }
+
+    fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Sock::Stream(s) => {
+                let mut s = s;
+                s.read(buf)
+            }
+            Sock::Seqpacket(s) => received(s.recv(buf)?, buf.len()),
+        }
+    }
+
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Sock::Stream(s) => s.as_fd(),
+            Sock::Seqpacket(s) => s.as_fd(),
+        }
+    }
+
+    fn register(&self, poll: &Poll, token: Token) -> std::io::Result<()> {
+        let fd = self.as_fd().as_raw_fd();
+        poll.registry().register(
+            &mut SourceFd(&fd),
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    fn deregister(&self, poll: &Poll) {
+        let fd = self.as_fd().as_raw_fd();
+        let _ = poll.registry().deregister(&mut SourceFd(&fd));
+    }
+}
+
+/// A listener of either socket type.
+enum Listen {
+    Stream(Listener),
+    Seqpacket(SeqpacketListener),
+}
+
+impl Listen {
+    fn accept(&self) -> uring_vsock::Result<Sock> {
+        Ok(match self {
+            Listen::Stream(l) => Sock::Stream(l.accept()?.0),
+            Listen::Seqpacket(l) => Sock::Seqpacket(l.accept()?.0),
+        })
+    }
+
+    fn local_addr(&self) -> uring_vsock::Result<Endpoint> {
+        match self {
+            Listen::Stream(l) => l.local_addr(),
+            Listen::Seqpacket(l) => l.local_addr(),
+        }
+    }
+
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Listen::Stream(l) => l.as_fd(),
+            Listen::Seqpacket(l) => l.as_fd(),
+        }
+    }
 }
 
 /// A connection and the session it runs.
 struct Conn<S> {
-    stream: Stream,
+    stream: Sock,
     session: S,
     connecting: bool,
     wait: Option<Instant>,
@@ -69,13 +169,13 @@ impl<S: Session> Conn<S> {
         loop {
             let now = Instant::now();
             match self.session.next(now) {
-                Want::Send(out) => match (&self.stream).write(out.as_slice()) {
+                Want::Send(out) => match self.stream.write(out.as_slice()) {
                     Ok(n) => self.session.on_sent(n, Instant::now()),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Step::Blocked),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => return Err(Error::from(e).context("write")),
                 },
-                Want::Recv => match (&self.stream).read(buf) {
+                Want::Recv => match self.stream.read(buf) {
                     Ok(0) => self.session.on_eof()?,
                     Ok(n) => self.session.on_recv(&buf[..n], Instant::now())?,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Step::Blocked),
@@ -126,6 +226,7 @@ fn ready<S>(events: &Events, conns: &HashMap<Token, Conn<S>>) -> Vec<Token> {
 fn start_client(
     poll: &Poll,
     ep: &Endpoint,
+    opts: &SocketOpts,
     source: &SessionSource,
     conns: &mut HashMap<Token, Conn<ClientSession>>,
     token: Token,
@@ -133,15 +234,11 @@ fn start_client(
     let Some(session) = source.next_session() else {
         return;
     };
-    let started = Stream::connect(ep)
+    let started = Sock::connect(ep, opts)
         .map_err(Error::from)
-        .and_then(|mut stream| {
-            tune(stream.as_fd(), ep)?;
-            poll.registry().register(
-                &mut stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
+        .and_then(|stream| {
+            tune(stream.as_fd(), ep, opts)?;
+            stream.register(poll, token)?;
             Ok(stream)
         });
     match started {
@@ -161,13 +258,18 @@ fn start_client(
 }
 
 /// One client worker: runs `slots` connections (tokens 0..slots) to the end of the source.
-fn client_worker(ep: &Endpoint, source: &SessionSource, slots: usize) -> Result<()> {
+fn client_worker(
+    ep: &Endpoint,
+    opts: &SocketOpts,
+    source: &SessionSource,
+    slots: usize,
+) -> Result<()> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let mut conns = HashMap::new();
     let mut buf = vec![0; READ_BUF];
     for slot in 0..slots {
-        start_client(&poll, ep, source, &mut conns, Token(slot));
+        start_client(&poll, ep, opts, source, &mut conns, Token(slot));
     }
     while !conns.is_empty() {
         poll.poll(&mut events, timeout(&conns, None)).or_else(|e| {
@@ -186,11 +288,11 @@ fn client_worker(ep: &Endpoint, source: &SessionSource, slots: usize) -> Result<
                 Ok(Step::Done) => {}
                 Err(e) => source.fail(e.context(format!("epoll client to {ep}"))),
             }
-            if let Some(mut conn) = conns.remove(&token) {
-                let _ = poll.registry().deregister(&mut conn.stream);
+            if let Some(conn) = conns.remove(&token) {
+                conn.stream.deregister(&poll);
             }
             // The slot's next session gets a new connection (the connect workload).
-            start_client(&poll, ep, source, &mut conns, token);
+            start_client(&poll, ep, opts, source, &mut conns, token);
         }
     }
     Ok(())
@@ -199,13 +301,18 @@ fn client_worker(ep: &Endpoint, source: &SessionSource, slots: usize) -> Result<
 /// One server worker: every worker polls the shared listener (edge-triggered, each in its
 /// own epoll set) and accepts until it would block, so connections spread over workers
 /// without an acceptor thread.
-fn server_worker(listener: &Listener, stop: &AtomicBool, stats: &ServerStats) -> Result<()> {
+fn server_worker(
+    listener: &Listen,
+    opts: &SocketOpts,
+    stop: &AtomicBool,
+    stats: &ServerStats,
+) -> Result<()> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let mut conns: HashMap<Token, Conn<ServerSession>> = HashMap::new();
     let mut buf = vec![0; READ_BUF];
     let mut next = 0usize;
-    let fd = listener.as_raw_fd();
+    let fd = listener.as_fd().as_raw_fd();
     let local = listener.local_addr()?;
     poll.registry()
         .register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
@@ -223,15 +330,11 @@ fn server_worker(listener: &Listener, stop: &AtomicBool, stats: &ServerStats) ->
             tokens.swap_remove(i);
             loop {
                 match listener.accept() {
-                    Ok((mut stream, _)) => {
+                    Ok(stream) => {
                         let token = Token(next);
                         next = next.wrapping_add(1) % (usize::MAX - 1);
-                        tune(stream.as_fd(), &local)?;
-                        poll.registry().register(
-                            &mut stream,
-                            token,
-                            Interest::READABLE | Interest::WRITABLE,
-                        )?;
+                        tune(stream.as_fd(), &local, opts)?;
+                        stream.register(&poll, token)?;
                         conns.insert(
                             token,
                             Conn {
@@ -260,9 +363,9 @@ fn server_worker(listener: &Listener, stop: &AtomicBool, stats: &ServerStats) ->
                 Ok(Step::Done) => Ok(()),
                 Err(e) => Err(e),
             };
-            if let Some(mut conn) = conns.remove(&token) {
+            if let Some(conn) = conns.remove(&token) {
                 stats.record(&conn.session, &result);
-                let _ = poll.registry().deregister(&mut conn.stream);
+                conn.stream.deregister(&poll);
             }
         }
     }
@@ -275,10 +378,17 @@ impl Backend for Epoll {
     }
 
     fn serve(&self, listen: &Endpoint, workers: usize) -> Result<Box<dyn Server>> {
-        let listener = Listener::bind_with_backlog(listen, BACKLOG)?;
+        let listener = if self.opts.seqpacket {
+            Listen::Seqpacket(SeqpacketListener::bind_with_backlog(listen, BACKLOG)?)
+        } else {
+            Listen::Stream(Listener::bind_with_backlog(listen, BACKLOG)?)
+        };
         let endpoint = listener.local_addr()?;
+        // On the listener too, so accepted sockets start with them.
+        tune(listener.as_fd(), &endpoint, &self.opts)?;
+        let opts = self.opts;
         let server = ThreadServer::start("epoll-server", endpoint, workers, move |stop, stats| {
-            if let Err(e) = server_worker(&listener, stop, stats) {
+            if let Err(e) = server_worker(&listener, &opts, stop, stats) {
                 stats.fail(e.context("epoll server worker"));
             }
         })?;
@@ -301,7 +411,7 @@ impl Backend for Epoll {
                 let spawned = thread::Builder::new()
                     .name(format!("epoll-client-{w}"))
                     .spawn_scoped(scope, move || {
-                        if let Err(e) = client_worker(connect, source, mine) {
+                        if let Err(e) = client_worker(connect, &self.opts, source, mine) {
                             source.fail(e.context("epoll client worker"));
                         }
                     });

@@ -6,6 +6,7 @@
 
 mod blocking;
 mod epoll;
+mod seqpacket;
 mod threads;
 mod tokio;
 mod tokio_common;
@@ -22,6 +23,7 @@ use uring_vsock::Endpoint;
 
 use crate::error::{Error, Result};
 use crate::session::{ServerStats, SessionSource};
+use crate::sockets::SocketOpts;
 
 /// How long one read or write may block before the connection is declared stuck: a bound
 /// so a broken peer fails the run instead of hanging it.
@@ -71,10 +73,16 @@ impl BackendKind {
         }
     }
 
+    /// Whether it has `SOCK_SEQPACKET` connections (`--seqpacket`): tokio and
+    /// tokio-vsock have none, nor does the library's tokio path yet.
+    pub fn has_seqpacket(self) -> bool {
+        !matches!(self, BackendKind::Tokio | BackendKind::TokioOurs)
+    }
+
     /// Whether this build can run it (every backend can now; kept so a backend whose library
     /// path is missing from a build is skipped rather than failing a default run).
     pub fn available(self) -> bool {
-        open(self).is_ok()
+        open(self, SocketOpts::default()).is_ok()
     }
 }
 
@@ -156,27 +164,67 @@ pub trait Backend: Send + Sync {
     );
 }
 
-/// The backend of this kind.
+/// The backend of this kind, setting `opts` on the sockets of both ends.
 ///
 /// # Errors
 ///
-/// The backend is not in this build (its library path has not landed yet).
-pub fn open(kind: BackendKind) -> Result<Box<dyn Backend>> {
+/// The backend is not in this build (its library path has not landed yet), or `opts` asks
+/// for seqpacket sockets it does not have.
+pub fn open(kind: BackendKind, opts: SocketOpts) -> Result<Box<dyn Backend>> {
+    if opts.seqpacket && !kind.has_seqpacket() {
+        return Err(Error::new(format!(
+            "backend {kind} has no seqpacket sockets: --seqpacket runs uring, uring-spin, \
+             epoll and blocking"
+        )));
+    }
     match kind {
-        BackendKind::Blocking => Ok(Box::new(blocking::Blocking)),
-        BackendKind::Tokio => Ok(Box::new(tokio::Tokio)),
-        BackendKind::TokioOurs => Ok(Box::new(tokio_ours::TokioOurs)),
-        BackendKind::Epoll => epoll::open(),
-        BackendKind::Uring => uring::open(false),
-        BackendKind::UringSpin => uring::open(true),
+        BackendKind::Blocking => Ok(Box::new(blocking::Blocking { opts })),
+        BackendKind::Tokio => Ok(Box::new(tokio::Tokio { opts })),
+        BackendKind::TokioOurs => Ok(Box::new(tokio_ours::TokioOurs { opts })),
+        BackendKind::Epoll => epoll::open(opts),
+        BackendKind::Uring => uring::open(false, opts),
+        BackendKind::UringSpin => uring::open(true, opts),
     }
 }
 
-/// Turns on `TCP_NODELAY` for tcp sockets: small request/response messages otherwise wait
-/// for Nagle's algorithm and every backend would measure the same 40 ms.
-pub(crate) fn tune(fd: std::os::fd::BorrowedFd<'_>, ep: &Endpoint) -> Result<()> {
+/// Turns on `TCP_NODELAY` for tcp sockets (small request/response messages otherwise wait
+/// for Nagle's algorithm and every backend would measure the same 40 ms), and sets the
+/// run's socket options, `opts`.
+pub(crate) fn tune(
+    fd: std::os::fd::BorrowedFd<'_>,
+    ep: &Endpoint,
+    opts: &SocketOpts,
+) -> Result<()> {
     if matches!(ep, Endpoint::Tcp(_)) {
         socket2::SockRef::from(&fd).set_tcp_nodelay(true)?;
     }
-    Ok(())
+    opts.apply(fd, ep)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use socket2::{Domain, Socket, Type};
+    use uring_vsock::{VsockAddr, VsockOptions};
+
+    use super::*;
+
+    // Creates an AF_VSOCK socket and sets options on it, never connecting or sending: safe
+    // on the host.
+    #[test]
+    fn tune_sets_the_runs_vsock_buffer_on_vsock_sockets() {
+        let socket = Socket::new(Domain::VSOCK, Type::STREAM, None).expect("an AF_VSOCK socket");
+        let ep = Endpoint::Vsock(VsockAddr::new(VsockAddr::CID_LOCAL, 1234));
+        let opts = SocketOpts {
+            vsock_buffer: Some(1 << 20),
+            ..SocketOpts::default()
+        };
+        tune(socket.as_fd(), &ep, &opts).unwrap();
+        assert_eq!(socket.vsock_buffer_size().unwrap(), 1 << 20);
+        // And TCP_NODELAY still on tcp, where the vsock option is left alone.
+        let tcp = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        tune(tcp.as_fd(), &"tcp:127.0.0.1:1".parse().unwrap(), &opts).unwrap();
+        assert!(tcp.tcp_nodelay().unwrap());
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::future::Future;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
@@ -13,16 +13,25 @@ use uring_vsock::blocking::Listener;
 use uring_vsock::Endpoint;
 
 use super::tokio_common::{drive, run_clients, runtime, serve_conn, start_server, Accept, Dial};
-use super::{Backend, BackendKind, Server, BACKLOG, CONNECT_TIMEOUT};
+use super::{tune, Backend, BackendKind, Server, BACKLOG, CONNECT_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::session::{ServerStats, Session, SessionSource};
+use crate::sockets::SocketOpts;
 
 /// The tokio backend.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Tokio;
+pub(crate) struct Tokio {
+    /// The run's socket options, for both ends.
+    pub(crate) opts: SocketOpts,
+}
 
-/// Connects to `ep` and runs `session` over the connection.
-async fn connect_and_drive(ep: &Endpoint, session: &mut dyn Session, buf: &mut [u8]) -> Result<()> {
+/// Connects to `ep` and runs `session` over the connection, with `opts` on its socket.
+async fn connect_and_drive(
+    ep: &Endpoint,
+    opts: SocketOpts,
+    session: &mut dyn Session,
+    buf: &mut [u8],
+) -> Result<()> {
     let connect_err = |_| Error::new(format!("connect timed out after {CONNECT_TIMEOUT:?}"));
     match ep {
         Endpoint::Unix(path) => {
@@ -70,6 +79,7 @@ async fn connect_and_drive(ep: &Endpoint, session: &mut dyn Session, buf: &mut [
                 addr.port(),
             ));
             let mut s = timeout(CONNECT_TIMEOUT, fut).await.map_err(connect_err)??;
+            tune(s.as_fd(), ep, &opts)?;
             drive(&mut s, session, buf).await
         }
     }
@@ -79,12 +89,13 @@ async fn connect_and_drive(ep: &Endpoint, session: &mut dyn Session, buf: &mut [
 enum AnyListener {
     Unix(tokio::net::UnixListener),
     Tcp(tokio::net::TcpListener),
-    Vsock(tokio_vsock::VsockListener),
+    /// With its endpoint and the run's socket options, set on each accepted socket.
+    Vsock(tokio_vsock::VsockListener, Endpoint, SocketOpts),
 }
 
 impl AnyListener {
     /// Takes over a bound, listening, nonblocking socket. Must run inside the runtime.
-    fn from_fd(fd: OwnedFd, ep: &Endpoint) -> Result<AnyListener> {
+    fn from_fd(fd: OwnedFd, ep: &Endpoint, opts: SocketOpts) -> Result<AnyListener> {
         Ok(match ep {
             Endpoint::Unix(_) | Endpoint::UnixAbstract(_) | Endpoint::Hybrid(_) => {
                 AnyListener::Unix(tokio::net::UnixListener::from_std(
@@ -94,7 +105,9 @@ impl AnyListener {
             Endpoint::Tcp(_) | Endpoint::TcpHost(..) => AnyListener::Tcp(
                 tokio::net::TcpListener::from_std(std::net::TcpListener::from(fd))?,
             ),
-            Endpoint::Vsock(_) => AnyListener::Vsock(tokio_vsock::VsockListener::from(fd)),
+            Endpoint::Vsock(_) => {
+                AnyListener::Vsock(tokio_vsock::VsockListener::from(fd), ep.clone(), opts)
+            }
         })
     }
 
@@ -107,7 +120,11 @@ impl AnyListener {
                 s.set_nodelay(true)?;
                 Accepted::Tcp(s)
             }
-            AnyListener::Vsock(l) => Accepted::Vsock(l.accept().await?.0),
+            AnyListener::Vsock(l, ep, opts) => {
+                let (s, _) = l.accept().await?;
+                tune(s.as_fd(), ep, opts)?;
+                Accepted::Vsock(s)
+            }
         })
     }
 }
@@ -142,7 +159,7 @@ impl Dial for Tokio {
         session: &'a mut dyn Session,
         buf: &'a mut [u8],
     ) -> impl Future<Output = Result<()>> + Send + 'a {
-        connect_and_drive(ep, session, buf)
+        connect_and_drive(ep, self.opts, session, buf)
     }
 }
 
@@ -156,9 +173,11 @@ impl Backend for Tokio {
         let listener = Listener::bind_with_backlog(listen, BACKLOG)?;
         let endpoint = listener.local_addr()?;
         listener.set_nonblocking(true)?;
+        // On the listener too, so accepted sockets start with them.
+        tune(listener.as_fd(), &endpoint, &self.opts)?;
         let listener = {
             let _in_runtime = rt.enter();
-            AnyListener::from_fd(OwnedFd::from(listener), &endpoint)?
+            AnyListener::from_fd(OwnedFd::from(listener), &endpoint, self.opts)?
         };
         Ok(start_server(rt, listener, endpoint, "tokio accept"))
     }

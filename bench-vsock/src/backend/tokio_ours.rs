@@ -13,15 +13,21 @@ use super::tokio_common::{drive, run_clients, runtime, serve_conn, start_server,
 use super::{tune, Backend, BackendKind, Server, BACKLOG, CONNECT_TIMEOUT};
 use crate::error::Result;
 use crate::session::{ServerStats, Session, SessionSource};
+use crate::sockets::SocketOpts;
 
 /// The `tokio-ours` backend.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct TokioOurs;
+pub(crate) struct TokioOurs {
+    /// The run's socket options, for both ends.
+    pub(crate) opts: SocketOpts,
+}
 
-/// Our listener and the endpoint it listens on (for `TCP_NODELAY` on accepted tcp).
+/// Our listener, the endpoint it listens on (for `TCP_NODELAY` on accepted tcp) and the
+/// run's socket options.
 struct OursListener {
     listener: Listener,
     endpoint: Endpoint,
+    opts: SocketOpts,
 }
 
 impl Accept for OursListener {
@@ -29,7 +35,7 @@ impl Accept for OursListener {
 
     async fn accept(&self) -> Result<Stream> {
         let (s, _) = self.listener.accept().await?;
-        tune(s.as_fd(), &self.endpoint)?;
+        tune(s.as_fd(), &self.endpoint, &self.opts)?;
         Ok(s)
     }
 
@@ -47,7 +53,7 @@ impl Dial for TokioOurs {
     ) -> Result<()> {
         // The library's deadline covers a hybrid endpoint's handshake too.
         let mut s = Stream::connect_timeout(ep, CONNECT_TIMEOUT).await?;
-        tune(s.as_fd(), ep)?;
+        tune(s.as_fd(), ep, &self.opts)?;
         drive(&mut s, session, buf).await
     }
 }
@@ -64,9 +70,12 @@ impl Backend for TokioOurs {
             Listener::bind_with_backlog(listen, BACKLOG)?
         };
         let endpoint = listener.local_addr()?;
+        // On the listener too, so accepted sockets start with them.
+        tune(listener.as_fd(), &endpoint, &self.opts)?;
         let listener = OursListener {
             listener,
             endpoint: endpoint.clone(),
+            opts: self.opts,
         };
         Ok(start_server(rt, listener, endpoint, "tokio-ours accept"))
     }

@@ -29,6 +29,8 @@ pub(super) struct ClientRun {
     pub(super) endpoint: Endpoint,
     /// The pacer of an open-loop run.
     pub(super) timers: Option<Timers>,
+    /// Whether the connections are seqpacket ones.
+    pub(super) seqpacket: bool,
 }
 
 /// One session and the state its connection and the pacer share.
@@ -182,7 +184,7 @@ impl Handler for ClientConn {
         if st.error.is_some() {
             return;
         }
-        match st.session.on_recv(&buf, Instant::now()) {
+        match drive::receive(&mut st.session, &buf) {
             Ok(()) => self.drive(&mut st, conn),
             Err(e) => self.fail(&mut st, conn, e),
         }

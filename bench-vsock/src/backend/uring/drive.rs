@@ -8,8 +8,9 @@
 
 use std::time::Instant;
 
-use uring_vsock::uring::{Conn, SendBuf};
+use uring_vsock::uring::{Conn, RecvBuf, SendBuf};
 
+use crate::error::{Error, Result};
 use crate::session::{Outbox, Session, Want};
 
 /// The most one heap buffer carries when the worker's send pool is empty: the pool's
@@ -83,6 +84,21 @@ fn queue(conn: &mut Conn<'_>, out: &Outbox) -> usize {
         taken += filled;
     }
     taken
+}
+
+/// Hands `buf` to `session`: on a seqpacket connection it is one whole message, and a
+/// truncated one (longer than the engine's receive buffers) fails the connection, its tail
+/// lost. A stream's buffers are never truncated.
+pub(super) fn receive(session: &mut impl Session, buf: &RecvBuf) -> Result<()> {
+    if buf.truncated() {
+        return Err(Error::new(format!(
+            "a seqpacket message of {} bytes was truncated to the engine's {}-byte receive \
+             buffer",
+            buf.message_len(),
+            buf.len()
+        )));
+    }
+    session.on_recv(buf, Instant::now())
 }
 
 /// Ends a connection whose session is done: closes it at once when nothing is left to

@@ -26,6 +26,7 @@ use uring_vsock::Endpoint;
 use super::{Backend, BackendKind, Server};
 use crate::error::{Context, Result};
 use crate::session::SessionSource;
+use crate::sockets::{SocketOpts, MAX_SEQPACKET_MESSAGE};
 
 /// The spin budget of `uring-spin`: how long a worker keeps polling its ring after the last
 /// completion before sleeping in the kernel. A request/response round trip on unix or
@@ -33,6 +34,8 @@ use crate::session::SessionSource;
 /// of a busy connection without burning a core through the idle gaps of open-loop pacing
 /// (the engine's own round-trip bench uses 200 µs; half of it measured the same there).
 pub const SPIN: Duration = Duration::from_micros(100);
+/// Receive buffers per worker of a seqpacket run's engines, each [`MAX_SEQPACKET_MESSAGE`].
+const SEQPACKET_RECV_BUFFERS: usize = 32;
 
 /// The uring backend; `spin` is the adaptive spin budget of `uring-spin`.
 #[derive(Debug)]
@@ -42,13 +45,16 @@ pub(crate) struct Uring {
     /// workers: a run's measured phase then does not pay for starting an engine (a few
     /// milliseconds) after its warmup did. Shut down when the backend is dropped.
     clients: Mutex<Option<Engine>>,
+    /// The run's socket options, for both engines.
+    opts: SocketOpts,
 }
 
 /// The uring backend, or with `spin` the uring-spin one: the engine is in this build.
-pub(crate) fn open(spin: bool) -> Result<Box<dyn Backend>> {
+pub(crate) fn open(spin: bool, opts: SocketOpts) -> Result<Box<dyn Backend>> {
     Ok(Box::new(Uring {
         spin: spin.then_some(SPIN),
         clients: Mutex::new(None),
+        opts,
     }))
 }
 
@@ -58,6 +64,15 @@ impl Uring {
         let mut builder = Engine::builder().workers(workers.max(1));
         if let Some(spin) = self.spin {
             builder = builder.spin(spin);
+        }
+        // The engine sets it (max first) on its vsock listeners and connects.
+        if let Some(n) = self.opts.vsock_buffer {
+            builder = builder.vsock_buffer_size(n);
+        }
+        if self.opts.seqpacket {
+            // A receive buffer holds one whole message: the largest a seqpacket run sends,
+            // in as many bytes as the default ring (128 x 16 KiB).
+            builder = builder.recv_buffers(SEQPACKET_RECV_BUFFERS, MAX_SEQPACKET_MESSAGE);
         }
         builder
             .build()
@@ -96,7 +111,11 @@ impl Backend for Uring {
 
     fn serve(&self, listen: &Endpoint, workers: usize) -> Result<Box<dyn Server>> {
         let engine = self.engine(workers)?;
-        Ok(Box::new(server::UringServer::start(engine, listen)?))
+        Ok(Box::new(server::UringServer::start(
+            engine,
+            listen,
+            self.opts.seqpacket,
+        )?))
     }
 
     fn engine_stats(&self, workers: usize) -> Result<Option<EngineStats>> {
@@ -113,7 +132,14 @@ impl Backend for Uring {
     ) {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         match self.clients_engine(&mut clients, workers) {
-            Ok(engine) => slots::run(engine, connect, &source, slots, workers),
+            Ok(engine) => slots::run(
+                engine,
+                connect,
+                &source,
+                slots,
+                workers,
+                self.opts.seqpacket,
+            ),
             Err(e) => source.fail(e),
         }
     }

@@ -3,7 +3,6 @@
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
 
 use uring_vsock::uring::{CloseReason, Conn, Engine, EngineStats, Handler, RecvBuf, SendBuf};
 use uring_vsock::Endpoint;
@@ -30,13 +29,18 @@ pub(super) struct UringServer {
 }
 
 impl UringServer {
-    /// Listens on `listen` with `engine`, a [`ServerConn`] per connection.
-    pub(super) fn start(engine: Engine, listen: &Endpoint) -> Result<UringServer> {
+    /// Listens on `listen` with `engine`, a [`ServerConn`] per connection, on a seqpacket
+    /// socket if `seqpacket`.
+    pub(super) fn start(engine: Engine, listen: &Endpoint, seqpacket: bool) -> Result<UringServer> {
         let served = Arc::new(Served::default());
         let for_conns = served.clone();
-        let endpoint = engine
-            .listen(listen, move |_peer| ServerConn::new(for_conns.clone()))
-            .context(format!("listening on {listen}"))?;
+        let factory = move |_peer: &Endpoint| ServerConn::new(for_conns.clone());
+        let endpoint = if seqpacket {
+            engine.listen_seqpacket(listen, factory)
+        } else {
+            engine.listen(listen, factory)
+        }
+        .context(format!("listening on {listen}"))?;
         Ok(UringServer {
             engine,
             endpoint,
@@ -134,7 +138,7 @@ impl Handler for ServerConn {
         if self.error.is_some() {
             return;
         }
-        match self.session.on_recv(&buf, Instant::now()) {
+        match drive::receive(&mut self.session, &buf) {
             Ok(()) => self.drive(conn),
             Err(e) => self.fail(conn, e),
         }

@@ -31,6 +31,7 @@ pub(super) fn run(
     source: &Arc<SessionSource>,
     slots: usize,
     workers: usize,
+    seqpacket: bool,
 ) {
     let pacer = match source.plan().interval {
         None => None,
@@ -43,6 +44,7 @@ pub(super) fn run(
         source: source.clone(),
         endpoint: ep.clone(),
         timers: pacer.as_ref().map(|p| p.timers().clone()),
+        seqpacket,
     });
     let starters = workers.clamp(1, slots.max(1));
     thread::scope(|scope| {
@@ -89,9 +91,12 @@ fn start(engine: &Engine, run: &Arc<ClientRun>, freed: &Sender<()>) -> bool {
     let give_up = Instant::now() + CONNECT_TIMEOUT;
     loop {
         let (cell, conn_run, freed) = (cell.clone(), run.clone(), freed.clone());
-        let connected = engine.connect(&run.endpoint, Some(CONNECT_TIMEOUT), move || {
-            ClientConn::new(cell, conn_run, freed)
-        });
+        let make = move || ClientConn::new(cell, conn_run, freed);
+        let connected = if run.seqpacket {
+            engine.connect_seqpacket(&run.endpoint, Some(CONNECT_TIMEOUT), make)
+        } else {
+            engine.connect(&run.endpoint, Some(CONNECT_TIMEOUT), make)
+        };
         match connected {
             Ok(_handle) => return true,
             Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < give_up => {
