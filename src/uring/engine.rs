@@ -184,7 +184,8 @@ impl Engine {
     ///   90) and says why. On
     ///   vsock, keep the bytes in flight below the peer's buffer size: the kernel's
     ///   nonblocking seqpacket send may put out part of a message that finds too little
-    ///   credit before it fails with `EAGAIN`, and the ring's retry then sends all of it.
+    ///   credit; the engine never sends the rest (it would arrive as a second message) and
+    ///   fails the connection with an error saying how much went out.
     ///
     /// # Errors
     ///
