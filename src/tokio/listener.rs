@@ -211,7 +211,9 @@ pub(super) fn is_connection_error(kind: io::ErrorKind) -> bool {
 /// An error is one failed `accept` (as [`Listener::accept`]'s), and the stream goes on after
 /// it. After an error that is not the connection's own (`EMFILE`, `ENOMEM`, ...) it waits a
 /// second before accepting again, since consumers such as tonic's `serve_with_incoming` poll
-/// again at once and the same failure would spin a core. [`Incoming::into_inner`] gives the
+/// again at once and the same failure would spin a core. The pause is a tokio timer, so the
+/// runtime needs its time driver (`enable_time`/`enable_all`, as `#[tokio::main]` has, and
+/// as `axum::serve`'s own accept loop needs too). [`Incoming::into_inner`] gives the
 /// listener back.
 #[derive(Debug)]
 pub struct Incoming {

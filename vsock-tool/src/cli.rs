@@ -49,8 +49,8 @@ pub struct CatArgs {
     /// Run CMD (through `sh -c`) and connect its stdin and stdout to the stream.
     #[arg(long, value_name = "CMD")]
     pub exec: Option<String>,
-    /// Give up connecting after this long (e.g. 5s, 500ms).
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    /// Give up connecting after this long (e.g. 5s, 500ms; not zero).
+    #[arg(long, value_parser = parse_timeout, default_value = "10s")]
     pub connect_timeout: Duration,
 }
 
@@ -67,8 +67,8 @@ pub struct ProxyArgs {
     /// Most client connections open at once; more are closed at once.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,
-    /// Give up connecting to TARGET after this long; the client is closed then.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    /// Give up connecting to TARGET after this long (not zero); the client is reset then.
+    #[arg(long, value_parser = parse_timeout, default_value = "10s")]
     pub connect_timeout: Duration,
     /// On SIGTERM or SIGINT, how long open connections may take to finish.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
@@ -123,6 +123,19 @@ impl ProxyArgs {
 fn endpoint(s: &str, what: &str) -> Result<Endpoint, ToolError> {
     s.parse()
         .map_err(|e| ToolError::usage(format!("bad endpoint '{s}' for {what}: {e}")))
+}
+
+/// A connect timeout: as [`parse_duration`], but not zero (a connect with no time at all
+/// would fail every connection).
+///
+/// # Errors
+///
+/// As [`parse_duration`], and zero.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: a connect timeout must be above zero")),
+        d => Ok(d),
+    }
 }
 
 /// Parses `1.5s`, `500ms`, `2m`, `1h` or plain seconds (`10`).

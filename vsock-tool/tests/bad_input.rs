@@ -110,3 +110,27 @@ fn info_reports_without_connecting() {
     assert!(text.contains("transport vsock_loopback"), "{text}");
     assert!(text.contains("io_uring:"), "{text}");
 }
+
+/// A zero connect timeout would fail every connection: refused as a usage error.
+#[test]
+fn a_zero_connect_timeout_is_refused() {
+    for args in [
+        &[
+            "proxy",
+            "--connect-timeout",
+            "0",
+            "tcp:127.0.0.1:0",
+            "tcp:127.0.0.1:1",
+        ][..],
+        &["cat", "--connect-timeout", "0ms", "tcp:127.0.0.1:1"][..],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vsock-tool"))
+            .args(args)
+            .output()
+            .expect("run vsock-tool");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("above zero"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

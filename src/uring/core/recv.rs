@@ -159,7 +159,9 @@ impl Core {
                 self.begin_close(index, CloseReason::from_io("recv", &peer, e));
             }
             RecvEvent::Data(n) => {
-                WorkerStats::add(&self.stats.recv_bytes, n as u64);
+                // A truncated message's `n` is its full length (MSG_TRUNC): count what came.
+                let got = buf.as_ref().map_or(n, |b| b.len().min(n));
+                WorkerStats::add(&self.stats.recv_bytes, got as u64);
                 let mut bufs = buf.into_iter().chain(bundle.iter_mut().flatten());
                 if !closing {
                     for buf in bufs.by_ref() {
