@@ -7,7 +7,12 @@
 //! cargo run --example http                                # serve + get in-process
 //! ```
 //!
-//! Routes: `/` says hello; `/bytes/N` returns N bytes (`0123456789` repeated).
+//! Routes: `/` says hello; `/bytes/N` returns N bytes (`0123456789` repeated, N at most
+//! 64 MiB). `HEAD` gets the same headers and no body.
+//!
+//! Memory per connection is bounded whatever the client does: one request is answered at a
+//! time (pipelined ones wait, unread, in the kernel: receiving pauses while a response is
+//! going out), and a large body is made in 64 KiB pieces as the sends before it complete.
 #![allow(dead_code)] // the tests include this file as a module and use parts of it
 
 use std::collections::VecDeque;
@@ -17,97 +22,158 @@ use uring_vsock::uring::{Conn, Handler, RecvBuf, SendBuf};
 
 /// Largest request head accepted; longer is a 431.
 const MAX_HEAD: usize = 16 * 1024;
+/// Largest `/bytes/N` body.
+pub const MAX_BODY: usize = 64 << 20;
+/// A streamed body is made in pieces of this size ...
+const PIECE: usize = 64 * 1024;
+/// ... with at most this many of them queued at once.
+const PIECES_QUEUED: usize = 4;
 
-/// One HTTP/1.1 connection: parses pipelined requests from received bytes and queues the
-/// responses in order.
+/// One HTTP/1.1 connection: answers pipelined requests one at a time, in order.
 #[derive(Default)]
 pub struct Http {
+    /// Received bytes not parsed yet (at most one request head beyond `MAX_HEAD`: receiving
+    /// pauses while a response is going out or the head is incomplete and too long).
     pending: Vec<u8>,
     out: VecDeque<SendBuf>,
+    /// The `/bytes/N` body still to make: (bytes left, offset in the digit pattern).
+    body: Option<(usize, usize)>,
+    /// No more requests: the last response said `Connection: close`, or was an error.
     close_after: bool,
+    /// The peer shut its side: answer what is pending, then close.
+    peer_done: bool,
+    paused: bool,
+    shut: bool,
 }
 
 impl Http {
-    fn respond(&mut self, status: &str, body: &[u8], keep_alive: bool) {
-        let mut r = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n{}\r\n",
-            body.len(),
+    fn respond(&mut self, status: &str, body: &[u8], keep_alive: bool, head: bool) {
+        self.head(status, body.len(), keep_alive);
+        if !head && !body.is_empty() {
+            self.out.push_back(SendBuf::from(body.to_vec()));
+        }
+    }
+
+    /// Queues the status line and headers of a response with a `len`-byte body.
+    fn head(&mut self, status: &str, len: usize, keep_alive: bool) {
+        let r = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {len}\r\nContent-Type: text/plain\r\n{}\r\n",
             if keep_alive {
                 ""
             } else {
                 "Connection: close\r\n"
             }
-        )
-        .into_bytes();
-        r.extend_from_slice(body);
-        self.out.push_back(SendBuf::from(r));
+        );
+        self.out.push_back(SendBuf::from(r.into_bytes()));
         if !keep_alive {
             self.close_after = true;
         }
     }
 
-    fn route(&mut self, path: &str, keep_alive: bool) {
+    fn route(&mut self, path: &str, keep_alive: bool, head: bool) {
         if path == "/" {
-            self.respond("200 OK", b"hello from uring-vsock\n", keep_alive);
+            self.respond("200 OK", b"hello from uring-vsock\n", keep_alive, head);
         } else if let Some(n) = path
             .strip_prefix("/bytes/")
             .and_then(|n| n.parse::<usize>().ok())
         {
-            let body: Vec<u8> = (0..n.min(64 << 20))
-                .map(|i| b'0' + (i % 10) as u8)
-                .collect();
-            self.respond("200 OK", &body, keep_alive);
+            let n = n.min(MAX_BODY);
+            self.head("200 OK", n, keep_alive);
+            if !head && n > 0 {
+                self.body = Some((n, 0));
+            }
         } else {
-            self.respond("404 Not Found", b"not found\n", keep_alive);
+            self.respond("404 Not Found", b"not found\n", keep_alive, head);
         }
     }
 
-    /// Parses every complete request in `pending`.
-    fn parse(&mut self) {
-        while !self.close_after && !self.pending.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&self.pending) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let path = req.path.unwrap_or("/").to_owned();
-                    let http10 = req.version == Some(0);
-                    let conn_hdr = req
-                        .headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case("connection"))
-                        .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase());
-                    let keep_alive = match conn_hdr.as_deref() {
-                        Some("close") => false,
-                        Some("keep-alive") => true,
-                        _ => !http10,
-                    };
-                    // Request bodies are not supported by these routes: GET/HEAD only.
-                    let get = matches!(req.method, Some("GET" | "HEAD"));
-                    self.pending.drain(..len);
-                    if get {
-                        self.route(&path, keep_alive);
-                    } else {
-                        self.respond("405 Method Not Allowed", b"GET only\n", false);
-                    }
+    /// Parses one complete request from `pending` and queues its response; `false` when
+    /// there is none (yet).
+    fn parse_one(&mut self) -> bool {
+        if self.close_after || self.pending.is_empty() {
+            return false;
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&self.pending) {
+            Ok(httparse::Status::Complete(len)) => {
+                let path = req.path.unwrap_or("/").to_owned();
+                let http10 = req.version == Some(0);
+                let conn_hdr = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("connection"))
+                    .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase());
+                let keep_alive = match conn_hdr.as_deref() {
+                    Some("close") => false,
+                    Some("keep-alive") => true,
+                    _ => !http10,
+                };
+                // Request bodies are not supported by these routes: GET/HEAD only.
+                let method = req.method.map(str::to_owned);
+                self.pending.drain(..len);
+                match method.as_deref() {
+                    Some("GET") => self.route(&path, keep_alive, false),
+                    Some("HEAD") => self.route(&path, keep_alive, true),
+                    _ => self.respond("405 Method Not Allowed", b"GET only\n", false, false),
                 }
-                Ok(httparse::Status::Partial) if self.pending.len() > MAX_HEAD => {
-                    self.respond("431 Request Header Fields Too Large", b"", false);
-                }
-                Ok(httparse::Status::Partial) => return,
-                Err(_) => self.respond("400 Bad Request", b"bad request\n", false),
+                true
+            }
+            Ok(httparse::Status::Partial) if self.pending.len() > MAX_HEAD => {
+                self.respond("431 Request Header Fields Too Large", b"", false, false);
+                true
+            }
+            Ok(httparse::Status::Partial) => false,
+            Err(_) => {
+                self.respond("400 Bad Request", b"bad request\n", false, false);
+                true
             }
         }
     }
 
+    /// Sends what is queued, makes the body's next pieces as room frees up, then takes the
+    /// next request; pauses receiving while busy.
     fn flush(&mut self, conn: &mut Conn<'_>) {
-        while let Some(buf) = self.out.pop_front() {
-            if let Err(buf) = conn.send(buf) {
-                self.out.push_front(buf);
-                return;
+        loop {
+            while let Some(buf) = self.out.pop_front() {
+                if let Err(buf) = conn.send(buf) {
+                    self.out.push_front(buf);
+                    return self.pace(conn);
+                }
+            }
+            if let Some((left, pos)) = self.body {
+                if conn.sends_queued() >= PIECES_QUEUED {
+                    return self.pace(conn);
+                }
+                let n = left.min(PIECE);
+                let piece: Vec<u8> = (pos..pos + n).map(|i| b'0' + (i % 10) as u8).collect();
+                self.out.push_back(SendBuf::from(piece));
+                self.body = (left > n).then_some((left - n, pos + n));
+                continue;
+            }
+            if !self.parse_one() {
+                break;
             }
         }
-        if self.close_after {
+        let idle = self.out.is_empty() && self.body.is_none();
+        // With the peer done, every complete request has been answered by now: what is left
+        // in `pending` can never complete.
+        if idle && !self.shut && (self.close_after || self.peer_done) {
+            self.shut = true;
             conn.shutdown_write();
+        }
+        self.pace(conn);
+    }
+
+    /// Receives only while idle with room for a request head.
+    fn pace(&mut self, conn: &mut Conn<'_>) {
+        let busy = !self.out.is_empty() || self.body.is_some() || self.pending.len() > MAX_HEAD;
+        if busy && !self.paused {
+            self.paused = true;
+            conn.pause_recv();
+        } else if !busy && self.paused {
+            self.paused = false;
+            conn.resume_recv();
         }
     }
 }
@@ -116,7 +182,6 @@ impl Handler for Http {
     fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
         if !self.close_after {
             self.pending.extend_from_slice(&buf);
-            self.parse();
         }
         self.flush(conn);
     }
@@ -124,7 +189,7 @@ impl Handler for Http {
         self.flush(conn);
     }
     fn on_peer_shutdown(&mut self, conn: &mut Conn<'_>) {
-        self.close_after = true;
+        self.peer_done = true;
         self.flush(conn);
     }
 }
