@@ -38,13 +38,16 @@ use super::stats::WorkerStats;
 use super::submit::Submission;
 use crate::Endpoint;
 use connect::Connecting;
+use files::FileTable;
 
 mod close;
 mod connect;
+mod files;
 mod handler;
 mod recv;
 mod send;
 
+pub(crate) use files::table_slots;
 pub use handler::{Conn, Handler};
 pub(crate) use handler::{Factory, MakeHandler};
 
@@ -66,6 +69,8 @@ pub(crate) struct Core {
     send_settings: SendSettings,
     /// Scratch space for the chain being submitted (kept, so sending allocates nothing).
     chain: Vec<SubmitSend>,
+    /// The registered file table (empty when registered files are off).
+    files: FileTable,
 }
 
 struct Slot {
@@ -89,6 +94,8 @@ enum WriteSide {
 pub(crate) struct ConnState {
     pub(crate) socket: Option<Socket>,
     pub(crate) fd: RawFd,
+    /// The socket's slot in the registered file table, while it has one.
+    file: Option<u32>,
     pub(crate) peer: Endpoint,
     handler: Option<Box<dyn Handler>>,
     panicked: bool,
@@ -120,6 +127,7 @@ impl Core {
         load: Arc<AtomicUsize>,
         cfg: Arc<Settings>,
         send_zc: bool,
+        file_slots: u32,
     ) -> Core {
         let send_settings = SendSettings {
             zc: send_zc,
@@ -142,6 +150,7 @@ impl Core {
             chain: Vec::with_capacity(cfg.max_send_chain()),
             cfg,
             send_settings,
+            files: FileTable::new(file_slots),
         }
     }
 
@@ -221,6 +230,7 @@ impl Core {
         // are tagged with the generation itself (24 bits).
         let state = ConnState {
             fd: socket.as_raw_fd(),
+            file: None,
             socket: Some(socket),
             peer,
             handler: Some(handler),
@@ -244,8 +254,10 @@ impl Core {
         index
     }
 
-    /// Frees a slot whose ops have all completed; dropping the state closes the socket.
+    /// Frees a slot whose ops have all completed; dropping the state closes the socket (its
+    /// registered file slot cleared first).
     pub(crate) fn free_slot(&mut self, index: u32) {
+        self.release_file(index);
         let slot = &mut self.slots[index as usize];
         if let Some(mut c) = slot.conn.take() {
             debug_assert_eq!(c.ops, 0, "slot freed with ops in flight");
@@ -337,6 +349,8 @@ impl Core {
         if let Some(c) = self.conn_mut(index) {
             c.opened = true;
         }
+        // Before the handler's first sends and the first receive.
+        self.register_file(index);
         self.call(index, |h, conn| h.on_open(conn));
         self.arm_recv(index);
         self.pump_send(index);
@@ -412,6 +426,10 @@ impl Core {
             }
             Kind::CancelSend => {
                 self.on_send_cancel_cqe(index, res);
+                last
+            }
+            Kind::FilesUpdate => {
+                self.on_files_update_cqe(op, res);
                 last
             }
             Kind::Wake | Kind::Accept | Kind::AcceptBackoff | Kind::HandoffSent => last,
