@@ -127,7 +127,7 @@ fn close_seen_by_peer(t: Transport, abort: bool) {
                 // once, tcp once its reset is back).
                 let mut refused = None;
                 wait_until("a write to the closed connection to fail", || {
-                    match c.write(b"x") {
+                    match c.write_all(b"x") {
                         Ok(_) => false,
                         Err(e) => {
                             refused = Some(e);
