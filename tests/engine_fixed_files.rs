@@ -1,8 +1,8 @@
 //! Registered files (`EngineBuilder::registered_files`, direct descriptors): checksummed
 //! echoes over many connections and over the engine's own dials, a close the peer sees as
 //! EOF and an abort it sees as a reset while the engine runs on (the file table must let
-//! the socket go), a churn of 1,000 connections through one reused slot, fds before = after,
-//! and the knob and the feature report. Each case runs with the knob on and off (a builder
+//! the socket go), a churn of 1,000 connections through one reused slot, connections past
+//! the table on fds, fds before = after, and the knob and the feature report. Each case runs with the knob on and off (a builder
 //! closure), so both paths are held to the same bytes.
 
 mod engine_support;
@@ -295,16 +295,86 @@ fn fixed_files_engine_dials() {
 }
 
 /// The knob and what runs are reported: the feature in `RingFeatures` and its display.
+/// (Among the fd-counting tests, which run one at a time: one of them lowers
+/// `RLIMIT_NOFILE` for a moment.)
 #[test]
 fn fixed_files_feature_report() {
-    let e = Engine::builder().workers(1).build().unwrap();
-    let f = e.features();
-    assert!(
-        f.to_string()
-            .contains(&format!("registered files {}", f.registered_files)),
-        "{f}"
-    );
-    if !f.registered_files {
-        println!("note: this kernel has no sparse registered files (5.19+): {f}");
+    fds_unchanged(|| {
+        let e = Engine::builder().workers(1).build().unwrap();
+        let f = e.features();
+        assert!(
+            f.to_string()
+                .contains(&format!("registered files {}", f.registered_files)),
+            "{f}"
+        );
+        if !f.registered_files {
+            println!("note: this kernel has no sparse registered files (5.19+): {f}");
+        }
+        e.shutdown();
+    });
+}
+
+/// Sets the soft `RLIMIT_NOFILE` to `n`; returns the limit it replaced.
+fn set_nofile(n: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write one rlimit through valid pointers.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        let old = lim.rlim_cur;
+        lim.rlim_cur = n.min(lim.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        old
     }
+}
+
+/// A worker's table has as many slots as `RLIMIT_NOFILE` allowed when it started:
+/// connections in slab slots past it use their fds, and every echo is still checked.
+#[test]
+fn fixed_files_connections_past_the_table_use_fds() {
+    fds_unchanged(|| {
+        let dir = TempDir::new();
+        // The lowered limit holds while the worker sets up (build returns after), and is
+        // restored before the connections come. The fd-counting tests run one at a time.
+        let slots = util::open_fds() as u64 + 40;
+        let old = set_nofile(slots);
+        let built = Engine::builder().workers(1).registered_files(true).build();
+        set_nofile(old);
+        let e = built.unwrap();
+        if !e.features().registered_files {
+            println!("skipped: this kernel has no sparse registered files (5.19+)");
+            return;
+        }
+        let local = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
+            .unwrap();
+        let conns = slots + 30;
+        // All open at once, so they take slab slots 0..conns.
+        let mut clients = Vec::new();
+        for i in 0..conns {
+            let mut c = connect(&local);
+            let msg = i.to_le_bytes();
+            c.write_all(&msg).unwrap();
+            let mut got = [0u8; 8];
+            c.read_exact(&mut got).unwrap();
+            assert_eq!(got, msg, "connection {i}: the echo");
+            clients.push(c);
+        }
+        assert_eq!(e.stats().open, conns);
+        assert_eq!(
+            e.stats().registered_files,
+            slots,
+            "one per table slot, the rest on fds"
+        );
+        for (i, mut c) in clients.into_iter().enumerate() {
+            c.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty(), "connection {i}: EOF after the echo");
+        }
+        wait_until("every connection closed", || e.stats().closed == conns);
+        e.shutdown();
+    });
 }
