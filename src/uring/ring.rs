@@ -243,6 +243,12 @@ mod tests {
         let mut p = Probe::new();
         ring.submitter().register_probe(&mut p).unwrap();
         assert_eq!(f.send_zc, p.is_supported(opcode::SendZc::CODE));
+        // So is registered_files, with a sparse table this ring takes.
+        let sparse = ring.submitter().register_files_sparse(8).is_ok();
+        assert_eq!(
+            f.registered_files,
+            p.is_supported(opcode::FilesUpdate::CODE) && sparse
+        );
         // A better mode than the one chosen must be refused by this kernel.
         if f.task_run != TaskRunMode::DeferTaskrun {
             assert!(build(TaskRunMode::DeferTaskrun, 64, 256).is_err());

@@ -144,3 +144,22 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_fits_the_fd_limit_and_the_cap() {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit through the valid pointer.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let n = table_slots();
+        assert!(n <= MAX_SLOTS && u64::from(n) <= lim.rlim_cur, "{n}");
+        assert_eq!(u64::from(n), lim.rlim_cur.min(u64::from(MAX_SLOTS)));
+        assert!(FileTable::new(0).fds.is_empty());
+    }
+}
