@@ -11,13 +11,12 @@ mod util;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 
-use engine_support::{
-    connect, echo_client, recv_or_hang, wait_until, watchdog, write_stream, Echo, Sum, MIB,
-};
-use uring_vsock::uring::{CloseReason, Conn, Engine, EngineBuilder, Handler, RecvBuf};
+use engine_support::{connect, echo_client, wait_until, Echo, MIB};
+use uring_vsock::blocking::Stream;
+use uring_vsock::uring::{Conn, Engine, EngineBuilder, Handler, RecvBuf};
 use uring_vsock::Endpoint;
 use util::{bind_endpoint, connect_endpoint, fds_unchanged, TempDir, Transport};
 
@@ -84,36 +83,57 @@ fn fixed_files_echo_many_connections_vsock() {
     echo_many(Transport::Vsock, 16, MIB);
 }
 
-/// Echoes its first bytes, then closes (or aborts).
-struct ReplyThenClose {
+/// Echoes what it receives; on `bye!` it echoes that and closes (or aborts instead).
+struct EchoThenClose {
     abort: bool,
 }
 
-impl Handler for ReplyThenClose {
+impl Handler for EchoThenClose {
     fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
-        if self.abort {
+        let bye = &buf[..] == b"bye!";
+        if bye && self.abort {
             conn.abort();
-        } else {
-            conn.send(buf).expect("room for one send");
+            return;
+        }
+        conn.send(buf).expect("room for one send");
+        if bye {
             conn.close();
         }
     }
 }
 
-/// A client writes `ping`; the engine closes (or aborts) its end; the client's view, while
-/// the engine keeps running: the socket must really be closed, not held by the file table
-/// (after EOF, the client's writes are refused).
+/// Round trips of 8 bytes each (`n` of them) on `c`, each echo checked: enough SQEs to
+/// put a connection's socket in the file table (one receive and one send each).
+fn round_trips(c: &mut Stream, tag: u64, n: u64) {
+    for k in 0..n {
+        let msg = (tag << 32 | k).to_le_bytes();
+        c.write_all(&msg).unwrap();
+        let mut got = [0u8; 8];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg, "connection {tag}, round trip {k}: the echo");
+    }
+}
+
+/// Round trips that make a connection's socket registered (16 SQEs; on tcp, whose receive is
+/// multishot, one per send).
+const BUSY: u64 = 20;
+
+/// A client makes its connection busy (so it is registered), then writes `bye!`; the engine
+/// closes (or aborts) its end; the client's view, while the engine keeps running: the socket
+/// must really be closed, not held by the file table (after EOF, the client's writes are
+/// refused).
 fn close_seen_by_peer(t: Transport, abort: bool) {
     for (on, build) in builders() {
         fds_unchanged(|| {
             let dir = TempDir::new();
             let e = build().build().unwrap();
             let local = e
-                .listen(&bind_endpoint(t, &dir), move |_| ReplyThenClose { abort })
+                .listen(&bind_endpoint(t, &dir), move |_| EchoThenClose { abort })
                 .unwrap();
             let fds = util::open_fds();
             let mut c = connect(&connect_endpoint(&local));
-            c.write_all(b"ping").unwrap();
+            round_trips(&mut c, 0, BUSY);
+            c.write_all(b"bye!").unwrap();
             let mut got = Vec::new();
             let end = c.read_to_end(&mut got);
             if abort {
@@ -121,7 +141,7 @@ fn close_seen_by_peer(t: Transport, abort: bool) {
                 assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
             } else {
                 end.unwrap_or_else(|e| panic!("expected the reply then EOF, got {e}"));
-                assert_eq!(got, b"ping", "the reply, then EOF");
+                assert_eq!(got, b"bye!", "the reply, then EOF");
                 // EOF alone comes with the engine's shutdown(Write): a socket the file table
                 // still held would go on taking bytes. A closed one refuses them (unix at
                 // once, tcp once its reset is back).
@@ -173,8 +193,8 @@ fn fixed_files_abort_gives_peer_reset_tcp() {
     close_seen_by_peer(Transport::Tcp, true);
 }
 
-/// 1,000 connections one after another on one worker: each takes slot 0 (freed by the one
-/// before), so the same file-table slot is cleared and filled 1,000 times; every echo is
+/// 1,000 busy connections one after another on one worker: each takes slot 0 (freed by the
+/// one before), so the same file-table slot is filled and cleared 1,000 times; every echo is
 /// checked.
 #[test]
 fn fixed_files_churn_1000_connections_reuse_one_slot() {
@@ -191,12 +211,11 @@ fn fixed_files_churn_1000_connections_reuse_one_slot() {
                 .unwrap();
             for i in 0..1000u64 {
                 let mut c = connect(&local);
-                let msg = i.to_le_bytes();
-                c.write_all(&msg).unwrap();
+                round_trips(&mut c, i, BUSY);
                 c.shutdown(Shutdown::Write).unwrap();
-                let mut got = Vec::new();
-                c.read_to_end(&mut got).unwrap();
-                assert_eq!(got, msg, "connection {i}: the echo");
+                let mut rest = Vec::new();
+                c.read_to_end(&mut rest).unwrap();
+                assert!(rest.is_empty(), "connection {i}: EOF after the echoes");
                 drop(c);
                 wait_until("the connection closed", || e.stats().closed == i + 1);
             }
@@ -237,29 +256,8 @@ impl Handler for IndexEcho {
     }
 }
 
-/// Sums what it receives and reports the sum at the peer's EOF.
-struct Collect {
-    sum: Sum,
-    done: Option<mpsc::Sender<(u64, u64)>>,
-}
-
-impl Handler for Collect {
-    fn on_recv(&mut self, _conn: &mut Conn<'_>, buf: RecvBuf) {
-        self.sum.add(&buf);
-    }
-    fn on_peer_shutdown(&mut self, conn: &mut Conn<'_>) {
-        if let Some(tx) = self.done.take() {
-            let _ = tx.send(self.sum.value());
-        }
-        conn.close();
-    }
-    fn on_close(&mut self, _conn: &mut Conn<'_>, reason: &CloseReason) {
-        assert!(reason.is_clean(), "{reason}");
-    }
-}
-
-/// The engine dials a blocking server that writes 4 MiB and shuts down; the engine's
-/// connection receives every byte through its registered file.
+/// The engine dials a blocking client-like server that writes 4 MiB, shuts down and reads
+/// the echo: the engine's connection echoes every byte through its registered file.
 #[test]
 fn fixed_files_engine_dials() {
     for (on, build) in builders() {
@@ -269,29 +267,47 @@ fn fixed_files_engine_dials() {
                 .unwrap();
             let ep: Endpoint = l.local_addr().unwrap();
             let server = thread::spawn(move || {
-                let (mut s, _) = l.accept().unwrap();
-                watchdog(&s);
-                let sum = write_stream(&mut s, 7, 4 * MIB, 100_000).unwrap();
-                s.shutdown(Shutdown::Write).unwrap();
-                sum
+                let (s, _) = l.accept().unwrap();
+                engine_support::echo_over(s, 7, 4 * MIB);
             });
             let e = build().build().unwrap();
-            let (tx, rx) = mpsc::channel();
-            let tx = Mutex::new(tx);
-            let h = e
-                .connect(&ep, None, move || Collect {
-                    sum: Sum::default(),
-                    done: Some(tx.lock().unwrap().clone()),
-                })
-                .unwrap();
-            let got = recv_or_hang(&rx, "the dialed connection's EOF");
-            let sent = server.join().expect("the server thread");
-            assert_eq!(got, sent, "received differs from sent (bytes, checksum)");
-            engine_support::wait_closed(&h, "the dialed connection to close");
+            let h = e.connect(&ep, None, Echo::new).unwrap();
+            server
+                .join()
+                .expect("the echo through the dialed connection");
+            let reason = engine_support::wait_closed(&h, "the dialed connection to close");
+            assert!(reason.is_clean(), "{reason}");
             expect_registered(&e, on, 1);
             e.shutdown();
         });
     }
+}
+
+/// Connections that exchange one message and close never pay for the two table updates.
+#[test]
+fn fixed_files_short_connections_stay_on_fds() {
+    fds_unchanged(|| {
+        let dir = TempDir::new();
+        let e = Engine::builder()
+            .workers(1)
+            .registered_files(true)
+            .build()
+            .unwrap();
+        let local = e
+            .listen(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
+            .unwrap();
+        for i in 0..20 {
+            let mut c = connect(&local);
+            round_trips(&mut c, i, 1);
+            c.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty(), "connection {i}: EOF after the echo");
+        }
+        wait_until("every connection closed", || e.stats().closed == 20);
+        assert_eq!(e.stats().registered_files, 0, "{:?}", e.stats());
+        e.shutdown();
+    });
 }
 
 /// The knob and what runs are reported: the feature in `RingFeatures` and its display.
@@ -355,11 +371,7 @@ fn fixed_files_connections_past_the_table_use_fds() {
         let mut clients = Vec::new();
         for i in 0..conns {
             let mut c = connect(&local);
-            let msg = i.to_le_bytes();
-            c.write_all(&msg).unwrap();
-            let mut got = [0u8; 8];
-            c.read_exact(&mut got).unwrap();
-            assert_eq!(got, msg, "connection {i}: the echo");
+            round_trips(&mut c, i, BUSY);
             clients.push(c);
         }
         assert_eq!(e.stats().open, conns);

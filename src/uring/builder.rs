@@ -219,14 +219,16 @@ impl EngineBuilder {
         self
     }
 
-    /// Whether connections' sockets go into each worker's registered file table (default
-    /// on; used where the kernel has it, [`RingFeatures::registered_files`]): receives and
-    /// sends then name the socket as a direct descriptor, which saves the kernel an fd
-    /// lookup and a file reference per operation. A worker's table has a slot per
-    /// connection up to 16,384 (and `RLIMIT_NOFILE`); connections past it, and connects
-    /// and handshakes before a connection opens, use the fd. Counted in
-    /// [`EngineStats::registered_files`]. Off: the fd everywhere (to measure one against
-    /// the other).
+    /// Whether busy connections' sockets go into each worker's registered file table
+    /// (default on; used where the kernel has it, [`RingFeatures::registered_files`]):
+    /// receives and sends then name the socket as a direct descriptor, which saves the
+    /// kernel an fd lookup and a file reference per operation. A socket goes in once its
+    /// connection has made 16 receives and sends (putting it in and taking it out are two
+    /// updates, which a connection that exchanges a message and closes would not win back),
+    /// and its slot is cleared as it closes. A worker's table has a slot per connection up
+    /// to 16,384 (and `RLIMIT_NOFILE`); connections past it, and connects and handshakes,
+    /// use the fd. Counted in [`EngineStats::registered_files`]. Off: the fd everywhere (to
+    /// measure one against the other).
     ///
     /// [`RingFeatures::registered_files`]: crate::uring::RingFeatures::registered_files
     /// [`EngineStats::registered_files`]: crate::uring::EngineStats::registered_files

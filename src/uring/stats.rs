@@ -166,8 +166,8 @@ pub struct EngineStats {
     /// Ring hand-offs the kernel refused (e.g. the target's completion queue overflowing);
     /// the acceptor served each connection itself.
     pub handoffs_refused: u64,
-    /// Connections whose socket went into the worker's registered file table, so their
-    /// receives and sends named it as a direct descriptor (see
+    /// Connections whose socket went into the worker's registered file table (once busy),
+    /// so their later receives and sends named it as a direct descriptor (see
     /// [`EngineBuilder::registered_files`](crate::uring::EngineBuilder::registered_files)).
     pub registered_files: u64,
     /// Updates of a registered file table that the kernel refused (each logged; a refused

@@ -1,12 +1,18 @@
 //! Registered files (direct descriptors): a worker's sparse file table holds one slot per
 //! connection, numbered as the connection's slab slot, so the kernel looks a socket up in the
 //! ring's own table instead of the process's fd table (and takes no file reference) for
-//! every receive and send.
+//! each receive and send it is given.
 //!
-//! A connection's socket enters its slot when it opens (after any connect and handshake,
-//! which use the real fd) by a `FILES_UPDATE` staged ahead of its first receive or send: the
-//! kernel issues unlinked SQEs in order, each update synchronously, so the ops after it find
-//! the slot filled. The real fd stays for socket options, `shutdown` and `SO_ERROR`.
+//! Where it pays: putting a socket in and taking it out costs two table updates (an SQE and
+//! a completion each, in enters the worker makes anyway), and saves a lookup per SQE after.
+//! So a connection's socket goes in once it has been named by [`REGISTER_AFTER`] SQEs:
+//! connections that exchange a message or two and close (connection-rate loads) never pay
+//! for it; busy ones do from then on. Connects and handshakes always use the real fd, and it
+//! stays for socket options, `shutdown` and `SO_ERROR`.
+//!
+//! The update is staged just ahead of the SQEs that name the slot: the kernel issues
+//! unlinked SQEs in order, each update synchronously, so the ops after it find the slot
+//! filled (ops already in flight hold their own reference to the socket).
 //!
 //! The table holds a reference to each socket it has: the socket closes (the peer sees its
 //! FIN or reset) only once its slot is cleared too. So whenever the engine lets a socket go
@@ -20,7 +26,11 @@ use io_uring::opcode;
 
 use super::super::op::{Kind, Op};
 use super::super::stats::WorkerStats;
-use super::Core;
+use super::super::submit::Submission;
+use super::{ConnState, Core};
+
+/// SQEs on a connection's socket before it goes into the table (see the module docs).
+const REGISTER_AFTER: u32 = 16;
 
 /// What a `FILES_UPDATE` that clears a slot reads: -1, no file.
 static NO_FILE: [RawFd; 1] = [-1];
@@ -86,28 +96,38 @@ macro_rules! on_socket {
 }
 pub(super) use on_socket;
 
-impl Core {
-    /// Puts the socket of connection `index` into its slot of the file table, when the
-    /// table has one for it (connections past the table's size use their fd).
-    pub(super) fn register_file(&mut self, index: u32) {
-        let Some(entry) = self.files.fds.get_mut(index as usize) else {
-            return;
-        };
-        let Some(c) = self.slots[index as usize].conn.as_mut() else {
-            return;
-        };
-        if c.file.is_some() || c.socket.is_none() {
-            return;
+impl FileTable {
+    /// The file `n` SQEs about to be made on connection `index`'s socket name: its slot once
+    /// the connection has been named by [`REGISTER_AFTER`] SQEs (the update that puts it in
+    /// staged here, ahead of them), its fd before that, and for connections past the table.
+    pub(super) fn file_for(
+        &mut self,
+        c: &mut ConnState,
+        index: u32,
+        n: u32,
+        sub: &mut Submission,
+        stats: &WorkerStats,
+    ) -> SocketFile {
+        c.sqes = c.sqes.saturating_add(n);
+        if c.file.is_none() && c.sqes >= REGISTER_AFTER && c.socket.is_some() {
+            if let Some(entry) = self.fds.get_mut(index as usize) {
+                *entry = c.fd;
+                c.file = Some(index);
+                WorkerStats::add(&stats.registered_files, 1);
+                let update = opcode::FilesUpdate::new(entry as *const RawFd, 1)
+                    .offset(index as i32)
+                    .build();
+                sub.stage(update, Op::new(Kind::FilesUpdate, 1, index));
+            }
         }
-        *entry = c.fd;
-        c.file = Some(index);
-        WorkerStats::add(&self.stats.registered_files, 1);
-        let update = opcode::FilesUpdate::new(entry as *const RawFd, 1)
-            .offset(index as i32)
-            .build();
-        self.sub.stage(update, Op::new(Kind::FilesUpdate, 1, index));
+        match c.file {
+            Some(slot) => SocketFile::Fixed(slot),
+            None => SocketFile::Fd(c.fd),
+        }
     }
+}
 
+impl Core {
     /// Clears the slot of connection `index` (if it has one) before its socket is let go,
     /// so the socket really closes.
     pub(super) fn release_file(&mut self, index: u32) {
@@ -133,14 +153,6 @@ impl Core {
                 op.index,
                 std::io::Error::from_raw_os_error(-res)
             );
-        }
-    }
-
-    /// The file ops on connection `index`'s socket name.
-    pub(super) fn socket_file(c: &super::ConnState) -> SocketFile {
-        match c.file {
-            Some(slot) => SocketFile::Fixed(slot),
-            None => SocketFile::Fd(c.fd),
         }
     }
 }

@@ -96,6 +96,8 @@ pub(crate) struct ConnState {
     pub(crate) fd: RawFd,
     /// The socket's slot in the registered file table, while it has one.
     file: Option<u32>,
+    /// SQEs made on the socket so far (saturating): it is registered after a few.
+    sqes: u32,
     pub(crate) peer: Endpoint,
     handler: Option<Box<dyn Handler>>,
     panicked: bool,
@@ -231,6 +233,7 @@ impl Core {
         let state = ConnState {
             fd: socket.as_raw_fd(),
             file: None,
+            sqes: 0,
             socket: Some(socket),
             peer,
             handler: Some(handler),
@@ -349,8 +352,6 @@ impl Core {
         if let Some(c) = self.conn_mut(index) {
             c.opened = true;
         }
-        // Before the handler's first sends and the first receive.
-        self.register_file(index);
         self.call(index, |h, conn| h.on_open(conn));
         self.arm_recv(index);
         self.pump_send(index);

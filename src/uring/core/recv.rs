@@ -41,10 +41,12 @@ impl Core {
         } else {
             0
         };
-        let file = Core::socket_file(c);
-        let entry = match c.recv.arm(free, own_size) {
-            None => return,
-            Some(Arm::Ring) if c.recv.is_messages() => on_socket!(file, |fd| opcode::Recv::new(
+        let Some(arm) = c.recv.arm(free, own_size) else {
+            return;
+        };
+        let file = self.files.file_for(c, index, 1, &mut self.sub, &self.stats);
+        let entry = match arm {
+            Arm::Ring if c.recv.is_messages() => on_socket!(file, |fd| opcode::Recv::new(
                 fd,
                 std::ptr::null_mut(),
                 buf_size
@@ -53,7 +55,7 @@ impl Core {
             .flags(msg_flags)
             .build())
             .flags(squeue::Flags::BUFFER_SELECT),
-            Some(Arm::Ring) if c.recv.bundle() => {
+            Arm::Ring if c.recv.bundle() => {
                 // A single bundle receive of at most the buffers left in the connection's
                 // share, so its share holds exactly. (Multishot bundles would need the
                 // kernel's per-completion cap, which lost a peer's EOF on 6.18.)
@@ -64,8 +66,8 @@ impl Core {
                     .build())
                 .flags(squeue::Flags::BUFFER_SELECT)
             }
-            Some(Arm::Ring) => on_socket!(file, |fd| opcode::RecvMulti::new(fd, bgid).build()),
-            Some(Arm::Own { ptr, len }) => {
+            Arm::Ring => on_socket!(file, |fd| opcode::RecvMulti::new(fd, bgid).build()),
+            Arm::Own { ptr, len } => {
                 WorkerStats::add(&self.stats.own_buffer_recvs, 1);
                 on_socket!(file, |fd| opcode::Recv::new(fd, ptr, len as u32)
                     .flags(msg_flags)

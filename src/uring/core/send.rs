@@ -71,7 +71,8 @@ impl Core {
             }
             return;
         }
-        let file = Core::socket_file(c);
+        let n = chain.len() as u32;
+        let file = self.files.file_for(c, index, n, &mut self.sub, &self.stats);
         c.ops += chain.len() as u32;
         // MSG_WAITALL: the kernel retries a partial send itself, so a short completion means
         // an error or a signal. MSG_NOSIGNAL: a dead peer is an `EPIPE` completion, never a
