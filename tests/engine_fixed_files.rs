@@ -2,7 +2,8 @@
 //! echoes over many connections and over the engine's own dials, a close the peer sees as
 //! EOF and an abort it sees as a reset while the engine runs on (the file table must let
 //! the socket go), a churn of 1,000 connections through one reused slot, connections past
-//! the table on fds, fds before = after, and the knob and the feature report. Each case runs with the knob on and off (a builder
+//! the table on fds, seqpacket messages whole, fds before = after, and the knob and the
+//! feature report. Each case runs with the knob on and off (a builder
 //! closure), so both paths are held to the same bytes.
 
 mod engine_support;
@@ -277,6 +278,40 @@ fn fixed_files_engine_dials() {
                 .expect("the echo through the dialed connection");
             let reason = engine_support::wait_closed(&h, "the dialed connection to close");
             assert!(reason.is_clean(), "{reason}");
+            expect_registered(&e, on, 1);
+            e.shutdown();
+        });
+    }
+}
+
+/// A seqpacket connection (one message per receive, `MSG_TRUNC`) keeps its boundaries
+/// through its registered file: 40 messages of 1 to 3,000 bytes, each echoed whole.
+#[test]
+fn fixed_files_seqpacket_messages_keep_their_boundaries() {
+    for (on, build) in builders() {
+        fds_unchanged(|| {
+            let dir = TempDir::new();
+            let e = build().build().unwrap();
+            let local = e
+                .listen_seqpacket(&bind_endpoint(Transport::Unix, &dir), |_| Echo::new())
+                .unwrap();
+            let c = uring_vsock::blocking::SeqpacketConn::connect(&local).unwrap();
+            c.set_read_timeout(Some(engine_support::WATCHDOG)).unwrap();
+            let mut buf = vec![0u8; 4096];
+            for i in 0..40usize {
+                let msg = util::pattern(i as u64, 1 + (i * 757) % 3000);
+                c.send(&msg).unwrap();
+                let m = c.recv(&mut buf).unwrap();
+                assert!(
+                    !m.truncated && m.message_len == msg.len(),
+                    "message {i}: {m:?}"
+                );
+                assert_eq!(&buf[..m.len], &msg[..], "message {i}: the echo");
+            }
+            c.shutdown(Shutdown::Write).unwrap();
+            assert!(c.recv(&mut buf).unwrap().is_eof(), "EOF after the echoes");
+            drop(c);
+            wait_until("the connection closed", || e.stats().closed == 1);
             expect_registered(&e, on, 1);
             e.shutdown();
         });
