@@ -2,7 +2,8 @@
 //! echoes over many connections and over the engine's own dials, a close the peer sees as
 //! EOF and an abort it sees as a reset while the engine runs on (the file table must let
 //! the socket go), a churn of 1,000 connections through one reused slot, connections past
-//! the table on fds, seqpacket messages whole, fds before = after, and the knob and the
+//! the table on fds, seqpacket messages whole, an engine shutdown that resets a registered
+//! connection with zero-copy sends pending, fds before = after, and the knob and the
 //! feature report. Each case runs with the knob on and off (a builder
 //! closure), so both paths are held to the same bytes.
 
@@ -423,5 +424,73 @@ fn fixed_files_connections_past_the_table_use_fds() {
         }
         wait_until("every connection closed", || e.stats().closed == conns);
         e.shutdown();
+    });
+}
+
+/// On open: 16 one-byte sends (so the socket is registered), then every pool buffer, full
+/// (each far above the zero-copy threshold).
+struct BusyThenFlood;
+
+impl Handler for BusyThenFlood {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        for _ in 0..16 {
+            conn.send(vec![1u8]).expect("room for a small send");
+        }
+        while let Some(mut buf) = conn.send_buf() {
+            buf.extend_from_slice(&vec![0x5a; buf.capacity()]);
+            if conn.send(buf).is_err() {
+                break;
+            }
+        }
+    }
+    fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
+}
+
+/// A registered connection closed locally while zero-copy sends wait on a peer that never
+/// reads: at engine shutdown it is reset early (only notifications left), which must take
+/// its socket out of the table too, or the notifications (and `shutdown`) would wait
+/// forever. The peer sees the reset.
+#[test]
+fn fixed_files_shutdown_resets_a_registered_connection_with_zero_copy_pending() {
+    fds_unchanged(|| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_recv_buffer_size(16 * 1024).unwrap();
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        s.bind(&any.into()).unwrap();
+        s.listen(4).unwrap();
+        let l: std::net::TcpListener = s.into();
+        let ep = Endpoint::Tcp(l.local_addr().unwrap());
+        let e = Engine::builder()
+            .workers(1)
+            .registered_files(true)
+            .sends_per_connection(32)
+            .send_buffers(8, 1 << 20)
+            .build()
+            .unwrap();
+        if !(e.features().send_zc && e.features().registered_files) {
+            println!(
+                "skipped: needs SEND_ZC and registered files: {}",
+                e.features()
+            );
+            return;
+        }
+        let h = e.connect(&ep, None, || BusyThenFlood).unwrap();
+        let (mut peer, _) = l.accept().unwrap();
+        wait_until("a zero-copy send", || e.stats().zero_copy_sends > 0);
+        assert_eq!(e.stats().registered_files, 1, "{:?}", e.stats());
+        h.close();
+        engine_support::shutdown_returns(e);
+        peer.set_read_timeout(Some(engine_support::WATCHDOG))
+            .unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let end = loop {
+            match peer.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(_) => continue,
+                Err(e) => break Err(e),
+            }
+        };
+        let err = end.expect_err("a cut stream ends with a reset, not EOF");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
     });
 }
