@@ -76,6 +76,7 @@ impl Default for EngineBuilder {
                 task_run: None,
                 recv_bundles: true,
                 ring_handoff: true,
+                registered_files: true,
                 min_wait: None,
                 on_thread_start: None,
                 socket: SocketSettings::default(),
@@ -218,6 +219,24 @@ impl EngineBuilder {
         self
     }
 
+    /// Whether busy connections' sockets go into each worker's registered file table
+    /// (default on; used where the kernel has it, [`RingFeatures::registered_files`]):
+    /// receives and sends then name the socket as a direct descriptor, which saves the
+    /// kernel an fd lookup and a file reference per operation. A socket goes in once its
+    /// connection has made 16 receives and sends (putting it in and taking it out are two
+    /// updates, which a connection that exchanges a message and closes would not win back),
+    /// and its slot is cleared as it closes. A worker's table has a slot per connection up
+    /// to 16,384 (and `RLIMIT_NOFILE`); connections past it, and connects and handshakes,
+    /// use the fd. Counted in [`EngineStats::registered_files`]. Off: the fd everywhere (to
+    /// measure one against the other).
+    ///
+    /// [`RingFeatures::registered_files`]: crate::uring::RingFeatures::registered_files
+    /// [`EngineStats::registered_files`]: crate::uring::EngineStats::registered_files
+    pub fn registered_files(mut self, on: bool) -> Self {
+        self.settings.registered_files = on;
+        self
+    }
+
     /// Min-wait batching (`IORING_FEAT_MIN_TIMEOUT`, kernel 6.12+; reported in
     /// [`RingFeatures::min_wait`]): a worker with nothing to do sleeps until one completion
     /// per open connection has arrived, but no longer than `wait` once at least one has (and
@@ -315,6 +334,7 @@ impl fmt::Debug for EngineBuilder {
             .field("sends_per_conn", &self.settings.sends_per_conn)
             .field("zero_copy_threshold", &self.settings.zero_copy_threshold)
             .field("ring_handoff", &self.settings.ring_handoff)
+            .field("registered_files", &self.settings.registered_files)
             .field("min_wait", &self.settings.min_wait)
             .finish()
     }

@@ -5,6 +5,8 @@
 //!   (`SINGLE_ISSUER | DEFER_TASKRUN` where the kernel has it, see [`RingFeatures`]), a
 //!   [`BufferPool`] of registered send buffers and a provided-buffer ring that multishot
 //!   receives fill.
+//! - A busy connection's socket goes into its worker's registered file table where the
+//!   kernel has one (direct descriptors; [`EngineBuilder::registered_files`]).
 //! - A connection lives on one worker. Its [`Handler`] gets the completions there: opened,
 //!   bytes received ([`RecvBuf`]), send finished ([`SendBuf`] back), peer shut down, closed
 //!   ([`CloseReason`]). It acts through [`Conn`].

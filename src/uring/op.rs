@@ -33,6 +33,10 @@ pub(crate) enum Kind {
     /// A ring message handing an accepted connection to another worker (index: the
     /// pending hand-off's slot).
     HandoffSent = 11,
+    /// A `FILES_UPDATE` of the registered file table (index: the slot; tag 1: a socket
+    /// put in, 0: the slot cleared). Not counted among the connection's ops: it reads only
+    /// the core's table or a static.
+    FilesUpdate = 12,
 }
 
 /// A decoded `user_data`.
@@ -73,6 +77,7 @@ impl Op {
             9 => Kind::CancelSend,
             10 => Kind::Handoff,
             11 => Kind::HandoffSent,
+            12 => Kind::FilesUpdate,
             _ => return None,
         };
         Some(Op {
@@ -106,6 +111,7 @@ mod tests {
             Kind::CancelSend,
             Kind::Handoff,
             Kind::HandoffSent,
+            Kind::FilesUpdate,
         ] {
             let op = Op::new(kind, 0x0123_4567, u32::MAX - 3);
             let back = Op::decode(op.encode()).unwrap();

@@ -59,6 +59,10 @@ pub struct RingFeatures {
     /// Whether the kernel waits a minimum time for a batch of completions
     /// (`IORING_FEAT_MIN_TIMEOUT`, 6.12+), used when the builder's `min_wait` is set.
     pub min_wait: bool,
+    /// Whether the kernel has sparse registered file tables and `FILES_UPDATE` (5.19+,
+    /// a sparse table tried at probing): each worker then serves its connections' receives
+    /// and sends through direct descriptors, unless the builder's `registered_files(false)`.
+    pub registered_files: bool,
 }
 
 impl fmt::Display for RingFeatures {
@@ -66,14 +70,15 @@ impl fmt::Display for RingFeatures {
         write!(
             f,
             "task run {:?}, registered ring fd {}, send_zc {}, nodrop {}, recv bundles {}, \
-             msg_ring {}, min wait {}",
+             msg_ring {}, min wait {}, registered files {}",
             self.task_run,
             self.registered_ring_fd,
             self.send_zc,
             self.no_drop,
             self.recv_bundle,
             self.msg_ring,
-            self.min_wait
+            self.min_wait,
+            self.registered_files
         )
     }
 }
@@ -142,6 +147,8 @@ pub(crate) fn probe(sq: u32, cq: u32, forced: Option<TaskRunMode>) -> io::Result
                     msg_ring: probe.is_supported(opcode::MsgRingData::CODE)
                         && msg_ring_delivers(mode),
                     min_wait: ring.params().is_feature_min_timeout(),
+                    registered_files: probe.is_supported(opcode::FilesUpdate::CODE)
+                        && ring.submitter().register_files_sparse(4).is_ok(),
                 });
             }
             // EINVAL: this kernel does not know the flags; try the next mode.
@@ -236,6 +243,12 @@ mod tests {
         let mut p = Probe::new();
         ring.submitter().register_probe(&mut p).unwrap();
         assert_eq!(f.send_zc, p.is_supported(opcode::SendZc::CODE));
+        // So is registered_files, with a sparse table this ring takes.
+        let sparse = ring.submitter().register_files_sparse(8).is_ok();
+        assert_eq!(
+            f.registered_files,
+            p.is_supported(opcode::FilesUpdate::CODE) && sparse
+        );
         // A better mode than the one chosen must be refused by this kernel.
         if f.task_run != TaskRunMode::DeferTaskrun {
             assert!(build(TaskRunMode::DeferTaskrun, 64, 256).is_err());

@@ -36,6 +36,8 @@ pub(crate) struct Settings {
     pub(crate) recv_bundles: bool,
     /// Accepted connections go to their worker by ring message (where the kernel has it).
     pub(crate) ring_handoff: bool,
+    /// Connections' sockets go into a registered file table (where the kernel has it).
+    pub(crate) registered_files: bool,
     /// A sleeping worker's minimum wait for a batch of completions (where the kernel has
     /// it); checked by validation to be at most one second.
     pub(crate) min_wait: Option<Duration>,

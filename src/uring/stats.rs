@@ -36,6 +36,8 @@ pub(crate) struct WorkerStats {
     pub ring_handoffs: AtomicU64,
     pub channel_handoffs: AtomicU64,
     pub handoffs_refused: AtomicU64,
+    pub registered_files: AtomicU64,
+    pub file_update_errors: AtomicU64,
 }
 
 impl WorkerStats {
@@ -75,6 +77,8 @@ impl WorkerStats {
             ring_handoffs: g(&self.ring_handoffs),
             channel_handoffs: g(&self.channel_handoffs),
             handoffs_refused: g(&self.handoffs_refused),
+            registered_files: g(&self.registered_files),
+            file_update_errors: g(&self.file_update_errors),
         }
     }
 }
@@ -162,6 +166,13 @@ pub struct EngineStats {
     /// Ring hand-offs the kernel refused (e.g. the target's completion queue overflowing);
     /// the acceptor served each connection itself.
     pub handoffs_refused: u64,
+    /// Connections whose socket went into the worker's registered file table (once busy),
+    /// so their later receives and sends named it as a direct descriptor (see
+    /// [`EngineBuilder::registered_files`](crate::uring::EngineBuilder::registered_files)).
+    pub registered_files: u64,
+    /// Updates of a registered file table that the kernel refused (each logged; a refused
+    /// registration fails its connection's ops, which closes it with their error).
+    pub file_update_errors: u64,
 }
 
 impl std::iter::Sum for EngineStats {
@@ -196,6 +207,8 @@ impl std::iter::Sum for EngineStats {
             ring_handoffs: a.ring_handoffs + b.ring_handoffs,
             channel_handoffs: a.channel_handoffs + b.channel_handoffs,
             handoffs_refused: a.handoffs_refused + b.handoffs_refused,
+            registered_files: a.registered_files + b.registered_files,
+            file_update_errors: a.file_update_errors + b.file_update_errors,
         })
     }
 }

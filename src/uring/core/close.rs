@@ -184,6 +184,9 @@ impl Core {
                     if abort {
                         if let Some(s) = c.socket.take() {
                             let _ = s.set_linger(Some(Duration::ZERO));
+                            // The file table's reference would keep the socket (and the
+                            // notifications) waiting: let it go too.
+                            self.release_file(index);
                         }
                     } else if !matches!(c.write, WriteSide::Shut { .. }) {
                         c.write = WriteSide::Shut { notify: false };
@@ -210,6 +213,8 @@ impl Core {
                     let _ = s.set_linger(Some(Duration::ZERO));
                 }
             }
+            self.release_file(index);
+            let c = self.conn_mut(index).expect("live");
             let reason = c.closing.clone().expect("closing");
             if c.opened {
                 self.call(index, |h, conn| h.on_close(conn, &reason));

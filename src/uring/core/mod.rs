@@ -38,13 +38,16 @@ use super::stats::WorkerStats;
 use super::submit::Submission;
 use crate::Endpoint;
 use connect::Connecting;
+use files::FileTable;
 
 mod close;
 mod connect;
+mod files;
 mod handler;
 mod recv;
 mod send;
 
+pub(crate) use files::table_slots;
 pub use handler::{Conn, Handler};
 pub(crate) use handler::{Factory, MakeHandler};
 
@@ -69,6 +72,8 @@ pub(crate) struct Core {
     /// Set by [`Core::close_all`]: the worker is shutting down, so no connect starts (a
     /// handler dialing from `on_close` would otherwise outlive the close and hold shutdown).
     pub(crate) stopping: bool,
+    /// The registered file table (empty when registered files are off).
+    files: FileTable,
 }
 
 struct Slot {
@@ -92,6 +97,10 @@ enum WriteSide {
 pub(crate) struct ConnState {
     pub(crate) socket: Option<Socket>,
     pub(crate) fd: RawFd,
+    /// The socket's slot in the registered file table, while it has one.
+    file: Option<u32>,
+    /// SQEs made on the socket so far (saturating): it is registered after a few.
+    sqes: u32,
     pub(crate) peer: Endpoint,
     handler: Option<Box<dyn Handler>>,
     panicked: bool,
@@ -123,6 +132,7 @@ impl Core {
         load: Arc<AtomicUsize>,
         cfg: Arc<Settings>,
         send_zc: bool,
+        file_slots: u32,
     ) -> Core {
         let send_settings = SendSettings {
             zc: send_zc,
@@ -146,6 +156,7 @@ impl Core {
             cfg,
             send_settings,
             stopping: false,
+            files: FileTable::new(file_slots),
         }
     }
 
@@ -225,6 +236,8 @@ impl Core {
         // are tagged with the generation itself (24 bits).
         let state = ConnState {
             fd: socket.as_raw_fd(),
+            file: None,
+            sqes: 0,
             socket: Some(socket),
             peer,
             handler: Some(handler),
@@ -252,8 +265,10 @@ impl Core {
         index
     }
 
-    /// Frees a slot whose ops have all completed; dropping the state closes the socket.
+    /// Frees a slot whose ops have all completed; dropping the state closes the socket (its
+    /// registered file slot cleared first).
     pub(crate) fn free_slot(&mut self, index: u32) {
+        self.release_file(index);
         let slot = &mut self.slots[index as usize];
         if let Some(mut c) = slot.conn.take() {
             debug_assert_eq!(c.ops, 0, "slot freed with ops in flight");
@@ -420,6 +435,10 @@ impl Core {
             }
             Kind::CancelSend => {
                 self.on_send_cancel_cqe(index, res);
+                last
+            }
+            Kind::FilesUpdate => {
+                self.on_files_update_cqe(op, res);
                 last
             }
             Kind::Wake | Kind::Accept | Kind::AcceptBackoff | Kind::HandoffSent => last,

@@ -5,7 +5,7 @@
 use std::io;
 use std::rc::Rc;
 
-use io_uring::{cqueue, opcode, squeue, types};
+use io_uring::{cqueue, opcode, squeue};
 
 use super::super::buf_ring::RecvBuf;
 use super::super::completion::errno_error;
@@ -13,6 +13,7 @@ use super::super::conn::CloseReason;
 use super::super::op::{Kind, Op};
 use super::super::recv_side::{Arm, RecvEvent};
 use super::super::stats::WorkerStats;
+use super::files::on_socket;
 use super::Core;
 
 /// `IORING_RECVSEND_BUNDLE`, as the receive's `ioprio` (the crate's bundle opcode has no
@@ -40,32 +41,37 @@ impl Core {
         } else {
             0
         };
-        let entry = match c.recv.arm(free, own_size) {
-            None => return,
-            Some(Arm::Ring) if c.recv.is_messages() => {
-                opcode::Recv::new(types::Fd(c.fd), std::ptr::null_mut(), buf_size)
-                    .buf_group(bgid)
-                    .flags(msg_flags)
-                    .build()
-                    .flags(squeue::Flags::BUFFER_SELECT)
-            }
-            Some(Arm::Ring) if c.recv.bundle() => {
+        let Some(arm) = c.recv.arm(free, own_size) else {
+            return;
+        };
+        let file = self.files.file_for(c, index, 1, &mut self.sub, &self.stats);
+        let entry = match arm {
+            Arm::Ring if c.recv.is_messages() => on_socket!(file, |fd| opcode::Recv::new(
+                fd,
+                std::ptr::null_mut(),
+                buf_size
+            )
+            .buf_group(bgid)
+            .flags(msg_flags)
+            .build())
+            .flags(squeue::Flags::BUFFER_SELECT),
+            Arm::Ring if c.recv.bundle() => {
                 // A single bundle receive of at most the buffers left in the connection's
                 // share, so its share holds exactly. (Multishot bundles would need the
                 // kernel's per-completion cap, which lost a peer's EOF on 6.18.)
                 let cap = c.recv.share.room().min(entries).saturating_mul(buf_size);
-                opcode::Recv::new(types::Fd(c.fd), std::ptr::null_mut(), cap)
+                on_socket!(file, |fd| opcode::Recv::new(fd, std::ptr::null_mut(), cap)
                     .ioprio(RECVSEND_BUNDLE)
                     .buf_group(bgid)
-                    .build()
-                    .flags(squeue::Flags::BUFFER_SELECT)
+                    .build())
+                .flags(squeue::Flags::BUFFER_SELECT)
             }
-            Some(Arm::Ring) => opcode::RecvMulti::new(types::Fd(c.fd), bgid).build(),
-            Some(Arm::Own { ptr, len }) => {
+            Arm::Ring => on_socket!(file, |fd| opcode::RecvMulti::new(fd, bgid).build()),
+            Arm::Own { ptr, len } => {
                 WorkerStats::add(&self.stats.own_buffer_recvs, 1);
-                opcode::Recv::new(types::Fd(c.fd), ptr, len as u32)
+                on_socket!(file, |fd| opcode::Recv::new(fd, ptr, len as u32)
                     .flags(msg_flags)
-                    .build()
+                    .build())
             }
         };
         c.ops += 1;

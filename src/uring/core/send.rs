@@ -2,13 +2,14 @@
 //! [`SendQueue`](super::super::send_queue::SendQueue), submits its chains as linked SQEs, takes
 //! their completions and notifications, and shuts the write side down after the last byte.
 
-use io_uring::{cqueue, opcode, squeue, types};
+use io_uring::{cqueue, opcode, squeue};
 
 use super::super::conn::CloseReason;
 use super::super::op::{Kind, Op};
 use super::super::send_buf::SendBuf;
 use super::super::send_queue::SendEvent;
 use super::super::stats::WorkerStats;
+use super::files::on_socket;
 use super::{Core, WriteSide};
 
 impl Core {
@@ -70,7 +71,8 @@ impl Core {
             }
             return;
         }
-        let fd = types::Fd(c.fd);
+        let n = chain.len() as u32;
+        let file = self.files.file_for(c, index, n, &mut self.sub, &self.stats);
         c.ops += chain.len() as u32;
         // MSG_WAITALL: the kernel retries a partial send itself, so a short completion means
         // an error or a signal. MSG_NOSIGNAL: a dead peer is an `EPIPE` completion, never a
@@ -82,12 +84,14 @@ impl Core {
         WorkerStats::add(&self.stats.send_chains, 1);
         self.sub.stage_group(chain.iter().map(|s| {
             let entry = if s.zc {
-                opcode::SendZc::new(fd, s.ptr, s.len)
+                on_socket!(file, |fd| opcode::SendZc::new(fd, s.ptr, s.len)
                     .buf_index(s.fixed)
                     .flags(flags)
-                    .build()
+                    .build())
             } else {
-                opcode::Send::new(fd, s.ptr, s.len).flags(flags).build()
+                on_socket!(file, |fd| opcode::Send::new(fd, s.ptr, s.len)
+                    .flags(flags)
+                    .build())
             };
             let entry = entry.user_data(Op::new(Kind::Send, s.seq, index).encode());
             if s.link {

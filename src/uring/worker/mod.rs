@@ -17,7 +17,7 @@ use io_uring::{cqueue, opcode, IoUring};
 use super::buf_pool::BufferPool;
 use super::buf_ring::BufRing;
 use super::conn::CloseReason;
-use super::core::Core;
+use super::core::{self, Core};
 use super::handle::RequestSink;
 use super::mailbox::{Command, ListenerTable, WorkerLink};
 use super::on_worker::ON_WORKER;
@@ -102,7 +102,7 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
     let step = |e: io::Error, what: String| {
         io::Error::new(e.kind(), format!("worker {}: {what}: {e}", init.index))
     };
-    let setup = || -> io::Result<(BufferPool, Rc<BufRing>, IoUring)> {
+    let setup = || -> io::Result<(BufferPool, Rc<BufRing>, IoUring, u32)> {
         let (sends, send_size) = (cfg.send_buffers, cfg.send_buffer_size);
         let (recvs, recv_size) = (cfg.recv_buffers, cfg.recv_buffer_size);
         let pool = BufferPool::new(sends, send_size)
@@ -126,9 +126,10 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
             .map_err(|e| step(e, format!("register_buf_ring ({recvs} entries)")))?;
         bufs.fill();
         bufs.set_bundles(init.features.recv_bundle && cfg.recv_bundles);
-        Ok((pool, bufs, ring))
+        let files = register_files(&ring, &init.features, &cfg, init.index);
+        Ok((pool, bufs, ring, files))
     };
-    let (pool, bufs, ring) = match setup() {
+    let (pool, bufs, ring, file_slots) = match setup() {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -149,6 +150,7 @@ pub(crate) fn run(init: WorkerInit, ready: Sender<io::Result<()>>) {
         Arc::clone(&init.loads[index]),
         Arc::clone(&cfg),
         init.features.send_zc,
+        file_slots,
     );
     let worker = Worker {
         index,
@@ -246,6 +248,25 @@ impl Drop for Exit {
         };
         p.worker.abandon(&why);
         std::mem::forget(p);
+    }
+}
+
+/// Registers a sparse file table for the worker's connections if wanted and probed; its
+/// slots, or 0 (none: a failure is logged, the worker runs on with fds).
+fn register_files(ring: &IoUring, features: &RingFeatures, cfg: &Settings, index: usize) -> u32 {
+    let slots = core::table_slots();
+    if !(features.registered_files && cfg.registered_files) || slots == 0 {
+        return 0;
+    }
+    match ring.submitter().register_files_sparse(slots) {
+        Ok(()) => slots,
+        Err(e) => {
+            log::warn!(
+                "uring-vsock worker {index}: register_files_sparse ({slots} slots) failed \
+                 ({e}); running without registered files"
+            );
+            0
+        }
     }
 }
 
