@@ -37,6 +37,7 @@ mod completion;
 mod conn;
 mod core;
 mod engine;
+mod engine_seqpacket;
 #[cfg(test)]
 mod fault_tests;
 mod handle;
