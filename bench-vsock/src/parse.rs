@@ -96,7 +96,14 @@ pub fn duration(s: &str) -> Result<Duration, String> {
             "duration {s:?} out of range: must be above 0 and at most 1 hour"
         ));
     }
-    Ok(Duration::from_secs_f64(secs))
+    // At least a millisecond: below that a run is one message, reported as if measured.
+    let d = Duration::from_secs_f64(secs);
+    if d < Duration::from_millis(1) {
+        return Err(format!(
+            "duration {s:?} is shorter than 1ms: a run that short measures nothing"
+        ));
+    }
+    Ok(d)
 }
 
 /// Parses a warmup: like [`duration`], but `0` turns warmup off.
@@ -244,6 +251,11 @@ mod tests {
         assert!(duration("2h").unwrap_err().contains("bad duration"));
         assert!(duration("-1s").unwrap_err().contains("out of range"));
         assert!(duration("61m").unwrap_err().contains("out of range"));
+        assert!(duration("1e-300").unwrap_err().contains("shorter than 1ms"));
+        assert!(duration("0.0000001ms")
+            .unwrap_err()
+            .contains("shorter than 1ms"));
+        assert_eq!(duration("1ms"), Ok(Duration::from_millis(1)));
         assert_eq!(warmup("0"), Ok(Duration::ZERO));
         assert_eq!(warmup("0s"), Ok(Duration::ZERO));
         assert_eq!(warmup("100ms"), Ok(Duration::from_millis(100)));

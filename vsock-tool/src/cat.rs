@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use uring_vsock::blocking::{Listener, Stream};
 use uring_vsock::Endpoint;
@@ -42,11 +42,13 @@ enum End {
 }
 
 /// Runs `cat`: connects (or accepts one connection, printing `listening on ENDPOINT` on
-/// stderr once bound), then copies both ways. stdin's EOF shuts the socket's write side;
-/// the peer's EOF ends the command once everything it sent is written and flushed (what
-/// stdin still had unsent then is dropped, as with socat's `-t 0`: a peer that wants all of
-/// stdin reads to its EOF before shutting down itself). With `--exec`, the child's stdin is
-/// closed then and the command ends with the child.
+/// stderr once bound, and removing a unix socket file once the connection is in), then
+/// copies both ways. stdin's EOF shuts the socket's write side; the peer's EOF ends the
+/// command once everything it sent is written and flushed and stdin's copy has had
+/// [`UP_GRACE`] to finish (what stdin still has unsent after that is dropped, as with
+/// socat's `-t 0.5`: a peer that wants all of stdin reads to its EOF before shutting down
+/// itself). With `--exec`, the child's stdin is closed then and the command ends with the
+/// child, whose status is the command's (also when it exits without reading everything).
 ///
 /// # Errors
 ///
@@ -54,9 +56,16 @@ enum End {
 pub fn run(opts: &CatOptions) -> Result<Status, ToolError> {
     let stream = if opts.listen {
         let listener = Listener::bind(&opts.endpoint)?;
-        eprintln!("listening on {}", listener.local_addr()?);
+        say(&format!("listening on {}", listener.local_addr()?));
         let (stream, peer) = listener.accept()?;
         log::info!("accepted {peer}");
+        // One connection only: the socket file has done its work (a rerun can bind again).
+        drop(listener);
+        if let Endpoint::Unix(path) = &opts.endpoint {
+            if let Err(e) = std::fs::remove_file(path) {
+                log::debug!("remove {}: {e}", path.display());
+            }
+        }
         stream
     } else {
         Stream::connect_timeout(&opts.endpoint, opts.connect_timeout)?
@@ -92,16 +101,22 @@ fn copy_both(
     let up = match stream.try_clone() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("vsock-tool: dup socket: {e}");
+            say(&format!("vsock-tool: dup socket: {e}"));
             return Status::Failed;
         }
     };
     let upward = thread::spawn(move || up_copy(input, up));
-    let down = down_copy(&stream, &mut output);
+    let down = down_copy(&stream, &mut output, child.is_some());
     drop(output); // the child's stdin: it reads EOF
-                  // A child's output is sent to its end (its stdout closes when it exits), as ssh does:
-                  // it may answer what it read before the EOF. stdin is not waited for: the peer's EOF
-                  // ends the command.
+                  // A child's output is sent to its end (its stdout closes when it exits), as ssh does: it
+                  // may answer what it read before the EOF. stdin gets a grace period to send what it
+                  // has, then the peer's EOF ends the command.
+    if child.is_none() {
+        let grace = Instant::now() + UP_GRACE;
+        while !upward.is_finished() && Instant::now() < grace {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
     let up = if child.is_some() || upward.is_finished() {
         upward.join().ok()
     } else {
@@ -114,7 +129,7 @@ fn copy_both(
         .flatten()
         .find_map(End::failure)
     {
-        eprintln!("vsock-tool: {line}");
+        say(&format!("vsock-tool: {line}"));
     }
     match (status, child) {
         (Status::Clean, Some(mut child)) => match child.wait() {
@@ -149,6 +164,15 @@ fn status_of(down: &End, up: Option<&End>) -> Status {
     }
 }
 
+/// How long, after the peer's EOF, stdin's copy may take to send what it has.
+pub const UP_GRACE: Duration = Duration::from_millis(500);
+
+/// One line on stderr; a closed stderr is no reason to fail (or to panic, as `eprintln!`
+/// does).
+pub(crate) fn say(line: &str) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
 fn exit_code(s: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
@@ -161,7 +185,12 @@ fn up_copy(mut input: impl Read, mut sock: Stream) -> End {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return End::Local(e),
+            Err(e) => {
+                // stdin is broken (a directory, a hung-up tty): nothing more will come, and
+                // the other direction must not wait for a peer that waits for our EOF.
+                let _ = sock.shutdown(Shutdown::Both);
+                return End::Local(e);
+            }
         };
         if let Err(e) = sock.write_all(&buf[..n]) {
             return End::Socket(e);
@@ -175,7 +204,9 @@ fn up_copy(mut input: impl Read, mut sock: Stream) -> End {
     }
 }
 
-fn down_copy(mut sock: &Stream, output: &mut impl Write) -> End {
+/// `child`: `output` is a child's stdin, and a child that stops reading (exits) is how it
+/// ends, not a failure: its status says how it went.
+fn down_copy(mut sock: &Stream, output: &mut impl Write, child: bool) -> End {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match sock.read(&mut buf) {
@@ -185,8 +216,10 @@ fn down_copy(mut sock: &Stream, output: &mut impl Write) -> End {
             Err(e) => return End::Socket(e),
         };
         // Flushed per chunk: an interactive peer (ssh) must see each reply at once.
-        if let Err(e) = output.write_all(&buf[..n]).and_then(|()| output.flush()) {
-            return End::Local(e);
+        match output.write_all(&buf[..n]).and_then(|()| output.flush()) {
+            Ok(()) => {}
+            Err(e) if child && e.kind() == io::ErrorKind::BrokenPipe => return End::Eof,
+            Err(e) => return End::Local(e),
         }
     }
     match output.flush() {

@@ -42,7 +42,7 @@ pub fn run(cli: Cli) -> Result<Status, ToolError> {
         Command::Cat(args) => cat::run(&args.options()?),
         Command::Proxy(args) => proxy::run(&args.options()?, |local| {
             // The one line scripts (and bench-vsock --via) wait for.
-            eprintln!("listening on {local}");
+            cat::say(&format!("listening on {local}"));
         }),
         Command::Info => info::run(&mut std::io::stdout().lock()),
     }

@@ -1,5 +1,6 @@
 //! `vsock-tool`: parse, run, print one error line, exit with the command's status.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -9,7 +10,8 @@ fn main() -> ExitCode {
     match vsock_tool::run(cli) {
         Ok(status) => ExitCode::from(status.code()),
         Err(e) => {
-            eprintln!("vsock-tool: {e}");
+            // Not eprintln!: a closed stderr must not turn the exit status into a panic's.
+            let _ = writeln!(std::io::stderr(), "vsock-tool: {e}");
             ExitCode::from(e.status().code())
         }
     }

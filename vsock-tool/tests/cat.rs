@@ -150,3 +150,107 @@ fn cat_exits_3_when_the_peer_resets() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("socket: ") && err.contains("reset"), "{err}");
 }
+
+/// A stdin that fails to read (here a directory: EISDIR) ends `cat` with status 4 and one
+/// line naming the local stream, instead of waiting forever for a peer that waits for EOF.
+#[test]
+fn cat_with_a_broken_stdin_exits_4_instead_of_hanging() {
+    let dir = TempDir::new();
+    let l = Listener::bind(&dir.unix("d")).unwrap();
+    let ep = l.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(WATCHDOG)).unwrap();
+        // Waits for cat's EOF (an echo server would), then ends.
+        let mut sink = Vec::new();
+        let _ = (&s).read_to_end(&mut sink);
+    });
+    let mut child = Command::new(BIN)
+        .args(["cat", &ep.to_string()])
+        .stdin(std::fs::File::open(&dir.0).unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = support::wait_child(&mut child).code();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("local stream"), "{err}");
+    server.join().unwrap();
+}
+
+/// A `--exec` child that exits before the peer's reply is written to it: the command's
+/// status is still the child's (its closed stdin is how it ended, not a local failure).
+#[test]
+fn cat_exec_child_that_exits_early_keeps_its_status() {
+    let dir = TempDir::new();
+    let l = Listener::bind(&dir.unix("e")).unwrap();
+    let ep = l.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(WATCHDOG)).unwrap();
+        let mut got = Vec::new();
+        (&s).read_to_end(&mut got).unwrap();
+        // Replies after the child has gone (it exits right after its one line).
+        thread::sleep(std::time::Duration::from_millis(200));
+        let _ = (&s).write_all(&[b'x'; 256 * 1024]);
+        got
+    });
+    let child = cat(&["--exec", "echo hi; exit 5", &ep.to_string()]);
+    let (_, code) = finish(child, Vec::new());
+    assert_eq!(code, Some(5), "the child's status");
+    assert_eq!(server.join().unwrap(), b"hi\n");
+}
+
+/// A closed stderr (`2>&1 | head -c1`) never turns an error exit into a panic (101).
+#[test]
+fn cat_with_a_closed_stderr_exits_with_its_status_not_a_panic() {
+    let dir = TempDir::new();
+    let mut child = Command::new(BIN)
+        .args(["cat", &dir.unix("nobody").to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take()); // the reading end goes: writes to stderr fail with EPIPE
+    let code = support::wait_child(&mut child).code();
+    assert_eq!(code, Some(1), "a failed connect, not a panic");
+}
+
+/// `cat --listen`: the socket file is gone once the connection is in (a rerun binds again),
+/// and a peer that sends its request and half-closes at once still gets what cat's stdin
+/// had ready (cat gives stdin's copy a grace period after the peer's EOF).
+#[test]
+fn cat_listen_removes_its_socket_and_answers_a_peer_that_half_closes_at_once() {
+    let dir = TempDir::new();
+    let path = dir.unix("h");
+    for round in 0..2 {
+        let mut child = cat(&["--listen", &path.to_string()]);
+        let ep = listening(&mut child);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"from the listener").unwrap();
+        let s = Stream::connect(&ep).unwrap();
+        s.set_read_timeout(Some(WATCHDOG)).unwrap();
+        (&s).write_all(b"request").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        (&s).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"from the listener", "round {round}");
+        drop(stdin);
+        let mut out = Vec::new();
+        child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+        let code = support::wait_child(&mut child).code();
+        assert_eq!((out.as_slice(), code), (&b"request"[..], Some(0)));
+        let Endpoint::Unix(p) = &path else {
+            unreachable!()
+        };
+        assert!(!p.exists(), "the socket file is left behind");
+    }
+}

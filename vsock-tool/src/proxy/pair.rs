@@ -213,7 +213,8 @@ impl Handler for Side {
             Err(e) => {
                 log::warn!("{}: {e}", conn.peer());
                 pair.borrow_mut().closed[TARGET] = Some(CloseReason::Error(Arc::new(e)));
-                conn.close();
+                // As for a refused target: a reset, so the client can tell it from an answer.
+                conn.abort();
             }
         }
     }
