@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
 use engine_support::{
-    connect, echo_client, read_stream, recv_or_hang, wait_closed, wait_until, write_stream, Echo,
+    connect, echo_over, read_stream, recv_or_hang, wait_closed, wait_until, write_stream, Echo,
     Gen, Sum, MIB,
 };
 use uring_vsock::uring::{CloseReason, Conn, ConnHandle, Engine, Handler, RecvBuf, SendBuf};
@@ -106,11 +106,17 @@ fn engine_fewer_recv_buffers_than_connections() {
                 released: Arc::clone(&r),
             })
             .unwrap();
-        let threads: Vec<_> = (0..64u64)
-            .map(|i| {
-                let ep = ep.clone();
-                thread::spawn(move || echo_client(&ep, 100 + i, 256 * 1024))
-            })
+        // Every client connected (its receive armed while the ring is full) before any
+        // sends: otherwise, on a slow machine, the first few connections' receives could take
+        // all 8 buffers before the others are armed, and those then get own-buffer receives
+        // (no ENOBUFS to wait for).
+        let clients: Vec<_> = (0..64).map(|_| connect(&ep)).collect();
+        let accepted = keys.len() as u64 + 64;
+        wait_until("every client accepted", || e.stats().accepted >= accepted);
+        let threads: Vec<_> = clients
+            .into_iter()
+            .zip(0u64..)
+            .map(|(c, i)| thread::spawn(move || echo_over(c, 100 + i, 256 * 1024)))
             .collect();
         // Every receive buffer a worker hands out stays in its jail, and each worker's
         // connections have far more pending (256 KiB each) than its 8 x 4 KiB: its ring runs
