@@ -72,8 +72,9 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse::endpoint, value_name = "ENDPOINT")]
     pub connect: Option<Endpoint>,
     /// Backends to run, comma-separated: uring, uring-spin, epoll, blocking, tokio (tokio::net,
-    /// tokio-vsock), tokio-ours (the library's tokio path).
-    /// Default: all in this build.
+    /// tokio-vsock), tokio-ours (the library's tokio path); and, by name only, the engine's
+    /// A/B variants uring-nohandoff and uring-nofiles (one feature off, against uring).
+    /// Default: all in this build but the A/B variants.
     #[arg(long, value_parser = backend_list, value_name = "LIST")]
     pub backends: Option<BackendList>,
     /// Message or write sizes, comma-separated, with k/m suffixes: 64,4k,64k,1m.

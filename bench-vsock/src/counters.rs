@@ -15,7 +15,7 @@ use uring_vsock::uring::EngineStats;
 type Counter = (&'static str, fn(&EngineStats) -> u64);
 
 /// The counters every uring run reports.
-pub const COUNTERS: [Counter; 11] = [
+pub const COUNTERS: [Counter; 14] = [
     ("enters", |s| s.enters),
     ("completions", |s| s.completions),
     ("recv_bytes", |s| s.recv_bytes),
@@ -27,6 +27,9 @@ pub const COUNTERS: [Counter; 11] = [
     ("zero_copy_sends", |s| s.zero_copy_sends),
     ("copy_sends", |s| s.copy_sends),
     ("enobufs", |s| s.enobufs),
+    ("ring_handoffs", |s| s.ring_handoffs),
+    ("channel_handoffs", |s| s.channel_handoffs),
+    ("registered_files", |s| s.registered_files),
 ];
 
 /// Counter values by name.

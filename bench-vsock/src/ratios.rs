@@ -8,7 +8,7 @@ use crate::summary::Spread;
 /// Which backends are measured, and against which, given those present: the uring
 /// backends against every other; without them, the library's best path present against
 /// the rest; and the library's tokio path against tokio's own sockets (tokio-vsock on
-/// vsock), the comparison issue 8 asks for.
+/// vsock), the comparison issue 8 asks for; and `uring` against its A/B variants.
 fn pairs(present: &[BackendKind]) -> Vec<(BackendKind, BackendKind)> {
     use BackendKind::*;
     let mut subjects: Vec<BackendKind> = [Uring, UringSpin]
@@ -28,6 +28,11 @@ fn pairs(present: &[BackendKind]) -> Vec<(BackendKind, BackendKind)> {
     }
     if present.contains(&TokioOurs) && present.contains(&Tokio) {
         out.push((TokioOurs, Tokio));
+    }
+    for variant in [UringNoHandoff, UringNoFiles] {
+        if present.contains(&Uring) && present.contains(&variant) {
+            out.push((Uring, variant));
+        }
     }
     out
 }
@@ -120,5 +125,14 @@ mod tests {
             pairs(&[Epoll, Blocking, Tokio]),
             vec![(Epoll, Blocking), (Epoll, Tokio)]
         );
+    }
+
+    #[test]
+    fn uring_is_measured_against_its_ab_variants_only() {
+        let p = pairs(&[Uring, UringNoHandoff, UringNoFiles]);
+        assert_eq!(p, vec![(Uring, UringNoHandoff), (Uring, UringNoFiles)]);
+        let p = pairs(&[Uring, Epoll, UringNoFiles]);
+        assert_eq!(p, vec![(Uring, Epoll), (Uring, UringNoFiles)]);
+        assert!(pairs(&[UringNoHandoff, UringNoFiles]).is_empty());
     }
 }

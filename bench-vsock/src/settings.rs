@@ -167,8 +167,10 @@ fn backends(args: &RunArgs, notes: &mut Vec<String>) -> Result<Vec<BackendKind>>
         }
         return Ok(list.0.clone());
     }
-    let (have, missing): (Vec<BackendKind>, Vec<BackendKind>) =
-        BackendKind::ALL.into_iter().partition(|k| k.available());
+    let (have, missing): (Vec<BackendKind>, Vec<BackendKind>) = BackendKind::ALL
+        .into_iter()
+        .filter(|k| k.in_default_run())
+        .partition(|k| k.available());
     let (have, plain): (Vec<BackendKind>, Vec<BackendKind>) = have
         .into_iter()
         .partition(|k| !args.seqpacket || k.has_seqpacket());

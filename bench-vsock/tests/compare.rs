@@ -170,6 +170,7 @@ fn a_compare_reports_cpu_ratios_scaling_and_engine_counters() {
         "### Engine counters",
         "| config | backend | enters/msg | completions/msg |",
         "CPU/msg ratio (min–max)",
+        "### Targets",
     ] {
         assert!(text.contains(needle), "{needle:?} missing:\n{text}");
     }

@@ -217,6 +217,10 @@ fn default_compare_measures_uring_against_every_other_backend() {
     let (main, scaling): (Vec<&Value>, Vec<&Value>) = runs.iter().partition(|r| r["workers"] == 2);
     for b in BackendKind::ALL {
         let of_b: Vec<_> = main.iter().filter(|r| r["backend"] == b.name()).collect();
+        if !b.in_default_run() {
+            assert!(of_b.is_empty(), "A/B variant {b} run by default");
+            continue;
+        }
         assert_eq!(of_b.len(), 4, "pingpong, stream, rr, connect of {b}");
         // Every configuration verifies the same bytes, whichever backend moved them.
         for (r, first) in of_b
@@ -256,4 +260,46 @@ fn default_compare_measures_uring_against_every_other_backend() {
     expected.push(("tokio-ours".to_owned(), "tokio".to_owned()));
     expected.sort();
     assert_eq!(pairs, expected);
+}
+
+/// The engine's A/B variants move the same verified bytes as `uring`, with their feature
+/// off: its counter stays at zero where `uring`'s is not.
+#[test]
+fn ab_variants_turn_one_engine_feature_off() {
+    let args = [
+        "rr",
+        "--transport",
+        "unix",
+        "--conns",
+        "8",
+        "--workers",
+        "2",
+        "--count",
+        "400",
+    ];
+    let of = |b: &str| -> Value {
+        let runs = runs_of("uring-ab", b, &args);
+        assert_eq!(runs.len(), 1, "{b}: {runs:?}");
+        runs[0].clone()
+    };
+    let total = |r: &Value, k: &str| {
+        r["engine"]["totals"][k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k}: {r}"))
+    };
+    let (uring, nohandoff, nofiles) = (of("uring"), of("uring-nohandoff"), of("uring-nofiles"));
+    for r in [&uring, &nohandoff, &nofiles] {
+        assert_eq!(r["messages"], 400, "{r}");
+        assert_eq!(r["bytes_verified"], 400 * 64, "{r}");
+        assert_eq!(r["server"]["connections"], 8, "{r}");
+        assert_engine_counted(r);
+    }
+    // 8 connections accepted on 2 workers: some go to the worker that did not accept them.
+    assert!(total(&uring, "ring_handoffs") > 0, "{uring}");
+    assert_eq!(total(&nohandoff, "ring_handoffs"), 0, "{nohandoff}");
+    assert!(total(&nohandoff, "channel_handoffs") > 0, "{nohandoff}");
+    // 50 round trips a connection: past the 16 operations after which a socket is
+    // registered.
+    assert!(total(&uring, "registered_files") > 0, "{uring}");
+    assert_eq!(total(&nofiles, "registered_files"), 0, "{nofiles}");
 }

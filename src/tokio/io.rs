@@ -70,8 +70,16 @@ pub(crate) fn poll_read(
         // SAFETY: `recv` only writes into the slice, never de-initializes it; only the bytes
         // it reports written are marked initialized below.
         let unfilled = unsafe { buf.unfilled_mut() };
+        let want = unfilled.len();
         match guard.try_io(|s| s.get_ref().recv(unfilled)) {
             Ok(Ok(n)) => {
+                if 0 < n && n < want {
+                    // A short read drained the socket (a stream receive returns all it has
+                    // up to the buffer's length), so the next read would be EAGAIN: clear
+                    // the readiness now and save that syscall, as tokio::net does. A
+                    // wake-up that came after the read is kept (tokio clears by tick).
+                    guard.clear_ready();
+                }
                 // SAFETY: `recv` wrote the first `n` bytes of the unfilled part.
                 unsafe { buf.assume_init(n) };
                 buf.advance(n);
@@ -91,7 +99,7 @@ pub(crate) fn poll_write(
     cx: &mut Context<'_>,
     buf: &[u8],
 ) -> Poll<io::Result<usize>> {
-    poll_send(io, backoff, cx, |s| {
+    poll_send(io, backoff, cx, buf.len(), |s| {
         s.send_with_flags(buf, libc::MSG_NOSIGNAL)
     })
 }
@@ -103,7 +111,11 @@ pub(crate) fn poll_write_vectored(
     cx: &mut Context<'_>,
     bufs: &[IoSlice<'_>],
 ) -> Poll<io::Result<usize>> {
-    poll_send(io, backoff, cx, |s| {
+    let want = bufs
+        .iter()
+        .map(|b| b.len())
+        .fold(0usize, usize::saturating_add);
+    poll_send(io, backoff, cx, want, |s| {
         s.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
     })
 }
@@ -113,10 +125,12 @@ pub(crate) fn shutdown_write(io: &AsyncFd<Socket>) -> Poll<io::Result<()>> {
     Poll::Ready(io.get_ref().shutdown(std::net::Shutdown::Write))
 }
 
+/// One send of `want` bytes by `send`, waiting for readiness and out `ENOBUFS`.
 fn poll_send(
     io: &AsyncFd<Socket>,
     backoff: &mut Backoff,
     cx: &mut Context<'_>,
+    want: usize,
     mut send: impl FnMut(&Socket) -> io::Result<usize>,
 ) -> Poll<io::Result<usize>> {
     loop {
@@ -145,6 +159,10 @@ fn poll_send(
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Ok(res) => {
                 backoff.reset();
+                if matches!(res, Ok(n) if 0 < n && n < want) {
+                    // A short send filled the socket's buffer: the next would be EAGAIN.
+                    guard.clear_ready();
+                }
                 return Poll::Ready(res);
             }
             Err(_would_block) => {}

@@ -48,17 +48,25 @@ pub enum BackendKind {
     Tokio,
     /// The library's tokio path (`uring_vsock::tokio`), on the same driver as `tokio`.
     TokioOurs,
+    /// The io_uring engine without the ring hand-off of accepted sockets
+    /// (`EngineBuilder::ring_handoff(false)`): an A/B variant, never in a default run.
+    UringNoHandoff,
+    /// The io_uring engine without registered files
+    /// (`EngineBuilder::registered_files(false)`): an A/B variant, never in a default run.
+    UringNoFiles,
 }
 
 impl BackendKind {
     /// Every backend, in report order.
-    pub const ALL: [BackendKind; 6] = [
+    pub const ALL: [BackendKind; 8] = [
         BackendKind::Uring,
         BackendKind::UringSpin,
         BackendKind::Epoll,
         BackendKind::Blocking,
         BackendKind::Tokio,
         BackendKind::TokioOurs,
+        BackendKind::UringNoHandoff,
+        BackendKind::UringNoFiles,
     ];
 
     /// The name used on the command line and in reports.
@@ -70,7 +78,19 @@ impl BackendKind {
             BackendKind::Blocking => "blocking",
             BackendKind::Tokio => "tokio",
             BackendKind::TokioOurs => "tokio-ours",
+            BackendKind::UringNoHandoff => "uring-nohandoff",
+            BackendKind::UringNoFiles => "uring-nofiles",
         }
+    }
+
+    /// Whether a run without `--backends` includes it: every backend but the engine's A/B
+    /// variants (`uring-nohandoff`, `uring-nofiles`), which exist to show what one engine
+    /// feature buys against `uring` and are run by name.
+    pub fn in_default_run(self) -> bool {
+        !matches!(
+            self,
+            BackendKind::UringNoHandoff | BackendKind::UringNoFiles
+        )
     }
 
     /// Whether it has `SOCK_SEQPACKET` connections (`--seqpacket`): tokio and
@@ -101,7 +121,8 @@ impl FromStr for BackendKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 Error::new(format!(
-                    "unknown backend {s:?}: expected one of uring, uring-spin, epoll, blocking, tokio, tokio-ours"
+                    "unknown backend {s:?}: expected one of uring, uring-spin, epoll, blocking, tokio, \
+                     tokio-ours, uring-nohandoff, uring-nofiles"
                 ))
             })
     }
@@ -182,8 +203,10 @@ pub fn open(kind: BackendKind, opts: SocketOpts) -> Result<Box<dyn Backend>> {
         BackendKind::Tokio => Ok(Box::new(tokio::Tokio { opts })),
         BackendKind::TokioOurs => Ok(Box::new(tokio_ours::TokioOurs { opts })),
         BackendKind::Epoll => epoll::open(opts),
-        BackendKind::Uring => uring::open(false, opts),
-        BackendKind::UringSpin => uring::open(true, opts),
+        BackendKind::Uring
+        | BackendKind::UringSpin
+        | BackendKind::UringNoHandoff
+        | BackendKind::UringNoFiles => uring::open(kind, opts),
     }
 }
 
@@ -226,5 +249,21 @@ mod tests {
         let tcp = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         tune(tcp.as_fd(), &"tcp:127.0.0.1:1".parse().unwrap(), &opts).unwrap();
         assert!(tcp.tcp_nodelay().unwrap());
+    }
+
+    #[test]
+    fn ab_variants_parse_by_name_but_stay_out_of_default_runs() {
+        for name in ["uring-nohandoff", "uring-nofiles"] {
+            let k: BackendKind = name.parse().unwrap();
+            assert_eq!(k.name(), name);
+            assert!(!k.in_default_run(), "{name}");
+        }
+        let defaults: Vec<_> = BackendKind::ALL
+            .into_iter()
+            .filter(|k| k.in_default_run())
+            .collect();
+        assert_eq!(defaults.len(), 6, "{defaults:?}");
+        let err = "uring-nope".parse::<BackendKind>().unwrap_err().to_string();
+        assert!(err.contains("uring-nofiles"), "{err}");
     }
 }

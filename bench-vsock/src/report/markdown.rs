@@ -38,6 +38,35 @@ pub const VIRTIO_TITLE: &str =
 
 const VIRTIO_NOTE: &str = "> A QEMU guest (TCG, no KVM; Debian 6.1 cloud kernel) with a real virtio-vsock device, `vhost-user-vsock-pci` served on the host by `vhost-device-vsock` 0.3.0 (`tools/bench-virtio`): emulated and indicative only. The same backend runs on both ends. Rows with transport `hybrid` are a host client (the VMM's unix socket and its `CONNECT` handshake) to a guest server (`AF_VSOCK`); rows with transport `vsock` are a guest client (CID 2) to a host server (a unix listener at `<uds_path>_<port>`). `stream` sends from client to server and `stream-reverse` from server to client, so host → guest is `hybrid` `stream` and `vsock` `stream-reverse`, and guest → host the other two.";
 
+/// What an A/B section shows.
+const AB_NOTE: &str = "The engine with one feature turned off against the default engine, \
+in one interleaved compare: `uring-nohandoff` hands accepted sockets to workers through a \
+channel and a wake-up instead of the ring (`IORING_OP_MSG_RING`), `uring-nofiles` never \
+registers connection sockets as fixed files. A uring / variant msgs/s ratio above 1 (or a \
+p99 ratio below 1) is what the feature buys.";
+
+/// Whether `backend` names one of the engine's A/B variants.
+fn is_ab_variant(backend: &str) -> bool {
+    backend
+        .parse::<crate::backend::BackendKind>()
+        .is_ok_and(|k| k.name().starts_with("uring") && !k.in_default_run())
+}
+
+/// The backends of `r`'s runs, named, when they are fewer than a default compare runs.
+fn some_backends(r: &Report) -> Option<String> {
+    let mut names: Vec<&str> = Vec::new();
+    for x in &r.runs {
+        if !names.contains(&x.backend.as_str()) {
+            names.push(&x.backend);
+        }
+    }
+    let defaults = crate::backend::BackendKind::ALL
+        .iter()
+        .filter(|k| k.in_default_run())
+        .count();
+    (names.len() < defaults).then(|| names.join(", "))
+}
+
 /// A [`Grid`] as a Markdown table.
 fn write_grid(w: &mut dyn Write, g: &Grid) -> io::Result<()> {
     writeln!(w, "| {} |", g.headers.join(" | "))?;
@@ -66,6 +95,12 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
             writeln!(w, "{VIRTIO_NOTE}\n")?;
         } else if r.runs.iter().any(|x| x.via.is_some()) {
             writeln!(w, "## {t}, through a proxy\n")?;
+        } else if r.runs.iter().any(|x| is_ab_variant(&x.backend)) {
+            writeln!(w, "## {t}, engine features A/B\n")?;
+            writeln!(w, "{AB_NOTE}\n")?;
+        } else if let Some(some) = some_backends(r) {
+            // A compare of a few backends beside the full one of the same transport.
+            writeln!(w, "## {t}, {some} only\n")?;
         } else {
             writeln!(w, "## {t}\n")?;
         }
@@ -98,9 +133,14 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
         if !r.proxy.is_empty() {
             write_proxy_section(w, r)?;
         }
-        writeln!(w, "\n### Targets\n")?;
-        writeln!(w, "The project's aims for one compare run (measured, never asserted in a test); a verdict compares the median ratio with the aim.\n")?;
-        super::targets::write_markdown(w, &super::targets::evaluate(&r.runs))?;
+        // A section none of whose runs a target covers (a proxy or an A/B compare) gets no
+        // table of "not measured" rows.
+        let outcomes = super::targets::evaluate(&r.runs);
+        if outcomes.iter().any(|o| o.ratio.is_some()) {
+            writeln!(w, "\n### Targets\n")?;
+            writeln!(w, "The project's aims for one compare run (measured, never asserted in a test); a verdict compares the median ratio with the aim.\n")?;
+            super::targets::write_markdown(w, &outcomes)?;
+        }
         writeln!(w, "\n### Plots\n")?;
         for (title, link) in &s.plots {
             writeln!(w, "![{t} {title}]({link})\n")?;
@@ -206,4 +246,26 @@ fn write_analysis(w: &mut dyn Write, notes: &str, profiles: &[String]) -> io::Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ab_variant;
+
+    #[test]
+    fn only_the_engines_ab_variants_are_ab_variants() {
+        assert!(is_ab_variant("uring-nohandoff"));
+        assert!(is_ab_variant("uring-nofiles"));
+        for b in [
+            "uring",
+            "uring-spin",
+            "epoll",
+            "blocking",
+            "tokio",
+            "tokio-ours",
+            "x",
+        ] {
+            assert!(!is_ab_variant(b), "{b}");
+        }
+    }
 }

@@ -9,7 +9,9 @@
 //! - [`drive`]: moving a session's bytes through a connection, shared by both ends.
 //! - [`pacer`]: the timer of open-loop runs, which the engine does not have.
 //!
-//! `uring-spin` is the same with the engine's adaptive spin of [`SPIN`].
+//! `uring-spin` is the same with the engine's adaptive spin of [`SPIN`]; `uring-nohandoff`
+//! and `uring-nofiles` turn one engine feature off (the ring hand-off of accepted sockets,
+//! registered files), for A/B runs against `uring`.
 
 mod client;
 mod drive;
@@ -37,10 +39,10 @@ pub const SPIN: Duration = Duration::from_micros(100);
 /// Receive buffers per worker of a seqpacket run's engines, each [`MAX_SEQPACKET_MESSAGE`].
 const SEQPACKET_RECV_BUFFERS: usize = 32;
 
-/// The uring backend; `spin` is the adaptive spin budget of `uring-spin`.
+/// The uring backend and its variants (`kind` says which).
 #[derive(Debug)]
 pub(crate) struct Uring {
-    spin: Option<Duration>,
+    kind: BackendKind,
     /// The client engine of the last `run_clients`, kept for the next one with as many
     /// workers: a run's measured phase then does not pay for starting an engine (a few
     /// milliseconds) after its warmup did. Shut down when the backend is dropped.
@@ -49,22 +51,26 @@ pub(crate) struct Uring {
     opts: SocketOpts,
 }
 
-/// The uring backend, or with `spin` the uring-spin one: the engine is in this build.
-pub(crate) fn open(spin: bool, opts: SocketOpts) -> Result<Box<dyn Backend>> {
+/// The uring backend of `kind` (`uring`, `uring-spin`, `uring-nohandoff` or
+/// `uring-nofiles`): the engine is in this build.
+pub(crate) fn open(kind: BackendKind, opts: SocketOpts) -> Result<Box<dyn Backend>> {
     Ok(Box::new(Uring {
-        spin: spin.then_some(SPIN),
+        kind,
         clients: Mutex::new(None),
         opts,
     }))
 }
 
 impl Uring {
-    /// An engine with `workers` workers (at least one) and this backend's spin.
+    /// An engine with `workers` workers (at least one) and this variant's settings.
     fn engine(&self, workers: usize) -> Result<Engine> {
         let mut builder = Engine::builder().workers(workers.max(1));
-        if let Some(spin) = self.spin {
-            builder = builder.spin(spin);
-        }
+        builder = match self.kind {
+            BackendKind::UringSpin => builder.spin(SPIN),
+            BackendKind::UringNoHandoff => builder.ring_handoff(false),
+            BackendKind::UringNoFiles => builder.registered_files(false),
+            _ => builder,
+        };
         // The engine sets it (max first) on its vsock listeners and connects.
         if let Some(n) = self.opts.vsock_buffer {
             builder = builder.vsock_buffer_size(n);
@@ -102,11 +108,7 @@ impl Uring {
 
 impl Backend for Uring {
     fn kind(&self) -> BackendKind {
-        if self.spin.is_some() {
-            BackendKind::UringSpin
-        } else {
-            BackendKind::Uring
-        }
+        self.kind
     }
 
     fn serve(&self, listen: &Endpoint, workers: usize) -> Result<Box<dyn Server>> {

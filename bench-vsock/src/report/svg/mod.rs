@@ -13,8 +13,8 @@ pub use latency::write_latency;
 
 use crate::summary::Summary;
 
-const COLORS: [&str; 6] = [
-    "#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b",
+const COLORS: [&str; 8] = [
+    "#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
 ];
 
 /// A plot: what it shows, its file name, and how it is drawn from the summaries.
@@ -52,8 +52,8 @@ fn color(backend: &str) -> &'static str {
     let i = crate::backend::BackendKind::ALL
         .iter()
         .position(|k| k.name() == backend)
-        .unwrap_or(5);
-    COLORS[i]
+        .unwrap_or(COLORS.len() - 1);
+    COLORS[i.min(COLORS.len() - 1)]
 }
 
 /// Configurations in first-seen order, each with its backends' summaries.
