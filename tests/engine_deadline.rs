@@ -65,6 +65,9 @@ enum Plan {
     /// After the peer's EOF (not shutting down in turn) a read deadline; a task closes the
     /// connection once it has passed.
     AfterEof,
+    /// Sends "hi" on open; once it is out, a write deadline of now (no send queued: it
+    /// waits); a task queues a send through the connection's handle later.
+    LateSend,
 }
 
 const SHORT: Duration = Duration::from_millis(50);
@@ -154,6 +157,7 @@ impl Handler for Probe {
                     handle.resume_recv()
                 });
             }
+            Plan::LateSend => assert_eq!(conn.send_copy(b"hi"), 2),
             Plan::AfterEof => {}
         }
     }
@@ -170,6 +174,15 @@ impl Handler for Probe {
     }
 
     fn on_sent(&mut self, conn: &mut Conn<'_>, buf: SendBuf, res: io::Result<usize>) {
+        if let (Plan::LateSend, Ok(n)) = (self.plan, &res) {
+            self.log(conn, Ev::Sent(Ok(*n)));
+            let now = Instant::now();
+            conn.set_write_deadline(Some(now));
+            let handle = conn.handle();
+            self.after(conn, now + 2 * SHORT, Ev::Past, move || {
+                let _ = handle.send(b"late".to_vec());
+            });
+        }
         self.echo.on_sent(conn, buf, res);
     }
 
@@ -771,6 +784,43 @@ fn a_read_deadline_after_the_peers_eof_never_fires_unix_and_tcp() {
             let (reason, got) = closed_reason(&evs);
             assert!(matches!(reason, CloseReason::Local), "{t:?}: {reason}");
             assert_eq!(got, 8);
+            e.shutdown();
+        }
+    });
+}
+
+/// A write deadline that passes with no send queued waits for the next send (here one from
+/// the connection's handle), then fires: it applies to sends, not to idle time.
+#[test]
+fn a_passed_write_deadline_fires_when_the_next_send_is_queued_unix_and_tcp() {
+    util::fds_unchanged(|| {
+        for t in [Transport::Unix, Transport::Tcp] {
+            let dir = TempDir::new();
+            let (e, ep, rx) = serve(t, &dir, Plan::LateSend);
+            let mut c = connect(&ep);
+            let mut hi = [0u8; 2];
+            c.read_exact(&mut hi).expect("the first send");
+            assert_eq!(&hi, b"hi");
+            let evs = one_closed(&rx);
+            let at = |f: fn(&Ev) -> bool| evs.iter().position(f);
+            let (sent, past, fired) = (
+                at(|e| matches!(e, Ev::Sent(Ok(2)))),
+                at(|e| matches!(e, Ev::Past)),
+                at(|e| matches!(e, Ev::Deadline(Deadline::Write, true))),
+            );
+            assert!(
+                matches!((sent, past, fired), (Some(s), Some(p), Some(f)) if s < p && p < f),
+                "{t:?}: sent, the late send queued, then fired: {evs:?}"
+            );
+            let (reason, _) = closed_reason(&evs);
+            assert!(
+                matches!(reason, CloseReason::TimedOut(Deadline::Write)),
+                "{t:?}: {reason}"
+            );
+            // The peer sees the end after at most the late bytes.
+            let mut rest = Vec::new();
+            let _ = c.read_to_end(&mut rest);
+            assert!(b"late".starts_with(&rest), "{t:?}: {rest:?}");
             e.shutdown();
         }
     });
