@@ -1,6 +1,7 @@
 //! No heap allocation per operation in steady state: a counting global allocator counts
 //! allocations made on the engine's worker threads (marked through the builder's thread-start
-//! hook) during an echo phase after warm-up, for two phases of different lengths.
+//! hook) during an echo phase after warm-up, for two phases of different lengths: a plain
+//! echo, one that moves an idle read deadline on in every receive, and the async path.
 
 mod engine_support;
 mod util;
@@ -20,10 +21,13 @@ struct Counting;
 static WORKER_ALLOCS: AtomicU64 = AtomicU64::new(0);
 /// Allocations on the async test's workers: its own counter, so the tests can run at once.
 static ASYNC_WORKER_ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Allocations on the idle-deadline test's workers.
+static DEADLINE_WORKER_ALLOCS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static ON_WORKER: Cell<bool> = const { Cell::new(false) };
     static ON_ASYNC_WORKER: Cell<bool> = const { Cell::new(false) };
+    static ON_DEADLINE_WORKER: Cell<bool> = const { Cell::new(false) };
 }
 
 fn count_alloc() {
@@ -32,6 +36,9 @@ fn count_alloc() {
     }
     if ON_ASYNC_WORKER.try_with(|w| w.get()).unwrap_or(false) {
         ASYNC_WORKER_ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+    if ON_DEADLINE_WORKER.try_with(|w| w.get()).unwrap_or(false) {
+        DEADLINE_WORKER_ALLOCS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -87,6 +94,57 @@ fn engine_steady_state_echo_allocates_nothing_on_workers() {
                 a > 0,
                 "{t:?}: the counter must see worker allocations (setup allocates)"
             );
+            assert_eq!(b - a, 0, "{t:?}: allocations in 2000 round trips");
+            assert_eq!(d - b, 0, "{t:?}: allocations in 20000 round trips");
+        }
+    });
+}
+
+/// An echo that moves an idle read deadline on in every `on_recv` (and a write deadline
+/// before every send) allocates nothing per receive or send either: a deadline moved later
+/// is a store.
+#[test]
+fn moving_deadlines_in_every_receive_allocates_nothing_on_workers() {
+    use std::time::{Duration, Instant};
+    use uring_vsock::uring::{Conn, Handler, RecvBuf, SendBuf};
+
+    struct IdleEcho(Echo);
+    impl Handler for IdleEcho {
+        fn on_open(&mut self, conn: &mut Conn<'_>) {
+            conn.set_deadline(Some(Instant::now() + Duration::from_secs(600)));
+        }
+        fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
+            let later = Instant::now() + Duration::from_secs(600);
+            conn.set_read_deadline(Some(later));
+            conn.set_write_deadline(Some(later));
+            self.0.on_recv(conn, buf);
+        }
+        fn on_sent(&mut self, conn: &mut Conn<'_>, buf: SendBuf, res: std::io::Result<usize>) {
+            self.0.on_sent(conn, buf, res);
+        }
+    }
+
+    util::fds_unchanged(|| {
+        for t in [Transport::Unix, Transport::Tcp] {
+            let dir = TempDir::new();
+            let e = Engine::builder()
+                .workers(1)
+                .on_thread_start(|_| ON_DEADLINE_WORKER.with(|w| w.set(true)))
+                .build()
+                .unwrap();
+            let ep = e
+                .listen(&bind_endpoint(t, &dir), |_| IdleEcho(Echo::new()))
+                .unwrap();
+            let mut c = connect(&ep);
+            let msg: Vec<u8> = (0..4096u32).map(|i| (i * 41 % 251) as u8).collect();
+            let mut back = vec![0u8; msg.len()];
+            round_trips(&mut c, 500, &msg, &mut back);
+            let a = DEADLINE_WORKER_ALLOCS.load(Ordering::Relaxed);
+            round_trips(&mut c, 2_000, &msg, &mut back);
+            let b = DEADLINE_WORKER_ALLOCS.load(Ordering::Relaxed);
+            round_trips(&mut c, 20_000, &msg, &mut back);
+            let d = DEADLINE_WORKER_ALLOCS.load(Ordering::Relaxed);
+            assert!(a > 0, "{t:?}: the counter must see worker allocations");
             assert_eq!(b - a, 0, "{t:?}: allocations in 2000 round trips");
             assert_eq!(d - b, 0, "{t:?}: allocations in 20000 round trips");
         }

@@ -1,5 +1,6 @@
-//! What names a connection ([`ConnId`]) and says how it ended ([`CloseReason`]): the types
-//! the handler API, the core and the handles all use, below each of them.
+//! What names a connection ([`ConnId`]), says how it ended ([`CloseReason`]) and which of its
+//! deadlines passed ([`Deadline`]): the types the handler API, the core and the handles all
+//! use, below each of them.
 
 use std::fmt;
 use std::io;
@@ -48,6 +49,32 @@ pub enum CloseReason {
     Panicked,
     /// The engine shut down.
     EngineShutdown,
+    /// A deadline passed and the handler's [`on_deadline`](super::Handler::on_deadline)
+    /// closed the connection for it ([`Conn::close_timed_out`](super::Conn::close_timed_out),
+    /// what it does by default): after a read deadline gracefully (what was queued was sent,
+    /// then FIN), after a write deadline at once (the queued sends came back with `TimedOut`
+    /// errors and the peer got a reset).
+    TimedOut(Deadline),
+}
+
+/// Which deadline of a connection passed: see
+/// [`Conn::set_read_deadline`](super::Conn::set_read_deadline) and
+/// [`Conn::set_write_deadline`](super::Conn::set_write_deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Deadline {
+    /// The read deadline: it passed while the connection waited for data.
+    Read,
+    /// The write deadline: it passed while sends were queued or in flight.
+    Write,
+}
+
+impl fmt::Display for Deadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Deadline::Read => "read deadline",
+            Deadline::Write => "write deadline",
+        })
+    }
 }
 
 impl CloseReason {
@@ -75,6 +102,12 @@ impl fmt::Display for CloseReason {
             CloseReason::Error(e) => write!(f, "closed on error: {e}"),
             CloseReason::Panicked => f.write_str("closed: a handler panicked"),
             CloseReason::EngineShutdown => f.write_str("closed: engine shut down"),
+            CloseReason::TimedOut(Deadline::Read) => {
+                f.write_str("closed: the read deadline passed")
+            }
+            CloseReason::TimedOut(Deadline::Write) => {
+                f.write_str("aborted: the write deadline passed (reset)")
+            }
         }
     }
 }

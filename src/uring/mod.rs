@@ -8,8 +8,9 @@
 //! - A busy connection's socket goes into its worker's registered file table where the
 //!   kernel has one (direct descriptors; [`EngineBuilder::registered_files`]).
 //! - A connection lives on one worker. Its [`Handler`] gets the completions there: opened,
-//!   bytes received ([`RecvBuf`]), send finished ([`SendBuf`] back), peer shut down, closed
-//!   ([`CloseReason`]). It acts through [`Conn`].
+//!   bytes received ([`RecvBuf`]), send finished ([`SendBuf`] back), peer shut down, a
+//!   read or write deadline passed ([`Deadline`]), closed ([`CloseReason`]). It acts through
+//!   [`Conn`].
 //! - A [`ConnHandle`] drives a connection from any thread (send, shut down, close).
 //! - [`Engine::listen`] binds a listener; [`Engine::listen_fd`] serves one made elsewhere
 //!   (socket activation).
@@ -61,7 +62,7 @@ mod worker;
 pub use buf_pool::BufferPool;
 pub use buf_ring::RecvBuf;
 pub use builder::{EngineBuilder, DEFAULT_ZERO_COPY_THRESHOLD};
-pub use conn::{CloseReason, ConnId};
+pub use conn::{CloseReason, ConnId, Deadline};
 pub use core::{Conn, Handler};
 pub use engine::Engine;
 pub use handle::{ConnHandle, SendError};

@@ -259,6 +259,12 @@ impl RecvSide {
         matches!(self.armed, Some(Armed::Own(_)))
     }
 
+    /// Whether data may still come (so a read deadline applies): not paused by the handler,
+    /// no EOF, not closed. A receive stopped for the share still waits.
+    pub(crate) fn waits(&self) -> bool {
+        !self.paused && !self.eof && !self.closed
+    }
+
     /// Pauses receiving; returns whether the receive in the kernel must be cancelled.
     pub(crate) fn pause(&mut self) -> bool {
         self.paused = true;

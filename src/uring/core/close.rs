@@ -7,9 +7,10 @@ use std::time::Duration;
 use io_uring::opcode;
 
 use super::super::completion::errno_error;
-use super::super::conn::CloseReason;
+use super::super::conn::{CloseReason, Deadline};
 use super::super::op::{Kind, Op};
-use super::super::send_queue::partial_error;
+use super::super::send_queue::{partial_error, PartialSend};
+use super::deadline::{send_timed_out, write_timed_out};
 use super::{Core, WriteSide};
 
 impl Core {
@@ -60,6 +61,11 @@ impl Core {
     /// A graceful close: receiving stops, queued sends go out, then FIN, then the connection
     /// closes with [`CloseReason::Local`].
     pub(crate) fn close_gracefully(&mut self, index: u32) {
+        self.close_gracefully_for(index, CloseReason::Local);
+    }
+
+    /// A graceful close that ends with `reason` (the first asked for, if asked twice).
+    pub(super) fn close_gracefully_for(&mut self, index: u32, reason: CloseReason) {
         let gen = self.gen(index);
         let Some(c) = self.conn_mut(index) else {
             return;
@@ -67,13 +73,13 @@ impl Core {
         if c.closing.is_some() {
             return;
         }
-        c.close_when_flushed = true;
+        let reason = c.close_when_flushed.get_or_insert(reason).clone();
         let already_shut = matches!(c.write, WriteSide::Shut { notify: false });
         if c.recv.close() {
             self.cancel(Op::new(Kind::Recv, gen, index), index);
         }
         if already_shut {
-            self.begin_close(index, CloseReason::Local);
+            self.begin_close(index, reason);
         } else {
             self.shutdown_write(index);
         }
@@ -149,8 +155,8 @@ impl Core {
             }
             if c.write == (WriteSide::Shut { notify: true }) {
                 c.write = WriteSide::Shut { notify: false };
-                if c.close_when_flushed && c.closing.is_none() {
-                    c.closing = Some(CloseReason::Local);
+                if c.close_when_flushed.is_some() && c.closing.is_none() {
+                    c.closing = c.close_when_flushed.clone();
                     continue;
                 }
                 self.call(index, |h, conn| h.on_shutdown(conn));
@@ -163,7 +169,15 @@ impl Core {
                     }
                     continue;
                 }
-                self.call(index, |h, conn| h.on_sent(conn, d.buf, d.res));
+                // Cut by the write deadline: the error says so (how much went out kept).
+                let res = match d.res {
+                    Err(e) if write_timed_out(c.closing.as_ref()) => {
+                        let sent = PartialSend::of(&e).map_or(0, |p| p.sent);
+                        Err(send_timed_out(sent, d.buf.len()))
+                    }
+                    res => res,
+                };
+                self.call(index, |h, conn| h.on_sent(conn, d.buf, res));
                 continue;
             }
             if c.closing.is_none() {
@@ -180,7 +194,10 @@ impl Core {
                     // lets it drain: FIN after the data, the socket kept, so engine shutdown
                     // can still abort it (a peer that never reads would hold it for minutes).
                     // A failed close, or shutdown, resets it: the data is freed at once.
-                    let abort = c.abort || !c.closing.as_ref().is_some_and(|r| r.is_clean());
+                    let graceful = c.closing.as_ref().is_some_and(|r| {
+                        r.is_clean() || matches!(r, CloseReason::TimedOut(Deadline::Read))
+                    });
+                    let abort = c.abort || !graceful;
                     if abort {
                         if let Some(s) = c.socket.take() {
                             let _ = s.set_linger(Some(Duration::ZERO));
@@ -200,8 +217,11 @@ impl Core {
             }
             if let Some((buf, from_handle, sent)) = c.send.take_queued() {
                 if !from_handle {
-                    let err = errno_error("send", libc::ECANCELED);
-                    let err = partial_error(err, sent, buf.len());
+                    let err = if write_timed_out(c.closing.as_ref()) {
+                        send_timed_out(sent, buf.len())
+                    } else {
+                        partial_error(errno_error("send", libc::ECANCELED), sent, buf.len())
+                    };
                     self.call(index, |h, conn| h.on_sent(conn, buf, Err(err)));
                 }
                 continue;

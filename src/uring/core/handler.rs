@@ -5,10 +5,10 @@
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::super::buf_ring::RecvBuf;
-use super::super::conn::{CloseReason, ConnId};
+use super::super::conn::{CloseReason, ConnId, Deadline};
 use super::super::handle::ConnHandle;
 use super::super::send_buf::SendBuf;
 use super::Core;
@@ -92,6 +92,20 @@ pub trait Handler: 'static {
     /// Our write side was shut down (after [`Conn::shutdown_write`], all sends out).
     fn on_shutdown(&mut self, conn: &mut Conn<'_>) {
         let _ = conn;
+    }
+
+    /// A deadline passed while it applied: [`Deadline::Read`] while the connection waited for
+    /// data, [`Deadline::Write`] while sends were queued or in flight (see
+    /// [`Conn::set_read_deadline`], [`Conn::set_write_deadline`]). The deadline is cleared
+    /// before this call, so it fires once: set a new one to extend it, or leave it cleared
+    /// to keep the connection with no deadline.
+    ///
+    /// By default this closes the connection for it ([`Conn::close_timed_out`]): after a
+    /// read deadline gracefully, after a write deadline at once, with the queued sends back
+    /// through `on_sent` with `TimedOut` errors; `on_close` then gets
+    /// [`CloseReason::TimedOut`].
+    fn on_deadline(&mut self, conn: &mut Conn<'_>, which: Deadline) {
+        conn.close_timed_out(which);
     }
 
     /// The connection closed: every operation has completed and the socket is closed. Sends
@@ -208,6 +222,114 @@ impl Conn<'_> {
     /// [`PartialSend`]: crate::uring::PartialSend
     pub fn abort(&mut self) {
         self.core.abort(self.index);
+    }
+
+    /// Sets (or with `None` clears) the point in time after which waiting for data times
+    /// out: if the connection still waits for data then, [`Handler::on_deadline`] gets
+    /// [`Deadline::Read`] (by default the connection closes with
+    /// [`CloseReason::TimedOut`]). It applies to the wait going on now too, and until the
+    /// deadline is moved; per connection, not per receive: an idle timeout moves it on in
+    /// each `on_recv`, which costs a store (no allocation, no system call).
+    ///
+    /// As the read deadlines of Go's `net.Conn` and of [`AsyncConn`], with rules of its own
+    /// for callbacks:
+    /// - A deadline that has passed already, or passes while the connection waits, fires
+    ///   when the worker next runs its timers: after the current handler call has returned,
+    ///   never inside the setter's call.
+    /// - It applies only while the connection waits for data: not while receiving is paused
+    ///   ([`pause_recv`](Self::pause_recv); one that passed meanwhile fires once receiving
+    ///   resumes, if it has not been moved), nor after the peer's EOF
+    ///   ([`Handler::on_peer_shutdown`]: nothing more can come), nor once the connection is
+    ///   closing ([`close`](Self::close), [`abort`](Self::abort)). A receive the engine
+    ///   stopped for the connection's share of receive buffers still waits.
+    /// - Before `on_open` (a dialed connection still connecting) it waits for the
+    ///   connection to open; the connect's own timeout bounds the connecting.
+    /// - It fires once: it is cleared when `on_deadline` is called.
+    ///
+    /// Any `Instant` is fine, however far ahead or behind: nothing overflows (a ring timeout
+    /// waits at most an hour, then the worker looks again).
+    ///
+    /// [`AsyncConn`]: crate::uring::AsyncConn
+    ///
+    /// # Examples
+    ///
+    /// An idle timeout: a connection that receives nothing for 30 s is closed (with
+    /// [`CloseReason::TimedOut`]), one that keeps sending stays open.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use uring_vsock::uring::{Conn, Handler, RecvBuf};
+    ///
+    /// const IDLE: Duration = Duration::from_secs(30);
+    ///
+    /// struct IdleEcho;
+    /// impl Handler for IdleEcho {
+    ///     fn on_open(&mut self, conn: &mut Conn<'_>) {
+    ///         conn.set_read_deadline(Instant::now().checked_add(IDLE));
+    ///     }
+    ///     fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
+    ///         conn.set_read_deadline(Instant::now().checked_add(IDLE));
+    ///         let _ = conn.send(buf);
+    ///     }
+    /// }
+    /// ```
+    pub fn set_read_deadline(&mut self, at: Option<Instant>) {
+        self.core.set_deadline(self.index, Deadline::Read, at);
+    }
+
+    /// Sets (or with `None` clears) the point in time after which sends time out: if sends
+    /// are queued or in flight then, [`Handler::on_deadline`] gets [`Deadline::Write`] (by
+    /// default the connection is aborted: the queued sends come back through `on_sent` with
+    /// `TimedOut` errors, each with its [`PartialSend`], the peer gets a reset, and `on_close`
+    /// gets [`CloseReason::TimedOut`]). It applies to the sends queued now too, and until the
+    /// deadline is moved.
+    ///
+    /// As the write deadlines of Go's `net.Conn` and of [`AsyncConn`] (where a send that
+    /// times out with its buffer in the kernel aborts the connection too: a stream cannot
+    /// take back half a buffer), with rules of its own for callbacks:
+    /// - A deadline that has passed already, or passes while sends wait, fires when the
+    ///   worker next runs its timers: after the current handler call has returned, never
+    ///   inside the setter's call. One that passes with no send queued fires when the next
+    ///   send is queued, if it has not been moved.
+    /// - It applies during a graceful [`close`](Self::close) too, while its sends are still
+    ///   going out (so it bounds a close held by a peer that does not read), and after the
+    ///   peer's EOF; not once the connection is closing otherwise (after the close's FIN, an
+    ///   abort, a failure), nor before `on_open`.
+    /// - Sends queued through a [`ConnHandle`] count; they come back to the handle, not to
+    ///   `on_sent`.
+    /// - It fires once: it is cleared when `on_deadline` is called.
+    ///
+    /// [`AsyncConn`]: crate::uring::AsyncConn
+    /// [`PartialSend`]: crate::uring::PartialSend
+    pub fn set_write_deadline(&mut self, at: Option<Instant>) {
+        self.core.set_deadline(self.index, Deadline::Write, at);
+    }
+
+    /// Sets both deadlines ([`set_read_deadline`](Self::set_read_deadline) and
+    /// [`set_write_deadline`](Self::set_write_deadline)), as Go's `SetDeadline`.
+    pub fn set_deadline(&mut self, at: Option<Instant>) {
+        self.set_read_deadline(at);
+        self.set_write_deadline(at);
+    }
+
+    /// The read deadline, if one is set (`None` again once it fired).
+    pub fn read_deadline(&self) -> Option<Instant> {
+        self.core.deadline(self.index, Deadline::Read)
+    }
+
+    /// The write deadline, if one is set (`None` again once it fired).
+    pub fn write_deadline(&self) -> Option<Instant> {
+        self.core.deadline(self.index, Deadline::Write)
+    }
+
+    /// Closes the connection for a passed deadline, as [`Handler::on_deadline`] does by
+    /// default; `on_close` then gets [`CloseReason::TimedOut`]. After [`Deadline::Read`] it
+    /// closes gracefully (as [`close`](Self::close): the queued sends go out, then FIN);
+    /// after [`Deadline::Write`] at once (as [`abort`](Self::abort): the peer gets a reset),
+    /// and the queued sends come back through `on_sent` with `TimedOut` errors. Does nothing
+    /// once the connection is closing.
+    pub fn close_timed_out(&mut self, which: Deadline) {
+        self.core.close_timed_out(self.index, which);
     }
 
     /// A handle to drive this connection from other threads.

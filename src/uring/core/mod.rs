@@ -38,13 +38,19 @@ use super::stats::WorkerStats;
 use super::submit::Submission;
 use crate::Endpoint;
 use connect::Connecting;
+use deadline::Deadlines;
+use deadline_heap::DeadlineHeap;
 use files::FileTable;
+use ring_timer::RingTimer;
 
 mod close;
 mod connect;
+mod deadline;
+mod deadline_heap;
 mod files;
 mod handler;
 mod recv;
+mod ring_timer;
 mod send;
 
 pub(crate) use files::table_slots;
@@ -74,6 +80,12 @@ pub(crate) struct Core {
     pub(crate) stopping: bool,
     /// The registered file table (empty when registered files are off).
     files: FileTable,
+    /// When each connection's deadlines are next looked at.
+    deadline_heap: DeadlineHeap,
+    /// Scratch space for the connections whose deadlines came due (kept: no allocation).
+    due_scratch: Vec<(u32, u32)>,
+    /// The worker's ring timeout, for the deadlines and the executor's timers.
+    ring_timer: RingTimer,
 }
 
 struct Slot {
@@ -108,8 +120,9 @@ pub(crate) struct ConnState {
     recv: RecvSide,
     send: SendQueue,
     write: WriteSide,
-    /// A graceful close: once the queued sends are out and FIN is sent, the connection closes.
-    close_when_flushed: bool,
+    /// A graceful close: once the queued sends are out and FIN is sent, the connection closes
+    /// for this reason.
+    close_when_flushed: Option<CloseReason>,
     /// Completions still due for this connection's ops.
     pub(crate) ops: u32,
     pub(crate) closing: Option<CloseReason>,
@@ -119,6 +132,8 @@ pub(crate) struct ConnState {
     abort: bool,
     /// The send an outstanding cancel aims at.
     send_cancel: Option<u32>,
+    /// The read and write deadlines the handler set.
+    deadlines: Deadlines,
 }
 
 impl Core {
@@ -157,6 +172,9 @@ impl Core {
             send_settings,
             stopping: false,
             files: FileTable::new(file_slots),
+            deadline_heap: DeadlineHeap::with_capacity(1024),
+            due_scratch: Vec::with_capacity(64),
+            ring_timer: RingTimer::new(),
         }
     }
 
@@ -250,13 +268,14 @@ impl Core {
                 SendQueue::new(self.slots[index as usize].next_seq)
             },
             write: WriteSide::Open,
-            close_when_flushed: false,
+            close_when_flushed: None,
             ops: 0,
             closing: None,
             handle: None,
             connecting: None,
             abort: false,
             send_cancel: None,
+            deadlines: Deadlines::default(),
         };
         self.slots[index as usize].conn = Some(state);
         self.live += 1;
@@ -269,6 +288,7 @@ impl Core {
     /// registered file slot cleared first).
     pub(crate) fn free_slot(&mut self, index: u32) {
         self.release_file(index);
+        self.deadline_heap.remove(index);
         let slot = &mut self.slots[index as usize];
         if let Some(mut c) = slot.conn.take() {
             debug_assert_eq!(c.ops, 0, "slot freed with ops in flight");
@@ -361,6 +381,7 @@ impl Core {
             c.opened = true;
         }
         self.call(index, |h, conn| h.on_open(conn));
+        self.recheck_deadlines(index);
         self.arm_recv(index);
         self.pump_send(index);
         self.maybe_finish(index);

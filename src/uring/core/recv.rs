@@ -225,6 +225,7 @@ impl Core {
         if let Some(c) = self.conn_mut(index) {
             c.recv.resume();
         }
+        self.recheck_read_deadline(index);
         self.arm_recv(index);
     }
 }

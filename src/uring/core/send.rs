@@ -38,6 +38,7 @@ impl Core {
             return Err(buf);
         }
         c.send.push(buf, from_handle);
+        self.recheck_write_deadline(index);
         self.pump_send(index);
         Ok(())
     }

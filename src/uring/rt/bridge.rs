@@ -216,6 +216,7 @@ pub(crate) fn close_error(op: &str, reason: &CloseReason) -> io::Error {
     let kind = match reason {
         CloseReason::Reset => io::ErrorKind::ConnectionReset,
         CloseReason::Aborted => io::ErrorKind::ConnectionAborted,
+        CloseReason::TimedOut(_) => io::ErrorKind::TimedOut,
         CloseReason::Error(e) => e.kind(),
         _ => io::ErrorKind::NotConnected,
     };

@@ -275,8 +275,8 @@ impl Executor {
 }
 
 /// The worker loop's hook, after each turn's completions (and so after each wake-up): runs
-/// the tasks that are due, hands their requests to the core, fires due timers and arms the
-/// ring's timeout for the next. `stopping`: the worker is shutting down, so every task is
+/// the tasks that are due, hands their requests to the core, fires due timers and asks the
+/// core's ring timer for the next. `stopping`: the worker is shutting down, so every task is
 /// dropped (once). Returns whether it did anything.
 pub(crate) fn run(core: &mut Core, link: &WorkerLink, stopping: bool) -> bool {
     let Some(ex) = current() else { return false };
@@ -291,7 +291,7 @@ pub(crate) fn run(core: &mut Core, link: &WorkerLink, stopping: bool) -> bool {
         }
         return ex.flush_dirty(core);
     }
-    let mut did = ex.timers.borrow_mut().turn_start(core);
+    let mut did = false;
     {
         let mut woken = ex.woken.borrow_mut();
         ex.remote.take(&mut woken);
@@ -322,7 +322,7 @@ pub(crate) fn run(core: &mut Core, link: &WorkerLink, stopping: bool) -> bool {
         // Out of budget: come back after serving the ring, without sleeping in between.
         link.waker.wake();
     }
-    did |= ex.timers.borrow_mut().arm(core);
+    ex.timers.borrow_mut().arm(core);
     did
 }
 

@@ -1,10 +1,7 @@
 //! Timers on a worker: the due times of its [`sleep`]s (and so of [`timeout`]s and connection
-//! deadlines) in an ordered map, fired by the executor each turn; the ring gets one
-//! `IORING_OP_TIMEOUT` for the earliest, so a worker asleep in the kernel wakes for it.
-//!
-//! The ring timeouts carry a `user_data` no engine op has (its kind byte is unused), so the
-//! worker counts their completions and does nothing else with them: the executor reads the
-//! clock each turn instead.
+//! deadlines) in an ordered map, fired by the executor each turn; the earliest goes to the
+//! core's ring timer (one `IORING_OP_TIMEOUT` for it and the callback connections'
+//! deadlines), so a worker asleep in the kernel wakes for it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,25 +11,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use io_uring::{opcode, types};
-
 use super::super::core::Core;
-use super::super::op::{Kind, Op};
 use super::executor;
-
-/// The `user_data` of the executor's ring timeouts: kind byte 0xEE, which `Op::decode` does
-/// not know, so the worker only counts the completion.
-const TIMER_USER_DATA: u64 = 0xEE << 56;
 
 pub(crate) struct Timers {
     due: BTreeMap<(Instant, u64), Waker>,
     next_id: u64,
-    /// The ring timeout's duration, read by the kernel when the SQE is submitted.
-    ts: Box<types::Timespec>,
-    /// Whether an SQE pointing at `ts` may not have been submitted yet.
-    ts_staged: bool,
-    /// When the ring timeouts in flight fire.
-    armed: Vec<Instant>,
     scratch: Vec<Waker>,
 }
 
@@ -41,9 +25,6 @@ impl Timers {
         Timers {
             due: BTreeMap::new(),
             next_id: 0,
-            ts: Box::new(types::Timespec::new()),
-            ts_staged: false,
-            armed: Vec::with_capacity(4),
             scratch: Vec::with_capacity(16),
         }
     }
@@ -67,19 +48,6 @@ impl Timers {
         self.due.remove(&(at, id));
     }
 
-    /// At the start of a turn: what the ring has submitted (so `ts` is free once the
-    /// submission queue has taken everything staged) and which ring timeouts have fired.
-    pub(crate) fn turn_start(&mut self, core: &Core) -> bool {
-        if core.sub.is_flushed() {
-            self.ts_staged = false;
-        }
-        if !self.armed.is_empty() {
-            let now = Instant::now();
-            self.armed.retain(|&at| at > now);
-        }
-        false
-    }
-
     /// Wakes the sleeps that are due.
     pub(crate) fn fire_due(&mut self) {
         if self.due.is_empty() {
@@ -98,35 +66,19 @@ impl Timers {
         }
     }
 
-    /// Arms a ring timeout for the earliest sleep unless one fires by then.
-    pub(crate) fn arm(&mut self, core: &mut Core) -> bool {
-        let Some((&(at, _), _)) = self.due.first_key_value() else {
-            return false;
-        };
-        if self.ts_staged || self.armed.iter().any(|&a| a <= at) {
-            return false;
+    /// Asks the core's ring timer to wake the worker for the earliest sleep (armed at the
+    /// end of the worker's turn, with the connections' deadlines).
+    pub(crate) fn arm(&mut self, core: &mut Core) {
+        if let Some((&(at, _), _)) = self.due.first_key_value() {
+            core.wake_at(at);
         }
-        let wait = at.saturating_duration_since(Instant::now());
-        // Rounded up to a microsecond: the worker wakes at or after the due time.
-        let wait = Duration::from_micros(wait.as_micros() as u64 + 1);
-        *self.ts = types::Timespec::from(wait);
-        let entry = opcode::Timeout::new(&*self.ts as *const types::Timespec)
-            .build()
-            .user_data(TIMER_USER_DATA);
-        core.sub.stage_group([entry]);
-        self.ts_staged = true;
-        self.armed.push(at);
-        true
     }
 
-    /// Cancels the ring timeouts in flight (the worker is shutting down and waits for every
-    /// op's completion).
+    /// Drops every sleep and cancels the ring timeouts in flight (the worker is shutting
+    /// down and waits for every op's completion).
     pub(crate) fn cancel_all(&mut self, core: &mut Core) {
         self.due.clear();
-        for _ in self.armed.drain(..) {
-            let entry = opcode::AsyncCancel::new(TIMER_USER_DATA).build();
-            core.stage(entry, Op::new(Kind::Cancel, 0, u32::MAX));
-        }
+        core.cancel_ring_timers();
     }
 }
 

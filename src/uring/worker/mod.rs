@@ -305,6 +305,8 @@ impl Worker {
         let mut spin = cfg.spin.map(Spin::new);
         loop {
             let mut work = false;
+            // Before anything is staged this turn: whether the ring timer's last SQE went in.
+            self.core.timer_turn_start();
             while let Ok(cmd) = self.rx.try_recv() {
                 work = true;
                 self.command(cmd);
@@ -322,7 +324,10 @@ impl Worker {
                 work = true;
                 self.dispatch(cqe.user_data(), cqe.result(), cqe.flags());
             }
-            // The worker's async tasks, after the completions (and wake-ups) that woke them.
+            // The connections' deadlines that are due (before the tasks: a task spawned by a
+            // handler runs in this turn), then the worker's async tasks, after the
+            // completions (and wake-ups) that woke them.
+            work |= self.core.fire_deadlines();
             let link = &self.links[self.index];
             work |= super::rt::run(&mut self.core, link, self.stopping);
             // Returned receive buffers go back into the ring once every completion the
@@ -332,6 +337,8 @@ impl Worker {
                 self.core.bufs.publish();
             }
             self.core.rearm_resumed();
+            // One ring timeout for the earliest timer (tasks' sleeps, deadlines).
+            work |= self.core.arm_timer();
             if self.stopping {
                 let closed = self.stop_step();
                 if closed && self.core.sub.inflight() == 0 && self.core.sub.is_flushed() {
