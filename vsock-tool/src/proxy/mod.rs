@@ -10,12 +10,12 @@
 
 mod live;
 mod pair;
+mod tuning;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use uring_vsock::uring::Engine;
 use uring_vsock::Endpoint;
 
 use crate::error::ToolError;
@@ -54,11 +54,7 @@ pub fn run(opts: &ProxyOptions, ready: impl FnOnce(&Endpoint)) -> Result<Status,
     let mut term =
         Termination::catch().map_err(|e| ToolError::setup(format!("catch SIGTERM: {e}")))?;
     raise_nofile();
-    let mut builder = Engine::builder();
-    if let Some(n) = opts.workers {
-        builder = builder.workers(n);
-    }
-    let engine = builder.build()?;
+    let engine = tuning::engine(opts.workers)?;
     let live = Arc::new(Live::default());
     let shared = Arc::new(Shared {
         target: opts.target.clone(),
@@ -83,6 +79,7 @@ pub fn run(opts: &ProxyOptions, ready: impl FnOnce(&Endpoint)) -> Result<Status,
     shared.draining.store(true, Ordering::Relaxed);
     log::info!("draining {} connections", live.count());
     let left = live.wait_empty(opts.drain_timeout);
+    log::debug!("engine stats: {:?}", engine.stats());
     engine.shutdown();
     if let Endpoint::Unix(path) = &local {
         let _ = std::fs::remove_file(path);

@@ -51,6 +51,8 @@ struct Dir {
     /// EOF was passed on (the other side's write side shut down).
     shut: bool,
     bytes: u64,
+    /// Times the source's receiving was paused for the backlog (in the close line).
+    pauses: u64,
 }
 
 /// A client and its target connection.
@@ -75,12 +77,14 @@ impl Drop for Pair {
         };
         log::log!(
             self.shared.level,
-            "{} -> {}: {} bytes up, {} bytes down, {:.3}s; client {}; target {}",
+            "{} -> {}: {} bytes up, {} bytes down, {:.3}s, paused {}/{}; client {}; target {}",
             self.peer,
             self.shared.target,
             self.dirs[CLIENT].bytes,
             self.dirs[TARGET].bytes,
             self.started.elapsed().as_secs_f64(),
+            self.dirs[CLIENT].pauses,
+            self.dirs[TARGET].pauses,
             reason(CLIENT),
             reason(TARGET),
         );
@@ -166,7 +170,10 @@ impl Side {
         };
         let Some(src) = src else { return };
         if pending && !paused {
-            pair.borrow_mut().dirs[d].paused = true;
+            let mut p = pair.borrow_mut();
+            p.dirs[d].paused = true;
+            p.dirs[d].pauses += 1;
+            drop(p);
             conn.with_conn(src, |c| c.pause_recv());
         } else if !pending && paused {
             pair.borrow_mut().dirs[d].paused = false;
