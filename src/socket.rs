@@ -24,15 +24,16 @@ pub(crate) enum SocketKind {
     Seqpacket,
 }
 
-/// A new stream socket for `ep`'s family; `SOCK_CLOEXEC` (and `SOCK_NONBLOCK` when asked) are
-/// set by `socket(2)` itself, so no other thread's `exec` can inherit it.
-#[cfg(any(feature = "epoll", feature = "tokio"))]
+/// A new stream socket for `ep`'s family, as [`new_socket`] makes them.
+#[cfg(feature = "tokio")]
 pub(crate) fn new_stream(ep: &Endpoint, nonblocking: bool) -> Result<Socket> {
     new_socket(ep, SocketKind::Stream, nonblocking)
 }
 
-/// As [`new_stream`], of type `kind`. A seqpacket socket for an endpoint whose family has
-/// none (tcp, hybrid) is an `Unsupported` error naming the endpoint.
+/// A new socket of type `kind` for `ep`'s family; `SOCK_CLOEXEC` (and `SOCK_NONBLOCK` when
+/// asked) are set by `socket(2)` itself, so no other thread's `exec` can inherit it. A
+/// seqpacket socket for an endpoint whose family has none (tcp, hybrid) is an `Unsupported`
+/// error naming the endpoint.
 pub(crate) fn new_socket(ep: &Endpoint, kind: SocketKind, nonblocking: bool) -> Result<Socket> {
     let ty = match kind {
         SocketKind::Stream => Type::STREAM,
@@ -76,24 +77,17 @@ pub(crate) fn sock_addr(op: &'static str, ep: &Endpoint) -> Result<SockAddr> {
     ep.to_sock_addr().map_err(Error::with(op, ep))
 }
 
-/// Binds and listens on `ep`. TCP listeners get `SO_REUSEADDR`, as std's do. On error the
-/// socket is closed before returning.
+/// A stream listener on `ep`, as [`listen_kind_with`] makes them, with nothing to set
+/// before it binds.
+#[cfg(feature = "tokio")]
 pub(crate) fn listen(ep: &Endpoint, backlog: i32, nonblocking: bool) -> Result<Socket> {
-    listen_with(ep, backlog, nonblocking, |_| Ok(()))
+    listen_kind_with(ep, SocketKind::Stream, backlog, nonblocking, |_| Ok(()))
 }
 
-/// As [`listen`], running `configure` on the socket before it binds (for options that must
-/// be set before listening, such as buffer sizes accepted sockets inherit).
-pub(crate) fn listen_with(
-    ep: &Endpoint,
-    backlog: i32,
-    nonblocking: bool,
-    configure: impl FnOnce(&Socket) -> Result<()>,
-) -> Result<Socket> {
-    listen_kind_with(ep, SocketKind::Stream, backlog, nonblocking, configure)
-}
-
-/// As [`listen_with`], for a socket of type `kind`.
+/// Binds and listens on `ep` with a socket of type `kind`, running `configure` on the socket
+/// before it binds (for options that must be set before listening, such as buffer sizes
+/// accepted sockets inherit). TCP listeners get `SO_REUSEADDR`, as std's do. On error the
+/// socket is closed before returning.
 pub(crate) fn listen_kind_with(
     ep: &Endpoint,
     kind: SocketKind,
@@ -214,6 +208,35 @@ fn connect_unix_timeout(socket: &Socket, addr: &SockAddr, timeout: Duration) -> 
     });
     socket.set_write_timeout(None)?;
     res
+}
+
+/// Starts a nonblocking connect of a new socket of type `kind` to `ep` (the epoll path):
+/// `EINPROGRESS` is a connect under way, which [`connect_progress`] follows; other errors
+/// are `connect <ep>: ...`.
+#[cfg(feature = "epoll")]
+pub(crate) fn start_connect(ep: &Endpoint, kind: SocketKind) -> Result<Socket> {
+    let addr = sock_addr("connect", ep)?;
+    let socket = new_socket(ep, kind, true)?;
+    match socket.connect(&addr) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(Error::new("connect", Some(ep.clone()), e)),
+    }
+    Ok(socket)
+}
+
+/// Where a nonblocking connect stands: `Ok` once connected, `WouldBlock` while under way,
+/// or the error it ended with (`SO_ERROR`).
+#[cfg(feature = "epoll")]
+pub(crate) fn connect_progress(socket: &Socket) -> io::Result<()> {
+    if let Some(e) = socket.take_error()? {
+        return Err(e);
+    }
+    match socket.peer_addr() {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Accepts one connection on `listener` (whose endpoint is `local`, for error messages); the

@@ -12,7 +12,24 @@ use std::process::Command;
 use engine_support::connect;
 
 use uring_vsock::uring::Engine;
+use uring_vsock::Endpoint;
 use util::{bind_endpoint, TempDir, Transport};
+
+/// An engine of `workers` workers serving the HTTP example on a fresh `transport` endpoint
+/// (in the returned folder, which must outlive it), and that endpoint.
+fn serve_http(workers: usize, transport: Transport) -> (TempDir, Engine, Endpoint) {
+    let dir = TempDir::new();
+    let e = Engine::builder().workers(workers).build().unwrap();
+    let ep = e
+        .listen(&bind_endpoint(transport, &dir), |_| http::Http::default())
+        .unwrap();
+    (dir, e, ep)
+}
+
+/// The example's body byte at offset `i`: the digits 0 to 9, over and over.
+fn body_byte(i: usize) -> u8 {
+    b'0' + (i % 10) as u8
+}
 
 #[test]
 fn engine_http_curl_over_unix_socket_keep_alive() {
@@ -25,14 +42,8 @@ fn engine_http_curl_over_unix_socket_keep_alive() {
             curl.status.success(),
             "curl is needed for this test and was not found on PATH (install curl)"
         );
-        let dir = TempDir::new();
-        let e = Engine::builder().workers(2).build().unwrap();
-        let ep = e
-            .listen(&bind_endpoint(Transport::Unix, &dir), |_| {
-                http::Http::default()
-            })
-            .unwrap();
-        let uring_vsock::Endpoint::Unix(path) = &ep else {
+        let (_dir, e, ep) = serve_http(2, Transport::Unix);
+        let Endpoint::Unix(path) = &ep else {
             unreachable!()
         };
         // Two URLs in one curl run: the second reuses the connection (keep-alive).
@@ -48,7 +59,7 @@ fn engine_http_curl_over_unix_socket_keep_alive() {
         let body = out.stdout;
         let hello = b"hello from uring-vsock\n";
         assert_eq!(&body[..hello.len()], hello);
-        let bytes: Vec<u8> = (0..100_000).map(|i| b'0' + (i % 10) as u8).collect();
+        let bytes: Vec<u8> = (0..100_000).map(body_byte).collect();
         assert!(body[hello.len()..] == bytes[..], "second body differs");
         assert!(
             stderr.contains("Re-using existing connection") || stderr.contains("Reusing existing"),
@@ -61,22 +72,13 @@ fn engine_http_curl_over_unix_socket_keep_alive() {
 #[test]
 fn engine_http_our_client_many_requests_one_connection_tcp() {
     util::fds_unchanged(|| {
-        let dir = TempDir::new();
-        let e = Engine::builder().workers(1).build().unwrap();
-        let ep = e
-            .listen(&bind_endpoint(Transport::Tcp, &dir), |_| {
-                http::Http::default()
-            })
-            .unwrap();
+        let (_dir, _engine, ep) = serve_http(1, Transport::Tcp);
         let mut s = BufReader::new(connect(&ep));
         for i in 0..200usize {
             let (code, body) = http::get(&mut s, &format!("/bytes/{}", i * 97)).unwrap();
             assert_eq!(code, 200);
             assert_eq!(body.len(), i * 97);
-            assert!(body
-                .iter()
-                .enumerate()
-                .all(|(j, &b)| b == b'0' + (j % 10) as u8));
+            assert!(body.iter().enumerate().all(|(j, &b)| b == body_byte(j)));
         }
         let (code, _) = http::get(&mut s, "/missing").unwrap();
         assert_eq!(code, 404);
@@ -111,13 +113,7 @@ fn read_head(s: &mut BufReader<uring_vsock::blocking::Stream>) -> (u16, usize) {
 fn engine_http_head_has_no_body_and_keep_alive_goes_on() {
     use std::io::Write;
     util::fds_unchanged(|| {
-        let dir = TempDir::new();
-        let e = Engine::builder().workers(1).build().unwrap();
-        let ep = e
-            .listen(&bind_endpoint(Transport::Unix, &dir), |_| {
-                http::Http::default()
-            })
-            .unwrap();
+        let (_dir, _engine, ep) = serve_http(1, Transport::Unix);
         let mut s = BufReader::new(connect(&ep));
         for path in ["/", "/bytes/5000"] {
             write!(s.get_mut(), "HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -153,13 +149,7 @@ fn engine_http_pipelined_large_bodies_keep_memory_bounded() {
 
 fn pipelined_large_bodies() {
     use std::io::{Read, Write};
-    let dir = TempDir::new();
-    let e = Engine::builder().workers(2).build().unwrap();
-    let ep = e
-        .listen(&bind_endpoint(Transport::Unix, &dir), |_| {
-            http::Http::default()
-        })
-        .unwrap();
+    let (_dir, e, ep) = serve_http(2, Transport::Unix);
     let n = http::MAX_BODY;
     let before = rss_bytes();
     let mut clients: Vec<_> = (0..2)
@@ -200,7 +190,7 @@ fn pipelined_large_bodies() {
                         assert!(buf[..k]
                             .iter()
                             .enumerate()
-                            .all(|(j, &b)| b == b'0' + ((pos + j) % 10) as u8));
+                            .all(|(j, &b)| b == body_byte(pos + j)));
                         pos += k;
                         left -= k;
                     }

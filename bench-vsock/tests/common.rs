@@ -92,30 +92,56 @@ pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// Runs `args` for `backend` and returns the report's runs.
-pub fn runs_of(test: &str, backend: &str, args: &[&str]) -> Vec<serde_json::Value> {
-    let dir = fresh_dir(&format!("{test}-{backend}"));
+/// A finished run that wrote a report: see [`run_to_report`].
+pub struct Ran {
+    /// The run's results folder (`--out`).
+    pub dir: PathBuf,
+    /// The JSON report it wrote (`--json`).
+    pub report: serde_json::Value,
+    /// What it printed.
+    pub stdout: String,
+    /// What it logged.
+    pub stderr: String,
+}
+
+/// Runs the command line `args` with `--out` and `--json` into a fresh folder for `test`,
+/// and reads the report; a failed run fails the test, with its stderr.
+pub fn run_to_report(test: &str, args: &[&str]) -> Ran {
+    let dir = fresh_dir(test);
     let json = dir.join("r.json");
     let mut all = args.to_vec();
-    let (out, json_s) = (dir.to_str().unwrap(), json.to_str().unwrap());
     all.extend([
-        "--backends",
-        backend,
-        "--warmup",
-        "0",
         "--out",
-        out,
+        dir.to_str().unwrap(),
         "--json",
-        json_s,
+        json.to_str().unwrap(),
     ]);
     let (r, stdout, stderr) = run(&all);
     r.unwrap_or_else(|e| panic!("{all:?}: {e}\n{stderr}"));
+    let report = read_json(&json);
+    Ran {
+        dir,
+        report,
+        stdout,
+        stderr,
+    }
+}
+
+/// Runs `args` for `backend` and returns the report's runs.
+pub fn runs_of(test: &str, backend: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = args.to_vec();
+    all.extend(["--backends", backend, "--warmup", "0"]);
+    let Ran {
+        dir,
+        report,
+        stdout,
+        ..
+    } = run_to_report(&format!("{test}-{backend}"), &all);
     assert!(
         stdout.contains(backend),
         "table names the backend: {stdout}"
     );
     assert!(dir.join("report.json").exists());
-    let report = read_json(&json);
     let runs = report["runs"].as_array().unwrap().clone();
     assert!(!runs.is_empty());
     for r in &runs {

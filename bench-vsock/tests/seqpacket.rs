@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bench_vsock::backend::BackendKind;
-use common::{fresh_dir, read_json, run, runs_of, Serve};
+use common::{fresh_dir, run, run_to_report, runs_of, Serve};
 
 fn seqpacket_backends() -> Vec<&'static str> {
     BackendKind::ALL
@@ -116,34 +116,31 @@ fn seqpacket_clients_of_every_backend_talk_to_a_seqpacket_server_and_streams_can
 
 #[test]
 fn a_seqpacket_compare_runs_pingpong_and_rr_of_the_backends_that_have_it() {
-    let dir = fresh_dir("seqpacket-compare");
-    let json = dir.join("r.json");
-    let (r, _stdout, stderr) = run(&[
-        "compare",
-        "--quick",
-        "--seqpacket",
-        "--transport",
-        "unix",
-        "--backends",
-        "blocking,epoll",
-        "--repeat",
-        "1",
-        "--count",
-        "20",
-        "--warmup",
-        "0",
-        "--no-scaling",
-        "--out",
-        dir.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    r.unwrap_or_else(|e| panic!("{e}\n{stderr}"));
-    assert!(
-        stderr.contains("left out: stream 64 KiB, connect 64 B"),
-        "{stderr}"
+    let ran = run_to_report(
+        "seqpacket-compare",
+        &[
+            "compare",
+            "--quick",
+            "--seqpacket",
+            "--transport",
+            "unix",
+            "--backends",
+            "blocking,epoll",
+            "--repeat",
+            "1",
+            "--count",
+            "20",
+            "--warmup",
+            "0",
+            "--no-scaling",
+        ],
     );
-    let report = read_json(&json);
+    assert!(
+        ran.stderr.contains("left out: stream 64 KiB, connect 64 B"),
+        "{}",
+        ran.stderr
+    );
+    let report = ran.report;
     assert!(
         common::validate(&report).is_empty(),
         "{:?}",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fresh_dir, read_json, run, runs_of};
+use common::{run_to_report, runs_of};
 
 /// Each workload, briefly, on `transport`; bytes are verified on both ends by `runs_of`.
 fn every_workload(test: &str, transport: &str) {
@@ -37,33 +37,28 @@ fn tokio_ours_runs_every_workload_over_unix() {
 
 #[test]
 fn a_compare_reports_tokio_ours_against_tokio() {
-    let dir = fresh_dir("tokio-ours-compare");
-    let json = dir.join("r.json");
-    let (r, stdout, stderr) = run(&[
-        "compare",
-        "--transport",
-        "unix",
-        "--backends",
-        "tokio,tokio-ours",
-        "--sizes",
-        "64",
-        "--count",
-        "40",
-        "--conns",
-        "4",
-        "--repeat",
-        "2",
-        "--warmup",
-        "0",
-        "--no-scaling",
-        "--out",
-        dir.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    r.unwrap_or_else(|e| panic!("{e}\n{stderr}"));
-    let report = read_json(&json);
-    let ratios = report["ratios"].as_array().unwrap();
+    let ran = run_to_report(
+        "tokio-ours-compare",
+        &[
+            "compare",
+            "--transport",
+            "unix",
+            "--backends",
+            "tokio,tokio-ours",
+            "--sizes",
+            "64",
+            "--count",
+            "40",
+            "--conns",
+            "4",
+            "--repeat",
+            "2",
+            "--warmup",
+            "0",
+            "--no-scaling",
+        ],
+    );
+    let ratios = ran.report["ratios"].as_array().unwrap();
     for workload in ["pingpong", "stream", "rr", "connect"] {
         let found = ratios.iter().find(|x| {
             x["subject"] == "tokio-ours"
@@ -75,7 +70,7 @@ fn a_compare_reports_tokio_ours_against_tokio() {
         assert_eq!(found["repeats"], 2, "{found}");
         assert!(found["median"].as_f64().unwrap() > 0.0, "{found}");
     }
-    assert!(stdout.contains("tokio-ours"), "{stdout}");
+    assert!(ran.stdout.contains("tokio-ours"), "{}", ran.stdout);
 }
 
 #[test]

@@ -6,7 +6,8 @@ use std::os::fd::OwnedFd;
 use socket2::Socket;
 
 use super::Stream;
-use crate::{socket, Endpoint, Result};
+use crate::socket::{self, SocketKind};
+use crate::{Endpoint, Result};
 
 /// A listening stream socket, like [`std::net::TcpListener`] for any [`Endpoint`].
 ///
@@ -36,28 +37,39 @@ pub struct Listener {
     local: Endpoint,
 }
 
-impl Listener {
+crate::impl_macros::socket_methods! { Listener {
     /// Binds to `ep` and listens with [`DEFAULT_BACKLOG`](crate::DEFAULT_BACKLOG).
     ///
     /// # Errors
     ///
     /// `bind ...` or `listen ...` with the OS error (for example `EADDRINUSE`).
-    pub fn bind(ep: &Endpoint) -> Result<Listener> {
-        Listener::bind_with_backlog(ep, socket::DEFAULT_BACKLOG)
-    }
+    bind(SocketKind::Stream, nonblocking: false);
 
-    /// Binds to `ep` and listens with the given backlog.
+    /// Waits for a connection; returns the stream and the peer's endpoint. The stream is
+    /// close-on-exec from birth (`accept4`).
     ///
     /// # Errors
     ///
-    /// As [`Listener::bind`].
-    pub fn bind_with_backlog(ep: &Endpoint, backlog: i32) -> Result<Listener> {
-        let socket = socket::listen(ep, backlog, false)?;
-        // A port or CID of "any" is resolved by the kernel: report what it chose.
-        let local = socket::local_endpoint(&socket).unwrap_or_else(|_| ep.clone());
-        Ok(Listener { socket, local })
-    }
+    /// `accept <endpoint>: ...` with the OS error; `WouldBlock` in nonblocking mode.
+    accept(Stream, nonblocking: false, |socket, _| Stream::from_socket(socket));
 
+    /// The endpoint this listener is bound to (with the port the kernel chose for port 0 or
+    /// `PORT_ANY`).
+    ///
+    /// # Errors
+    ///
+    /// `getsockname` failures.
+    local_addr;
+
+    /// Switches nonblocking mode: `accept` then fails with `WouldBlock` instead of waiting.
+    ///
+    /// # Errors
+    ///
+    /// The `fcntl` error.
+    set_nonblocking;
+}}
+
+impl Listener {
     /// Adopts an inherited listening socket (socket activation, `LISTEN_FDS`).
     ///
     /// # Errors
@@ -78,39 +90,9 @@ impl Listener {
         Ok(Listener { socket, local })
     }
 
-    /// Waits for a connection; returns the stream and the peer's endpoint. The stream is
-    /// close-on-exec from birth (`accept4`).
-    ///
-    /// # Errors
-    ///
-    /// `accept <endpoint>: ...` with the OS error; `WouldBlock` in nonblocking mode.
-    pub fn accept(&self) -> Result<(Stream, Endpoint)> {
-        let (socket, peer) = socket::accept(&self.socket, &self.local, false)?;
-        Ok((Stream::from_socket(socket), peer))
-    }
-
     /// An iterator over incoming connections; it never ends, each item is one `accept`.
     pub fn incoming(&self) -> Incoming<'_> {
         Incoming { listener: self }
-    }
-
-    /// The endpoint this listener is bound to (with the port the kernel chose for port 0 or
-    /// `PORT_ANY`).
-    ///
-    /// # Errors
-    ///
-    /// `getsockname` failures.
-    pub fn local_addr(&self) -> Result<Endpoint> {
-        socket::local_endpoint(&self.socket)
-    }
-
-    /// Switches nonblocking mode: `accept` then fails with `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    ///
-    /// The `fcntl` error.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.socket.set_nonblocking(nonblocking)
     }
 
     /// A second handle to the same socket (`F_DUPFD_CLOEXEC`).

@@ -1,14 +1,12 @@
 //! [`SeqpacketConn`]: a connected `SOCK_SEQPACKET` socket that sends and receives whole
 //! messages.
 
-use std::io;
-use std::net::Shutdown;
 use std::time::Duration;
 
 use socket2::Socket;
 
 use crate::socket::{self, SocketKind};
-use crate::{message, Endpoint, Message, Result};
+use crate::{Endpoint, Result};
 
 /// A connected `SOCK_SEQPACKET` socket (vsock or unix): reliable, ordered, and message
 /// boundaries kept. Each [`send`](Self::send) is one message; each [`recv`](Self::recv)
@@ -71,7 +69,9 @@ impl SeqpacketConn {
     pub fn connect_timeout(ep: &Endpoint, timeout: Duration) -> Result<SeqpacketConn> {
         socket::connect_kind(ep, SocketKind::Seqpacket, Some(timeout), false).map(Self::from_socket)
     }
+}
 
+crate::impl_macros::socket_methods! { SeqpacketConn {
     /// Sends `buf` as one message, whole (`MSG_NOSIGNAL`: a closed peer is `EPIPE`).
     ///
     /// # Errors
@@ -80,22 +80,19 @@ impl SeqpacketConn {
     /// longer than the connection allows (`EMSGSIZE`; see
     /// [`max_message_size`](Self::max_message_size)); `InvalidInput` for an empty `buf`;
     /// `BrokenPipe` once the peer is gone; `WouldBlock` after the write timeout.
-    pub fn send(&self, buf: &[u8]) -> io::Result<()> {
-        message::send(&self.socket, buf)
-    }
+    send;
 
     /// Receives one message into `buf`. A message longer than `buf` fills it and the rest
-    /// is discarded: the result says so ([`Message::truncated`], with the full length).
+    /// is discarded: the result says so
+    /// ([`Message::truncated`](crate::Message::truncated), with the full length).
     /// A zero-length `buf` is valid: it discards one message and reports its length. At the
-    /// end of the stream the result [`is_eof`](Message::is_eof).
+    /// end of the stream the result [`is_eof`](crate::Message::is_eof).
     ///
     /// # Errors
     ///
     /// `WouldBlock` after the read timeout (or in nonblocking mode with nothing queued);
     /// the `recv` error (`ECONNRESET`, ...).
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Message> {
-        message::recv(&self.socket, buf)
-    }
+    recv;
 
     /// The largest message this side may send: unix `SO_SNDBUF` − 32; vsock
     /// `SO_VM_SOCKETS_BUFFER_SIZE` (the peer's buffer size bounds it too, and may be smaller).
@@ -103,37 +100,30 @@ impl SeqpacketConn {
     /// # Errors
     ///
     /// The `getsockopt` error.
-    pub fn max_message_size(&self) -> io::Result<usize> {
-        message::max_message_size(&self.socket)
-    }
+    max_message_size;
 
     /// The peer's endpoint.
     ///
     /// # Errors
     ///
     /// `getpeername` failures.
-    pub fn peer_addr(&self) -> Result<Endpoint> {
-        socket::peer_endpoint(&self.socket)
-    }
+    peer_addr;
 
     /// This side's endpoint.
     ///
     /// # Errors
     ///
     /// `getsockname` failures.
-    pub fn local_addr(&self) -> Result<Endpoint> {
-        socket::local_endpoint(&self.socket)
-    }
+    local_addr;
 
     /// Shuts down the read half, the write half, or both; after a write shutdown the peer's
-    /// receives return [`Message::is_eof`] once it has every message sent before.
+    /// receives return [`Message::is_eof`](crate::Message::is_eof) once it has every message
+    /// sent before.
     ///
     /// # Errors
     ///
     /// The `shutdown` error.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.socket.shutdown(how)
-    }
+    shutdown;
 
     /// Sets how long a receive may block (`SO_RCVTIMEO`); `None` waits forever. A receive
     /// that times out fails with `WouldBlock`.
@@ -141,20 +131,14 @@ impl SeqpacketConn {
     /// # Errors
     ///
     /// `InvalidInput` for a zero duration, or the `setsockopt` error.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        reject_zero(timeout)?;
-        self.socket.set_read_timeout(timeout)
-    }
+    set_read_timeout;
 
     /// Sets how long a send may block (`SO_SNDTIMEO`); `None` waits forever.
     ///
     /// # Errors
     ///
     /// `InvalidInput` for a zero duration, or the `setsockopt` error.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        reject_zero(timeout)?;
-        self.socket.set_write_timeout(timeout)
-    }
+    set_write_timeout;
 
     /// Switches nonblocking mode: sends and receives then fail with `WouldBlock` instead of
     /// waiting.
@@ -162,29 +146,14 @@ impl SeqpacketConn {
     /// # Errors
     ///
     /// The `fcntl` error.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.socket.set_nonblocking(nonblocking)
-    }
+    set_nonblocking;
 
     /// A second handle to the same connection (`F_DUPFD_CLOEXEC`).
     ///
     /// # Errors
     ///
     /// The `fcntl` error.
-    pub fn try_clone(&self) -> io::Result<SeqpacketConn> {
-        self.socket.try_clone().map(Self::from_socket)
-    }
-}
-
-/// std rejects a zero timeout rather than treating it as "forever": so do we.
-fn reject_zero(timeout: Option<Duration>) -> io::Result<()> {
-    if timeout == Some(Duration::ZERO) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "cannot set a zero timeout",
-        ));
-    }
-    Ok(())
-}
+    try_clone;
+}}
 
 crate::impl_macros::impl_fd_traits!(SeqpacketConn);

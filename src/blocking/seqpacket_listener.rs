@@ -1,12 +1,10 @@
 //! [`SeqpacketListener`]: accepts `SOCK_SEQPACKET` connections on a vsock or unix endpoint.
 
-use std::io;
-
 use socket2::Socket;
 
 use super::SeqpacketConn;
-use crate::socket::{self, SocketKind};
-use crate::{Endpoint, Result};
+use crate::socket::SocketKind;
+use crate::Endpoint;
 
 /// A listening `SOCK_SEQPACKET` socket: connections that keep message boundaries (see
 /// [`SeqpacketConn`]). vsock (Linux 5.14+) and unix endpoints only.
@@ -42,28 +40,14 @@ pub struct SeqpacketListener {
     local: Endpoint,
 }
 
-impl SeqpacketListener {
+crate::impl_macros::socket_methods! { SeqpacketListener {
     /// Binds to `ep` and listens with [`DEFAULT_BACKLOG`](crate::DEFAULT_BACKLOG).
     ///
     /// # Errors
     ///
     /// `socket <endpoint>: ...` with `Unsupported` for tcp and hybrid endpoints (no
     /// seqpacket there); `bind ...` or `listen ...` with the OS error.
-    pub fn bind(ep: &Endpoint) -> Result<SeqpacketListener> {
-        SeqpacketListener::bind_with_backlog(ep, socket::DEFAULT_BACKLOG)
-    }
-
-    /// Binds to `ep` and listens with the given backlog.
-    ///
-    /// # Errors
-    ///
-    /// As [`SeqpacketListener::bind`].
-    pub fn bind_with_backlog(ep: &Endpoint, backlog: i32) -> Result<SeqpacketListener> {
-        let socket =
-            socket::listen_kind_with(ep, SocketKind::Seqpacket, backlog, false, |_| Ok(()))?;
-        let local = socket::local_endpoint(&socket).unwrap_or_else(|_| ep.clone());
-        Ok(SeqpacketListener { socket, local })
-    }
+    bind(SocketKind::Seqpacket, nonblocking: false);
 
     /// Waits for a connection; returns it and the peer's endpoint (close-on-exec from
     /// birth).
@@ -71,28 +55,21 @@ impl SeqpacketListener {
     /// # Errors
     ///
     /// `accept <endpoint>: ...` with the OS error; `WouldBlock` in nonblocking mode.
-    pub fn accept(&self) -> Result<(SeqpacketConn, Endpoint)> {
-        let (socket, peer) = socket::accept(&self.socket, &self.local, false)?;
-        Ok((SeqpacketConn::from_socket(socket), peer))
-    }
+    accept(SeqpacketConn, nonblocking: false, |socket, _| SeqpacketConn::from_socket(socket));
 
     /// The endpoint this listener is bound to (with the port the kernel chose).
     ///
     /// # Errors
     ///
     /// `getsockname` failures.
-    pub fn local_addr(&self) -> Result<Endpoint> {
-        socket::local_endpoint(&self.socket)
-    }
+    local_addr;
 
     /// Switches nonblocking mode: `accept` then fails with `WouldBlock` instead of waiting.
     ///
     /// # Errors
     ///
     /// The `fcntl` error.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.socket.set_nonblocking(nonblocking)
-    }
-}
+    set_nonblocking;
+}}
 
 crate::impl_macros::impl_fd_traits!(SeqpacketListener);

@@ -1,18 +1,17 @@
 //! [`Stream`]: a connected stream socket with `Read`/`Write`.
 
-use std::io;
-use std::net::Shutdown;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use socket2::Socket;
 
-use crate::{socket, sys, Endpoint, Result};
+use crate::{socket, Endpoint, Result};
 
 /// A connected stream socket, like [`std::net::TcpStream`] for any [`Endpoint`].
 ///
 /// Writes use `MSG_NOSIGNAL`: writing to a closed peer returns `EPIPE`
-/// ([`io::ErrorKind::BrokenPipe`]) and never raises `SIGPIPE`.
+/// ([`io::ErrorKind::BrokenPipe`](std::io::ErrorKind::BrokenPipe)) and never raises
+/// `SIGPIPE`.
 ///
 /// # Examples
 ///
@@ -61,21 +60,21 @@ impl Stream {
     ///
     /// # Errors
     ///
-    /// As [`Stream::connect`]; [`io::ErrorKind::TimedOut`] when the peer does not answer in
-    /// time (for a hybrid endpoint, the deadline covers the handshake); `InvalidInput` for a
-    /// zero timeout.
+    /// As [`Stream::connect`]; [`io::ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut)
+    /// when the peer does not answer in time (for a hybrid endpoint, the deadline covers the
+    /// handshake); `InvalidInput` for a zero timeout.
     pub fn connect_timeout(ep: &Endpoint, timeout: Duration) -> Result<Stream> {
         socket::connect(ep, Some(timeout)).map(Stream::from_socket)
     }
+}
 
+crate::impl_macros::socket_methods! { Stream {
     /// The peer's endpoint.
     ///
     /// # Errors
     ///
     /// `getpeername` failures (`ENOTCONN` once the peer is gone on some families).
-    pub fn peer_addr(&self) -> Result<Endpoint> {
-        socket::peer_endpoint(&self.socket)
-    }
+    peer_addr;
 
     /// This side's endpoint. A connected vsock client on Linux 6.12 loopback reports
     /// `CID_ANY`, not its CID.
@@ -83,9 +82,7 @@ impl Stream {
     /// # Errors
     ///
     /// `getsockname` failures.
-    pub fn local_addr(&self) -> Result<Endpoint> {
-        socket::local_endpoint(&self.socket)
-    }
+    local_addr;
 
     /// Shuts down the read half, the write half, or both; the peer sees EOF after a write
     /// shutdown.
@@ -93,18 +90,14 @@ impl Stream {
     /// # Errors
     ///
     /// The `shutdown` error (`ENOTCONN` when not connected).
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.socket.shutdown(how)
-    }
+    shutdown;
 
     /// Reads queued bytes into `buf` without removing them: a later `read` returns them again.
     ///
     /// # Errors
     ///
     /// The `recv` error; `WouldBlock` in nonblocking mode with nothing queued.
-    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        sys::peek(&self.socket, buf)
-    }
+    peek;
 
     /// Sets how long a read may block (`SO_RCVTIMEO`); `None` waits forever. A read that
     /// times out fails with `WouldBlock`.
@@ -112,38 +105,28 @@ impl Stream {
     /// # Errors
     ///
     /// `InvalidInput` for a zero duration, or the `setsockopt` error.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        reject_zero(timeout)?;
-        self.socket.set_read_timeout(timeout)
-    }
+    set_read_timeout;
 
     /// Sets how long a write may block (`SO_SNDTIMEO`); `None` waits forever.
     ///
     /// # Errors
     ///
     /// `InvalidInput` for a zero duration, or the `setsockopt` error.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        reject_zero(timeout)?;
-        self.socket.set_write_timeout(timeout)
-    }
+    set_write_timeout;
 
     /// The read timeout.
     ///
     /// # Errors
     ///
     /// The `getsockopt` error.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        self.socket.read_timeout()
-    }
+    read_timeout;
 
     /// The write timeout.
     ///
     /// # Errors
     ///
     /// The `getsockopt` error.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        self.socket.write_timeout()
-    }
+    write_timeout;
 
     /// Switches nonblocking mode: reads and writes then fail with `WouldBlock` instead of
     /// waiting.
@@ -151,9 +134,7 @@ impl Stream {
     /// # Errors
     ///
     /// The `fcntl` error.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.socket.set_nonblocking(nonblocking)
-    }
+    set_nonblocking;
 
     /// A second handle to the same connection (`F_DUPFD_CLOEXEC`), for example to read on one
     /// thread and write on another.
@@ -161,21 +142,8 @@ impl Stream {
     /// # Errors
     ///
     /// The `fcntl` error (for example `EMFILE`).
-    pub fn try_clone(&self) -> io::Result<Stream> {
-        self.socket.try_clone().map(Stream::from_socket)
-    }
-}
-
-/// std rejects a zero timeout rather than treating it as "forever": so do we.
-fn reject_zero(timeout: Option<Duration>) -> io::Result<()> {
-    if timeout == Some(Duration::ZERO) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "cannot set a zero timeout",
-        ));
-    }
-    Ok(())
-}
+    try_clone;
+}}
 
 crate::impl_macros::impl_stream_io!(Stream);
 crate::impl_macros::impl_fd_traits!(Stream);

@@ -5,7 +5,8 @@ use std::os::fd::OwnedFd;
 use socket2::Socket;
 
 use super::{source_by_fd, Stream};
-use crate::{socket, Endpoint, Result};
+use crate::socket::{self, SocketKind};
+use crate::{Endpoint, Result};
 
 /// A nonblocking listening stream socket; register it with a `mio::Poll` for `READABLE` and
 /// call [`Listener::accept`] until `WouldBlock` after each event.
@@ -26,27 +27,32 @@ pub struct Listener {
     local: Endpoint,
 }
 
-impl Listener {
+crate::impl_macros::socket_methods! { Listener {
     /// Binds to `ep` and listens with [`DEFAULT_BACKLOG`](crate::DEFAULT_BACKLOG).
     ///
     /// # Errors
     ///
     /// `bind ...` or `listen ...` with the OS error.
-    pub fn bind(ep: &Endpoint) -> Result<Listener> {
-        Listener::bind_with_backlog(ep, socket::DEFAULT_BACKLOG)
-    }
+    bind(SocketKind::Stream, nonblocking: true);
 
-    /// Binds to `ep` and listens with the given backlog.
+    /// Accepts a pending connection: a nonblocking, close-on-exec stream and the peer.
     ///
     /// # Errors
     ///
-    /// As [`Listener::bind`].
-    pub fn bind_with_backlog(ep: &Endpoint, backlog: i32) -> Result<Listener> {
-        let socket = socket::listen(ep, backlog, true)?;
-        let local = socket::local_endpoint(&socket).unwrap_or_else(|_| ep.clone());
-        Ok(Listener { socket, local })
-    }
+    /// `WouldBlock` when none is pending; otherwise `accept <endpoint>: ...`.
+    accept(Stream, nonblocking: true, |socket, peer| {
+        Stream::from_socket(socket, Some(peer.clone()))
+    });
 
+    /// The endpoint this listener is bound to.
+    ///
+    /// # Errors
+    ///
+    /// `getsockname` failures.
+    local_addr;
+}}
+
+impl Listener {
     /// Adopts an inherited listening socket (socket activation) and makes it nonblocking.
     ///
     /// # Errors
@@ -60,25 +66,6 @@ impl Listener {
             .map_err(|e| crate::Error::new("adopt listener", None, e))?;
         let local = socket::local_endpoint(&socket)?;
         Ok(Listener { socket, local })
-    }
-
-    /// Accepts a pending connection: a nonblocking, close-on-exec stream and the peer.
-    ///
-    /// # Errors
-    ///
-    /// `WouldBlock` when none is pending; otherwise `accept <endpoint>: ...`.
-    pub fn accept(&self) -> Result<(Stream, Endpoint)> {
-        let (socket, peer) = socket::accept(&self.socket, &self.local, true)?;
-        Ok((Stream::from_socket(socket, Some(peer.clone())), peer))
-    }
-
-    /// The endpoint this listener is bound to.
-    ///
-    /// # Errors
-    ///
-    /// `getsockname` failures.
-    pub fn local_addr(&self) -> Result<Endpoint> {
-        socket::local_endpoint(&self.socket)
     }
 }
 

@@ -1,14 +1,12 @@
 //! [`SeqpacketConn`]: a nonblocking `SOCK_SEQPACKET` connection for a `mio::Poll`.
 
-use std::io;
-use std::net::Shutdown;
 use std::time::Duration;
 
 use socket2::Socket;
 
 use super::source_by_fd;
 use crate::socket::{self, SocketKind};
-use crate::{message, Endpoint, Error, Message, Result};
+use crate::{Endpoint, Error, Result};
 
 /// A nonblocking `SOCK_SEQPACKET` connection (vsock or unix): each [`send`](Self::send) is
 /// one message, each [`recv`](Self::recv) one message (flagged when truncated); both return
@@ -62,13 +60,7 @@ impl SeqpacketConn {
     /// `EAGAIN` with the listener's backlog full). vsock's later errors come from
     /// `connect_result`.
     pub fn connect(ep: &Endpoint) -> Result<SeqpacketConn> {
-        let addr = socket::sock_addr("connect", ep)?;
-        let socket = socket::new_socket(ep, SocketKind::Seqpacket, true)?;
-        match socket.connect(&addr) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(Error::new("connect", Some(ep.clone()), e)),
-        }
+        let socket = socket::start_connect(ep, SocketKind::Seqpacket)?;
         Ok(SeqpacketConn::from_socket(socket, Some(ep.clone())))
     }
 
@@ -92,19 +84,12 @@ impl SeqpacketConn {
     /// `connect <endpoint>: ...` with the OS error (`ECONNRESET` for a vsock port with no
     /// listener), or `WouldBlock`.
     pub fn connect_result(&self) -> Result<()> {
-        let wrap = |e: io::Error| Error::new("connect", self.peer.clone(), e);
-        if let Some(e) = self.socket.take_error().map_err(wrap)? {
-            return Err(wrap(e));
-        }
-        match self.socket.peer_addr() {
-            Ok(_) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                Err(wrap(io::ErrorKind::WouldBlock.into()))
-            }
-            Err(e) => Err(wrap(e)),
-        }
+        socket::connect_progress(&self.socket)
+            .map_err(|e| Error::new("connect", self.peer.clone(), e))
     }
+}
 
+crate::impl_macros::socket_methods! { SeqpacketConn {
     /// Sends `buf` as one message, whole, or fails with `WouldBlock` (see the type's note on
     /// vsock).
     ///
@@ -113,20 +98,17 @@ impl SeqpacketConn {
     /// `InvalidInput` carrying a [`MessageTooLarge`](crate::MessageTooLarge) when `buf` is
     /// longer than the connection allows; `InvalidInput` for an empty `buf`; `WouldBlock`
     /// with no room now; `BrokenPipe` once the peer is gone.
-    pub fn send(&self, buf: &[u8]) -> io::Result<()> {
-        message::send(&self.socket, buf)
-    }
+    send;
 
     /// Receives one message into `buf` (see
     /// [`blocking::SeqpacketConn::recv`](crate::blocking::SeqpacketConn::recv): truncation
-    /// is reported, a zero-length `buf` discards one message, the end [`is_eof`](Message::is_eof)).
+    /// is reported, a zero-length `buf` discards one message, the end
+    /// [`is_eof`](crate::Message::is_eof)).
     ///
     /// # Errors
     ///
     /// `WouldBlock` with no message queued; the `recv` error.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Message> {
-        message::recv(&self.socket, buf)
-    }
+    recv;
 
     /// The largest message this side may send (unix `SO_SNDBUF` − 32; vsock
     /// `SO_VM_SOCKETS_BUFFER_SIZE`, and the peer's bounds it too).
@@ -134,46 +116,36 @@ impl SeqpacketConn {
     /// # Errors
     ///
     /// The `getsockopt` error.
-    pub fn max_message_size(&self) -> io::Result<usize> {
-        message::max_message_size(&self.socket)
-    }
+    max_message_size;
 
     /// The peer's endpoint.
     ///
     /// # Errors
     ///
     /// `getpeername` failures (`ENOTCONN` while connecting).
-    pub fn peer_addr(&self) -> Result<Endpoint> {
-        socket::peer_endpoint(&self.socket)
-    }
+    peer_addr;
 
     /// This side's endpoint.
     ///
     /// # Errors
     ///
     /// `getsockname` failures.
-    pub fn local_addr(&self) -> Result<Endpoint> {
-        socket::local_endpoint(&self.socket)
-    }
+    local_addr;
 
     /// Shuts down the read half, the write half, or both.
     ///
     /// # Errors
     ///
     /// The `shutdown` error.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.socket.shutdown(how)
-    }
+    shutdown;
 
     /// Takes the pending socket error (`SO_ERROR`), if any.
     ///
     /// # Errors
     ///
     /// The `getsockopt` error.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.socket.take_error()
-    }
-}
+    take_error;
+}}
 
 source_by_fd!(SeqpacketConn);
 

@@ -3,8 +3,8 @@
 use socket2::Socket;
 
 use super::{source_by_fd, SeqpacketConn};
-use crate::socket::{self, SocketKind};
-use crate::{Endpoint, Result};
+use crate::socket::SocketKind;
+use crate::Endpoint;
 
 /// A nonblocking listening `SOCK_SEQPACKET` socket (vsock or unix); register it with a
 /// `mio::Poll` for `READABLE` and call [`accept`](Self::accept) until `WouldBlock` after
@@ -30,48 +30,31 @@ pub struct SeqpacketListener {
     local: Endpoint,
 }
 
-impl SeqpacketListener {
+crate::impl_macros::socket_methods! { SeqpacketListener {
     /// Binds to `ep` and listens with [`DEFAULT_BACKLOG`](crate::DEFAULT_BACKLOG).
     ///
     /// # Errors
     ///
     /// `socket <endpoint>: ...` with `Unsupported` for tcp and hybrid endpoints; `bind ...`
     /// or `listen ...` with the OS error.
-    pub fn bind(ep: &Endpoint) -> Result<SeqpacketListener> {
-        SeqpacketListener::bind_with_backlog(ep, socket::DEFAULT_BACKLOG)
-    }
-
-    /// Binds to `ep` and listens with the given backlog.
-    ///
-    /// # Errors
-    ///
-    /// As [`SeqpacketListener::bind`].
-    pub fn bind_with_backlog(ep: &Endpoint, backlog: i32) -> Result<SeqpacketListener> {
-        let socket =
-            socket::listen_kind_with(ep, SocketKind::Seqpacket, backlog, true, |_| Ok(()))?;
-        let local = socket::local_endpoint(&socket).unwrap_or_else(|_| ep.clone());
-        Ok(SeqpacketListener { socket, local })
-    }
+    bind(SocketKind::Seqpacket, nonblocking: true);
 
     /// Accepts a pending connection: nonblocking and close-on-exec from birth, and the peer.
     ///
     /// # Errors
     ///
     /// `WouldBlock` when none is pending; otherwise `accept <endpoint>: ...`.
-    pub fn accept(&self) -> Result<(SeqpacketConn, Endpoint)> {
-        let (socket, peer) = socket::accept(&self.socket, &self.local, true)?;
-        Ok((SeqpacketConn::from_socket(socket, Some(peer.clone())), peer))
-    }
+    accept(SeqpacketConn, nonblocking: true, |socket, peer| {
+        SeqpacketConn::from_socket(socket, Some(peer.clone()))
+    });
 
     /// The endpoint this listener is bound to.
     ///
     /// # Errors
     ///
     /// `getsockname` failures.
-    pub fn local_addr(&self) -> Result<Endpoint> {
-        socket::local_endpoint(&self.socket)
-    }
-}
+    local_addr;
+}}
 
 source_by_fd!(SeqpacketListener);
 

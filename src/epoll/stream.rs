@@ -1,7 +1,6 @@
 //! [`Stream`]: a nonblocking connected stream socket for a `mio::Poll`.
 
 use std::io;
-use std::net::Shutdown;
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,7 +10,8 @@ use socket2::Socket;
 use super::source_by_fd;
 use crate::hybrid::connector::Connector;
 use crate::hybrid::drive::{advance, Progress};
-use crate::{socket, sys, Endpoint, Error, Result};
+use crate::socket::{self, SocketKind};
+use crate::{Endpoint, Error, Result};
 
 /// A nonblocking stream socket. Reads and writes return `WouldBlock` instead of waiting;
 /// writes use `MSG_NOSIGNAL` (a closed peer is `EPIPE`, never `SIGPIPE`).
@@ -61,13 +61,7 @@ impl Stream {
     /// `ECONNRESET`, tcp `ECONNREFUSED`) come from [`Stream::connect_result`].
     pub fn connect(ep: &Endpoint) -> Result<Stream> {
         let ep = &*socket::resolve("connect", ep)?;
-        let addr = socket::sock_addr("connect", ep)?;
-        let socket = socket::new_stream(ep, true)?;
-        match socket.connect(&addr) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(Error::new("connect", Some(ep.clone()), e)),
-        }
+        let socket = socket::start_connect(ep, SocketKind::Stream)?;
         let stream = Stream::from_socket(socket, Some(ep.clone()));
         if let Endpoint::Hybrid(h) = ep {
             *stream.handshake_state() = Some(Connector::new(h.port()));
@@ -140,16 +134,7 @@ impl Stream {
             };
             Error::new(op, self.peer.clone(), e)
         };
-        if let Some(e) = self.socket.take_error().map_err(wrap)? {
-            return Err(wrap(e));
-        }
-        match self.socket.peer_addr() {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                return Err(wrap(io::ErrorKind::WouldBlock.into()))
-            }
-            Err(e) => return Err(wrap(e)),
-        }
+        socket::connect_progress(&self.socket).map_err(wrap)?;
         let Some(connector) = state.as_mut() else {
             return Ok(());
         };
@@ -175,52 +160,44 @@ impl Stream {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
 
+crate::impl_macros::socket_methods! { Stream {
     /// The peer's endpoint.
     ///
     /// # Errors
     ///
     /// `getpeername` failures (`ENOTCONN` while connecting).
-    pub fn peer_addr(&self) -> Result<Endpoint> {
-        socket::peer_endpoint(&self.socket)
-    }
+    peer_addr;
 
     /// This side's endpoint.
     ///
     /// # Errors
     ///
     /// `getsockname` failures.
-    pub fn local_addr(&self) -> Result<Endpoint> {
-        socket::local_endpoint(&self.socket)
-    }
+    local_addr;
 
     /// Shuts down the read half, the write half, or both.
     ///
     /// # Errors
     ///
     /// The `shutdown` error.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.socket.shutdown(how)
-    }
+    shutdown;
 
     /// Reads queued bytes without removing them.
     ///
     /// # Errors
     ///
     /// `WouldBlock` with nothing queued, or the `recv` error.
-    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        sys::peek(&self.socket, buf)
-    }
+    peek;
 
     /// Takes the pending socket error (`SO_ERROR`), if any.
     ///
     /// # Errors
     ///
     /// The `getsockopt` error.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.socket.take_error()
-    }
-}
+    take_error;
+}}
 
 source_by_fd!(Stream);
 

@@ -1,18 +1,18 @@
 //! The library's blocking path: a thread per connection on both ends.
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use uring_vsock::blocking::{Listener, SeqpacketConn, SeqpacketListener, Stream};
+use uring_vsock::blocking::{SeqpacketConn, Stream};
 use uring_vsock::Endpoint;
 
-use super::seqpacket::received;
+use super::seqpacket::stream_or_seqpacket;
 use super::threads::ThreadServer;
-use super::{tune, Backend, BackendKind, Server, BACKLOG, CONNECT_TIMEOUT, IO_TIMEOUT};
+use super::{tune, Backend, BackendKind, Server, CONNECT_TIMEOUT, IO_TIMEOUT};
 use crate::error::{Context, Error, Result};
 use crate::session::{ServerSession, ServerStats, Session, SessionSource, Want};
 use crate::sockets::{SocketOpts, MAX_SEQPACKET_MESSAGE};
@@ -33,34 +33,9 @@ pub(crate) struct Blocking {
     pub(crate) opts: SocketOpts,
 }
 
-/// A connection of either socket type: a seqpacket one sends each of the session's sends
-/// as one message and hands it each received message.
-enum Conn {
-    Stream(Stream),
-    Seqpacket(SeqpacketConn),
-}
+stream_or_seqpacket!(blocking: Conn, Listen);
 
 impl Conn {
-    fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Stream(s) => {
-                let mut s = s;
-                s.write(buf)
-            }
-            Conn::Seqpacket(s) => s.send(buf).map(|()| buf.len()),
-        }
-    }
-
-    fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Stream(s) => {
-                let mut s = s;
-                s.read(buf)
-            }
-            Conn::Seqpacket(s) => received(s.recv(buf)?, buf.len()),
-        }
-    }
-
     fn set_timeouts(&self) -> std::io::Result<()> {
         match self {
             Conn::Stream(s) => s
@@ -69,50 +44,6 @@ impl Conn {
             Conn::Seqpacket(s) => s
                 .set_read_timeout(Some(IO_TIMEOUT))
                 .and_then(|()| s.set_write_timeout(Some(IO_TIMEOUT))),
-        }
-    }
-
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match self {
-            Conn::Stream(s) => s.as_fd(),
-            Conn::Seqpacket(s) => s.as_fd(),
-        }
-    }
-}
-
-/// A listener of either socket type.
-enum Listen {
-    Stream(Listener),
-    Seqpacket(SeqpacketListener),
-}
-
-impl Listen {
-    fn bind(ep: &Endpoint, opts: &SocketOpts) -> Result<Listen> {
-        Ok(if opts.seqpacket {
-            Listen::Seqpacket(SeqpacketListener::bind_with_backlog(ep, BACKLOG)?)
-        } else {
-            Listen::Stream(Listener::bind_with_backlog(ep, BACKLOG)?)
-        })
-    }
-
-    fn accept(&self) -> uring_vsock::Result<Conn> {
-        Ok(match self {
-            Listen::Stream(l) => Conn::Stream(l.accept()?.0),
-            Listen::Seqpacket(l) => Conn::Seqpacket(l.accept()?.0),
-        })
-    }
-
-    fn local_addr(&self) -> uring_vsock::Result<Endpoint> {
-        match self {
-            Listen::Stream(l) => l.local_addr(),
-            Listen::Seqpacket(l) => l.local_addr(),
-        }
-    }
-
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match self {
-            Listen::Stream(l) => l.as_fd(),
-            Listen::Seqpacket(l) => l.as_fd(),
         }
     }
 }
@@ -169,10 +100,7 @@ impl Backend for Blocking {
     }
 
     fn serve(&self, listen: &Endpoint, _workers: usize) -> Result<Box<dyn Server>> {
-        let listener = Listen::bind(listen, &self.opts)?;
-        let endpoint = listener.local_addr()?;
-        // On the listener too, so accepted sockets start with them.
-        tune(listener.as_fd(), &endpoint, &self.opts)?;
+        let (listener, endpoint) = Listen::bind(listen, &self.opts)?;
         let (ep, opts) = (endpoint.clone(), self.opts);
         let server = ThreadServer::start("blocking-accept", endpoint, 1, move |stop, stats| {
             accept_loop(&listener, &ep, &opts, stop, stats);

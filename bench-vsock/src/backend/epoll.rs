@@ -2,8 +2,8 @@
 //! threads per side, each running its share of the connections, edge-triggered.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use uring_vsock::epoll::{Listener, SeqpacketConn, SeqpacketListener, Stream};
+use uring_vsock::epoll::{SeqpacketConn, Stream};
 use uring_vsock::Endpoint;
 
-use super::seqpacket::received;
+use super::seqpacket::stream_or_seqpacket;
 use super::threads::ThreadServer;
-use super::{tune, Backend, BackendKind, Server, BACKLOG};
+use super::{tune, Backend, BackendKind, Server};
 use crate::error::{Error, Result};
 use crate::session::{ClientSession, ServerSession, ServerStats, Session, SessionSource, Want};
 use crate::sockets::{SocketOpts, MAX_SEQPACKET_MESSAGE};
@@ -43,12 +43,7 @@ pub(crate) fn open(opts: SocketOpts) -> Result<Box<dyn Backend>> {
     Ok(Box::new(Epoll { opts }))
 }
 
-/// A socket of either type: a seqpacket one sends each of the session's sends as one
-/// message and hands it each received message.
-enum Sock {
-    Stream(Stream),
-    Seqpacket(SeqpacketConn),
-}
+stream_or_seqpacket!(epoll: Sock, Listen);
 
 impl Sock {
     fn connect(ep: &Endpoint, opts: &SocketOpts) -> uring_vsock::Result<Sock> {
@@ -66,33 +61,6 @@ impl Sock {
         }
     }
 
-    fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Sock::Stream(s) => {
-                let mut s = s;
-                s.write(buf)
-            }
-            Sock::Seqpacket(s) => s.send(buf).map(|()| buf.len()),
-        }
-    }
-
-    fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Sock::Stream(s) => {
-                let mut s = s;
-                s.read(buf)
-            }
-            Sock::Seqpacket(s) => received(s.recv(buf)?, buf.len()),
-        }
-    }
-
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match self {
-            Sock::Stream(s) => s.as_fd(),
-            Sock::Seqpacket(s) => s.as_fd(),
-        }
-    }
-
     fn register(&self, poll: &Poll, token: Token) -> std::io::Result<()> {
         let fd = self.as_fd().as_raw_fd();
         poll.registry().register(
@@ -105,35 +73,6 @@ impl Sock {
     fn deregister(&self, poll: &Poll) {
         let fd = self.as_fd().as_raw_fd();
         let _ = poll.registry().deregister(&mut SourceFd(&fd));
-    }
-}
-
-/// A listener of either socket type.
-enum Listen {
-    Stream(Listener),
-    Seqpacket(SeqpacketListener),
-}
-
-impl Listen {
-    fn accept(&self) -> uring_vsock::Result<Sock> {
-        Ok(match self {
-            Listen::Stream(l) => Sock::Stream(l.accept()?.0),
-            Listen::Seqpacket(l) => Sock::Seqpacket(l.accept()?.0),
-        })
-    }
-
-    fn local_addr(&self) -> uring_vsock::Result<Endpoint> {
-        match self {
-            Listen::Stream(l) => l.local_addr(),
-            Listen::Seqpacket(l) => l.local_addr(),
-        }
-    }
-
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match self {
-            Listen::Stream(l) => l.as_fd(),
-            Listen::Seqpacket(l) => l.as_fd(),
-        }
     }
 }
 
@@ -303,6 +242,7 @@ fn client_worker(
 /// without an acceptor thread.
 fn server_worker(
     listener: &Listen,
+    local: &Endpoint,
     opts: &SocketOpts,
     stop: &AtomicBool,
     stats: &ServerStats,
@@ -313,7 +253,6 @@ fn server_worker(
     let mut buf = vec![0; READ_BUF];
     let mut next = 0usize;
     let fd = listener.as_fd().as_raw_fd();
-    let local = listener.local_addr()?;
     poll.registry()
         .register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
     while !stop.load(Ordering::Relaxed) || !conns.is_empty() {
@@ -333,7 +272,7 @@ fn server_worker(
                     Ok(stream) => {
                         let token = Token(next);
                         next = next.wrapping_add(1) % (usize::MAX - 1);
-                        tune(stream.as_fd(), &local, opts)?;
+                        tune(stream.as_fd(), local, opts)?;
                         stream.register(&poll, token)?;
                         conns.insert(
                             token,
@@ -378,17 +317,10 @@ impl Backend for Epoll {
     }
 
     fn serve(&self, listen: &Endpoint, workers: usize) -> Result<Box<dyn Server>> {
-        let listener = if self.opts.seqpacket {
-            Listen::Seqpacket(SeqpacketListener::bind_with_backlog(listen, BACKLOG)?)
-        } else {
-            Listen::Stream(Listener::bind_with_backlog(listen, BACKLOG)?)
-        };
-        let endpoint = listener.local_addr()?;
-        // On the listener too, so accepted sockets start with them.
-        tune(listener.as_fd(), &endpoint, &self.opts)?;
-        let opts = self.opts;
+        let (listener, endpoint) = Listen::bind(listen, &self.opts)?;
+        let (local, opts) = (endpoint.clone(), self.opts);
         let server = ThreadServer::start("epoll-server", endpoint, workers, move |stop, stats| {
-            if let Err(e) = server_worker(&listener, &opts, stop, stats) {
+            if let Err(e) = server_worker(&listener, &local, &opts, stop, stats) {
                 stats.fail(e.context("epoll server worker"));
             }
         })?;
