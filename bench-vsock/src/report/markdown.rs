@@ -39,7 +39,7 @@ pub const VIRTIO_TITLE: &str =
 const VIRTIO_NOTE: &str = "> A QEMU guest (TCG, no KVM; Debian 6.1 cloud kernel) with a real virtio-vsock device, `vhost-user-vsock-pci` served on the host by `vhost-device-vsock` 0.3.0 (`tools/bench-virtio`): emulated and indicative only. The same backend runs on both ends. Rows with transport `hybrid` are a host client (the VMM's unix socket and its `CONNECT` handshake) to a guest server (`AF_VSOCK`); rows with transport `vsock` are a guest client (CID 2) to a host server (a unix listener at `<uds_path>_<port>`). `stream` sends from client to server and `stream-reverse` from server to client, so host → guest is `hybrid` `stream` and `vsock` `stream-reverse`, and guest → host the other two.";
 
 /// A [`Grid`] as a Markdown table.
-fn write_grid(w: &mut dyn Write, g: &Grid) -> io::Result<()> {
+pub(crate) fn write_grid(w: &mut dyn Write, g: &Grid) -> io::Result<()> {
     writeln!(w, "| {} |", g.headers.join(" | "))?;
     writeln!(w, "|{}", "---|".repeat(g.headers.len()))?;
     for r in &g.rows {
@@ -135,7 +135,10 @@ pub fn write_results(
     notes: Option<&Path>,
     log: &mut dyn Write,
 ) -> Result<()> {
-    let reports: Vec<Report> = jsons.iter().map(|p| json::read(p)).collect::<Result<_>>()?;
+    let all: Vec<json::AnyReport> = jsons
+        .iter()
+        .map(|p| json::read_any(p))
+        .collect::<Result<_>>()?;
     let out_dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -147,7 +150,15 @@ pub fn write_results(
         std::fs::create_dir_all(d).context(format!("creating {}", d.display()))?;
     }
     let mut sections = Vec::new();
-    for (i, r) in reports.iter().enumerate() {
+    let mut http = Vec::new();
+    for (i, any) in all.iter().enumerate() {
+        let r = match any {
+            json::AnyReport::Compare(r) => r,
+            json::AnyReport::Http(h) => {
+                http.push(h);
+                continue;
+            }
+        };
         let stem = format!("results-{i}-{}", transport_of(r));
         let summaries = summarize(&r.runs);
         let mut plots = Vec::new();
@@ -164,6 +175,7 @@ pub fn write_results(
     }
     write_file(out, |w| {
         write(w, &sections)?;
+        crate::http::markdown::write_section(w, &http)?;
         if let Some(notes) = notes {
             let text =
                 std::fs::read_to_string(notes).context(format!("reading {}", notes.display()))?;
