@@ -43,6 +43,7 @@ pub fn execute(
         Command::Compare(a) => run_suite(Suite::Compare, &a, command_line, out, log),
         Command::Client(c) => client(&c, command_line, out, log),
         Command::Serve(s) => crate::roles::serve(&s, log),
+        Command::Http(h) => crate::http::execute(&h, command_line, out, log),
         Command::Report(r) => crate::report::markdown::write_results(
             &r.jsons,
             &r.out,

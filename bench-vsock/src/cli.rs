@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use uring_vsock::Endpoint;
 
 use crate::backend::BackendKind;
+use crate::http::kinds::{Proto, ServerKind};
 use crate::parse;
 use crate::proxy::ProxyKind;
 use crate::transport::Transport;
@@ -41,7 +42,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// The client role: run a workload against a `bench-vsock serve` at --connect.
     Client(ClientArgs),
-    /// Write RESULTS.md (and its plots) from compare reports.
+    /// HTTP: hyper servers (on the engine, on the library's tokio path, on tokio's own
+    /// sockets) answering keep-alive GETs of --bodies over HTTP/1.1 and HTTP/2 (prior
+    /// knowledge) from --conns connections, closed loop and, with --rate, open loop; the load
+    /// generator is hyper's client on its own engine; every body is verified. Interleaved
+    /// repeats, medians, ratios and the targets.
+    Http(HttpArgs),
+    /// Write RESULTS.md (and its plots) from compare and http reports.
     Report(ReportArgs),
 }
 
@@ -169,6 +176,89 @@ fn size_list(s: &str) -> Result<SizeList, String> {
     parse::sizes(s).map(SizeList)
 }
 
+/// Options of `http`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HttpArgs {
+    /// Transport of the local servers: unix, tcp, or vsock (needs the vsock loopback
+    /// transport). Default: vsock if its loopback is loaded, else unix.
+    #[arg(long, value_enum)]
+    pub transport: Option<Transport>,
+    /// Servers to run, comma-separated: engine (hyper on the io_uring engine), tokio-ours
+    /// (hyper on the library's tokio path), tokio (hyper on tokio::net, tokio-vsock).
+    /// Default: all three.
+    #[arg(long, value_parser = server_list, value_name = "LIST")]
+    pub servers: Option<ServerList>,
+    /// HTTP versions, comma-separated: h1 (HTTP/1.1 keep-alive), h2 (HTTP/2 with prior
+    /// knowledge). Default: h1,h2.
+    #[arg(long, value_parser = proto_list, value_name = "LIST")]
+    pub proto: Option<ProtoList>,
+    /// Keep-alive connections, comma-separated, each at most 4096 (default 1,256); one
+    /// request at a time on each.
+    #[arg(long, value_parser = conns_list, value_name = "LIST")]
+    pub conns: Option<ConnsList>,
+    /// Response body sizes (`GET /bytes/N`), comma-separated, with k/m suffixes, at most 16m
+    /// (default 64,64k).
+    #[arg(long, value_parser = body_list, value_name = "LIST")]
+    pub bodies: Option<SizeList>,
+    /// How long each measured run lasts: 500ms, 2s, 1m (default 2s; --quick 500ms).
+    #[arg(long, value_parser = parse::duration, value_name = "DURATION", conflicts_with = "count")]
+    pub duration: Option<Duration>,
+    /// Requests per run instead of a duration, spread over the connections.
+    #[arg(long, value_parser = parse::positive, value_name = "N")]
+    pub count: Option<u64>,
+    /// Unmeasured requests on the run's connections before it measures, for this long; 0
+    /// for none (default 500ms; --quick 100ms).
+    #[arg(long, value_parser = parse::warmup, value_name = "DURATION")]
+    pub warmup: Option<Duration>,
+    /// Runs of each server and configuration, interleaved (medians over them), at most 1000
+    /// (default 5; --quick 3).
+    #[arg(long, value_parser = parse::repeat, value_name = "N")]
+    pub repeat: Option<u64>,
+    /// Also run each configuration in open loop at this many requests per second over all
+    /// connections, latency measured from each request's intended send time
+    /// (coordinated-omission corrected).
+    #[arg(long, value_parser = parse::positive, value_name = "REQS_PER_S")]
+    pub rate: Option<u64>,
+    /// Worker threads of each server and of the load generator's engine, at most 256
+    /// (default 2).
+    #[arg(long, value_parser = parse::workers, value_name = "N")]
+    pub workers: Option<u64>,
+    /// Short runs and three repeats: a first look in about a minute.
+    #[arg(long)]
+    pub quick: bool,
+    /// Write the JSON report (medians, ratios, targets and every repeat) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// A `--servers` list (a newtype, so clap takes the whole list as one value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerList(pub Vec<ServerKind>);
+
+fn server_list(s: &str) -> Result<ServerList, String> {
+    crate::http::kinds::list(s, "server").map(ServerList)
+}
+
+/// A `--proto` list (a newtype, so clap takes the whole list as one value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtoList(pub Vec<Proto>);
+
+fn proto_list(s: &str) -> Result<ProtoList, String> {
+    crate::http::kinds::list(s, "HTTP version").map(ProtoList)
+}
+
+/// A `--conns` list of `http` (a newtype, so clap takes the whole list as one value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnsList(pub Vec<u64>);
+
+fn conns_list(s: &str) -> Result<ConnsList, String> {
+    parse::conns_list(s).map(ConnsList)
+}
+
+fn body_list(s: &str) -> Result<SizeList, String> {
+    parse::bodies(s).map(SizeList)
+}
+
 /// Options of `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -208,7 +298,8 @@ pub struct ClientArgs {
 /// Options of `report`.
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// A compare run's JSON report; give one per transport (unix, tcp, and vsock from a VM).
+    /// A compare or http run's JSON report; give one per transport (unix, tcp, and vsock
+    /// from a VM). http reports make the HTTP section.
     #[arg(long = "json", value_name = "FILE", required = true)]
     pub jsons: Vec<PathBuf>,
     /// The Markdown file to write.
@@ -245,5 +336,10 @@ mod tests {
         assert!(rr.contains(&format!("at most {MAX_REPEAT}")), "{rr}");
         let serve = help("serve");
         assert!(serve.contains(&format!("at most {MAX_WORKERS}")), "{serve}");
+        let http = help("http");
+        assert!(http.contains(&format!("at most {MAX_CONNS}")), "{http}");
+        assert!(http.contains(&format!("at most {MAX_WORKERS}")), "{http}");
+        assert!(http.contains(&format!("at most {MAX_REPEAT}")), "{http}");
+        assert!(http.contains("at most 16m"), "{http}");
     }
 }

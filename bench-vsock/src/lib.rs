@@ -8,7 +8,8 @@
 //! both ends (`--vsock-buffer-size`: [`sockets`]). The workloads are
 //! sans-I/O state machines ([`session`]) that verify every byte, so the backends only move
 //! bytes ([`backend`]). Results ([`results`]) go to a terminal table, JSON, `.hgrm`
-//! files, SVG plots and RESULTS.md ([`report`]).
+//! files, SVG plots and RESULTS.md ([`report`]). `http` measures hyper servers on the
+//! engine and on tokio with a load generator on the engine ([`http`]).
 //!
 //! `main` only parses ([`cli::Cli`]) and calls [`app::execute`].
 #![deny(missing_docs)]
@@ -19,6 +20,7 @@ pub mod ceiling;
 pub mod cli;
 pub mod counters;
 pub mod error;
+pub mod http;
 pub mod latency;
 pub mod limits;
 pub mod machine;

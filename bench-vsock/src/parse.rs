@@ -73,6 +73,36 @@ pub fn sizes(s: &str) -> Result<Vec<usize>, String> {
     Ok(list)
 }
 
+/// Parses `http --bodies`: a list of sizes as [`sizes`] takes them, each at most 16 MiB
+/// (the service's largest body).
+pub fn bodies(s: &str) -> Result<Vec<usize>, String> {
+    let list = sizes(s)?;
+    if let Some(big) = list.iter().find(|&&n| n > crate::http::service::MAX_BODY) {
+        return Err(format!(
+            "body size {} is above the limit of 16m (the largest body the service makes)",
+            crate::workload::human_size(*big as u64)
+        ));
+    }
+    Ok(list)
+}
+
+/// Parses a comma-separated list of connection counts, each as [`conns`] takes it, without
+/// repeats: `1,256`.
+pub fn conns_list(s: &str) -> Result<Vec<u64>, String> {
+    let mut list = Vec::new();
+    for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let n = conns(p)?;
+        if list.contains(&n) {
+            return Err(format!("connection count {n} given twice"));
+        }
+        list.push(n);
+    }
+    if list.is_empty() {
+        return Err("empty connection list: expected e.g. 1,256".into());
+    }
+    Ok(list)
+}
+
 /// Parses a duration: a number with `ms`, `s` or `m`, or a bare number of seconds:
 /// `500ms`, `2s`, `1.5`, `1m`. Above zero and at most an hour.
 pub fn duration(s: &str) -> Result<Duration, String> {
@@ -319,5 +349,12 @@ mod tests {
             .unwrap_err()
             .contains("limit of 1000 repeats"));
         assert!(conns("0").unwrap_err().contains("at least 1"));
+        assert_eq!(conns_list("1, 256"), Ok(vec![1, 256]));
+        assert!(conns_list("1,1").unwrap_err().contains("given twice"));
+        assert!(conns_list("1,5000").unwrap_err().contains("limit of 4096"));
+        assert!(conns_list(",").unwrap_err().contains("empty"));
+        assert_eq!(bodies("64,64k,16m"), Ok(vec![64, 65536, 16 << 20]));
+        assert!(bodies("17m").unwrap_err().contains("limit of 16m"));
+        assert!(bodies("0").unwrap_err().contains("out of range"));
     }
 }

@@ -15,21 +15,24 @@ pub fn process_cpu() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// User plus system CPU time of the calling thread alone (`getrusage(RUSAGE_THREAD)`): what
+/// one engine worker has used, read on that worker.
+pub fn thread_cpu() -> Duration {
+    // SAFETY: getrusage fills the zeroed struct we own; RUSAGE_THREAD is valid on Linux.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
 
-    /// CPU time of the calling thread alone (`RUSAGE_THREAD`).
-    fn thread_cpu() -> Duration {
-        // SAFETY: as in process_cpu.
-        let ru = unsafe {
-            let mut ru: libc::rusage = std::mem::zeroed();
-            libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
-            ru
-        };
-        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-        tv(ru.ru_utime) + tv(ru.ru_stime)
-    }
+    use super::thread_cpu;
 
     /// A thread started after the first reading burns CPU until its own time is above
     /// zero; the process's time must then have grown by at least that thread's time, which

@@ -1,7 +1,7 @@
 //! Repeats of one configuration and backend folded into medians and spreads: what the
 //! summary table, the plots and RESULTS.md show.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
 use crate::counters::EngineReport;
@@ -10,7 +10,7 @@ use crate::results::RunResult;
 use crate::workload::Workload;
 
 /// The median of a set of values, with its range.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Spread {
     /// Median (the mean of the middle two for an even count).
     pub median: f64,

@@ -29,7 +29,7 @@ fn fill(path: &Path, file: File, body: impl FnOnce(&mut dyn Write) -> Result<()>
 }
 
 /// A JSON report file, open since before the run.
-struct Opened {
+pub(crate) struct Opened {
     path: PathBuf,
     file: File,
     /// Whether opening it made it (so a run that fails removes it again).
@@ -39,7 +39,7 @@ struct Opened {
 impl Opened {
     /// Opens `path` for writing without truncating it: a run that fails leaves what was
     /// there.
-    fn open(path: &Path) -> Result<Opened> {
+    pub(crate) fn open(path: &Path) -> Result<Opened> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).context(format!("creating {}", parent.display()))?;
         }
@@ -57,8 +57,21 @@ impl Opened {
         })
     }
 
+    /// Gives up after a failed run: removes the file if opening made it (empty), and leaves
+    /// a file that was there before as it was.
+    pub(crate) fn abandon(self) {
+        if self.created {
+            drop(self.file);
+            // Best effort: a file we cannot remove is an empty file, not a wrong one.
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+
     /// Replaces the file's contents with what `body` writes.
-    fn write(mut self, body: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<PathBuf> {
+    pub(crate) fn write(
+        mut self,
+        body: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<PathBuf> {
         // Only a regular file can be emptied; a device such as /dev/stdout is written as is.
         let regular = self.file.metadata().is_ok_and(|m| m.is_file());
         if regular {
@@ -102,11 +115,7 @@ impl Outputs {
     /// leaves files that were there before as they were.
     pub fn abandon(self) {
         for j in self.jsons {
-            if j.created {
-                drop(j.file);
-                // Best effort: a file we cannot remove is an empty file, not a wrong one.
-                let _ = fs::remove_file(&j.path);
-            }
+            j.abandon();
         }
     }
 

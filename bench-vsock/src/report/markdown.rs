@@ -68,7 +68,7 @@ fn some_backends(r: &Report) -> Option<String> {
 }
 
 /// A [`Grid`] as a Markdown table.
-fn write_grid(w: &mut dyn Write, g: &Grid) -> io::Result<()> {
+pub(crate) fn write_grid(w: &mut dyn Write, g: &Grid) -> io::Result<()> {
     writeln!(w, "| {} |", g.headers.join(" | "))?;
     writeln!(w, "|{}", "---|".repeat(g.headers.len()))?;
     for r in &g.rows {
@@ -180,7 +180,10 @@ pub fn write_results(
     notes: Option<&Path>,
     log: &mut dyn Write,
 ) -> Result<()> {
-    let reports: Vec<Report> = jsons.iter().map(|p| json::read(p)).collect::<Result<_>>()?;
+    let all: Vec<json::AnyReport> = jsons
+        .iter()
+        .map(|p| json::read_any(p))
+        .collect::<Result<_>>()?;
     let out_dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -192,7 +195,15 @@ pub fn write_results(
         std::fs::create_dir_all(d).context(format!("creating {}", d.display()))?;
     }
     let mut sections = Vec::new();
-    for (i, r) in reports.iter().enumerate() {
+    let mut http = Vec::new();
+    for (i, any) in all.iter().enumerate() {
+        let r = match any {
+            json::AnyReport::Compare(r) => r,
+            json::AnyReport::Http(h) => {
+                http.push(h);
+                continue;
+            }
+        };
         let stem = format!("results-{i}-{}", transport_of(r));
         let summaries = summarize(&r.runs);
         let mut plots = Vec::new();
@@ -209,6 +220,7 @@ pub fn write_results(
     }
     write_file(out, |w| {
         write(w, &sections)?;
+        crate::http::markdown::write_section(w, &http)?;
         if let Some(notes) = notes {
             let text =
                 std::fs::read_to_string(notes).context(format!("reading {}", notes.display()))?;
