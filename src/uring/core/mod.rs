@@ -42,6 +42,7 @@ use files::FileTable;
 
 mod close;
 mod connect;
+mod connect_cancel;
 mod files;
 mod handler;
 mod recv;
@@ -431,6 +432,10 @@ impl Core {
             }
             Kind::Cancel => {
                 self.maybe_finish(index);
+                last
+            }
+            Kind::CancelConnect | Kind::ConnectCancelRetry => {
+                self.on_connect_cancel_cqe(op, res);
                 last
             }
             Kind::CancelSend => {
