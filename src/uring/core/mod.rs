@@ -203,6 +203,16 @@ impl Core {
         &self.conn(index).peer
     }
 
+    /// Whether the connection's socket reports a hang-up or an error (see
+    /// [`Conn::peer_hung_up`]).
+    pub(crate) fn peer_hung_up(&self, index: u32) -> bool {
+        let Some(socket) = self.conn(index).socket.as_ref() else {
+            return false;
+        };
+        crate::sys::poll_now(socket, 0)
+            .is_ok_and(|events| events & (libc::POLLHUP | libc::POLLERR) != 0)
+    }
+
     pub(crate) fn insert(
         &mut self,
         socket: Socket,
