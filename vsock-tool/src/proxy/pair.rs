@@ -29,6 +29,7 @@ use uring_vsock::uring::{CloseReason, Conn, ConnId, Handler, RecvBuf, SendBuf};
 use uring_vsock::Endpoint;
 
 use super::live::Live;
+use super::turned_away::TurnedAway;
 
 /// The accepted side.
 const CLIENT: usize = 0;
@@ -46,6 +47,8 @@ pub(super) struct Shared {
     pub live: Arc<Live>,
     /// SIGTERM came: new clients are turned away.
     pub draining: AtomicBool,
+    /// The warning for turned-away clients, at most one line a second.
+    pub turned_away: TurnedAway,
 }
 
 /// One direction: bytes from one side to the other.
@@ -114,7 +117,7 @@ impl Side {
             None
         };
         if let Some(why) = refuse {
-            log::warn!("{peer}: turned away: {why}");
+            shared.turned_away.warn(peer, why);
             return Side {
                 pair: None,
                 me: CLIENT,
