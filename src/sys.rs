@@ -185,3 +185,17 @@ pub(crate) fn peek(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
         Ok(n as usize)
     }
 }
+
+/// The events `fd` has now, of `events` plus the ones `poll(2)` always reports (`POLLHUP`,
+/// `POLLERR`, `POLLNVAL`): a poll that does not wait.
+#[cfg(feature = "uring")]
+pub(crate) fn poll_now(fd: impl AsFd, events: libc::c_short) -> io::Result<libc::c_short> {
+    let mut p = libc::pollfd {
+        fd: fd.as_fd().as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd, alive for the call; nfds is 1; a zero timeout.
+    check(unsafe { libc::poll(&mut p, 1, 0) })?;
+    Ok(p.revents)
+}

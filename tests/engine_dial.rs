@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use engine_support::Echo;
 use uring_vsock::blocking::Stream;
-use uring_vsock::uring::{CloseReason, Conn, ConnId, Engine, Handler, RecvBuf};
+use uring_vsock::uring::rt::JoinError;
+use uring_vsock::uring::{AsyncConn, CloseReason, Conn, ConnId, Engine, Handler, RecvBuf};
 use uring_vsock::Endpoint;
 use util::{TempDir, Transport};
 
@@ -213,9 +214,11 @@ fn engine_dial_with_zero_timeout_is_refused_at_once() {
     }
 }
 
-/// Dials `upstream` on open and reports the dial's fate: started, then its close reason.
+/// Dials `upstream` (with `timeout`) on open and reports the dial's fate: started, then its
+/// close reason.
 struct Dialer {
     upstream: Endpoint,
+    timeout: Duration,
     events: mpsc::Sender<Event>,
     panic_on_close: bool,
 }
@@ -241,7 +244,7 @@ impl Handler for Dialer {
             events: self.events.clone(),
             panic_on_close: self.panic_on_close,
         };
-        match conn.connect(&self.upstream, Some(Duration::from_secs(120)), back) {
+        match conn.connect(&self.upstream, Some(self.timeout), back) {
             Ok(_) => {
                 let _ = self.events.send(Event::Dialing);
             }
@@ -253,50 +256,85 @@ impl Handler for Dialer {
     fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
 }
 
-/// Shuts `e` down on another thread and waits for it, failing after the watchdog (a hang).
-fn shutdown_within_watchdog(e: Engine) {
+/// A front listener on `e` whose connections each dial `upstream` with `timeout`.
+fn dialer_front(
+    e: &Engine,
+    dir: &TempDir,
+    upstream: &Endpoint,
+    timeout: Duration,
+    panic_on_close: bool,
+) -> (Endpoint, mpsc::Receiver<Event>) {
+    let (tx, events) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let upstream = upstream.clone();
+    let front = e
+        .listen(&util::bind_endpoint(Transport::Tcp, dir), move |_| Dialer {
+            upstream: upstream.clone(),
+            timeout,
+            events: tx.lock().unwrap().clone(),
+            panic_on_close,
+        })
+        .unwrap();
+    (front, events)
+}
+
+/// How a test stops the engine.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Shutdown,
+    Drop,
+}
+
+/// Stops `e` on another thread and waits for it, failing after the watchdog (a hang).
+fn stop_within_watchdog(e: Engine, how: Stop) {
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
-        e.shutdown();
+        match how {
+            Stop::Shutdown => e.shutdown(),
+            Stop::Drop => drop(e),
+        }
         let _ = done.send(());
     });
     finished
         .recv_timeout(util::WATCHDOG)
-        .expect("Engine::shutdown returned before the watchdog");
+        .unwrap_or_else(|_| panic!("the engine's {how:?} returned before the watchdog"));
 }
 
 /// A dial still connecting when the engine shuts down (its upstream's backlog is full, so
 /// the connect waits) ends with `EngineShutdown` as its handler's close reason, not an
-/// error, and shutdown does not wait for it.
+/// error, and shutdown does not wait for it. On tcp the pending connect is a poll.
 #[test]
 fn engine_dial_cut_by_shutdown_closes_with_engine_shutdown() {
-    dial_cut_by_shutdown(false);
+    dial_cut_by_shutdown(Transport::Tcp, false, Stop::Shutdown);
 }
 
 /// The same with a dialed handler that panics in `on_close`: shutdown still completes.
 #[test]
 fn engine_dial_cut_by_shutdown_with_a_panicking_on_close_still_shuts_down() {
-    dial_cut_by_shutdown(true);
+    dial_cut_by_shutdown(Transport::Tcp, true, Stop::Shutdown);
 }
 
-fn dial_cut_by_shutdown(panic_on_close: bool) {
+/// On unix the connect to a full backlog bounces between inline tries and polls, then
+/// blocks in io-wq, where one cancel can miss it (see `src/uring/core/connect_cancel.rs`):
+/// shutdown aims again until it ends, so it neither waits for the dial's 120 s deadline
+/// nor reports anything but `EngineShutdown`.
+#[test]
+fn engine_unix_dial_to_a_full_backlog_cut_by_shutdown_closes_with_engine_shutdown() {
+    dial_cut_by_shutdown(Transport::Unix, false, Stop::Shutdown);
+}
+
+/// Dropping the engine takes the same path as `shutdown`.
+#[test]
+fn engine_unix_dial_to_a_full_backlog_cut_by_dropping_the_engine() {
+    dial_cut_by_shutdown(Transport::Unix, false, Stop::Drop);
+}
+
+fn dial_cut_by_shutdown(t: Transport, panic_on_close: bool, how: Stop) {
     let dir = TempDir::new();
-    // tcp: its pending connect is a poll the shutdown cancels (a unix connect to a full
-    // backlog blocks in io-wq, which a cancel may miss: see the closing note).
-    let full = util::FullBacklog::new(Transport::Tcp, &dir);
+    let full = util::FullBacklog::new(t, &dir);
     let e = Engine::builder().workers(1).build().unwrap();
-    let (tx, events) = mpsc::channel();
-    let tx = std::sync::Mutex::new(tx);
-    let upstream = full.ep.clone();
-    let front = e
-        .listen(&util::bind_endpoint(Transport::Tcp, &dir), move |_| {
-            Dialer {
-                upstream: upstream.clone(),
-                events: tx.lock().unwrap().clone(),
-                panic_on_close,
-            }
-        })
-        .unwrap();
+    let long = Duration::from_secs(120);
+    let (front, events) = dialer_front(&e, &dir, &full.ep, long, panic_on_close);
     let _client = Stream::connect(&front).unwrap();
     match events
         .recv_timeout(util::WATCHDOG)
@@ -305,7 +343,7 @@ fn dial_cut_by_shutdown(panic_on_close: bool) {
         Event::Dialing => {}
         other => panic!("unexpected {other:?}"),
     }
-    shutdown_within_watchdog(e);
+    stop_within_watchdog(e, how);
     match events
         .recv_timeout(util::WATCHDOG)
         .expect("the dial's close")
@@ -313,6 +351,67 @@ fn dial_cut_by_shutdown(panic_on_close: bool) {
         Event::Failed(CloseReason::EngineShutdown) => {}
         other => panic!("a dial cut by shutdown closed with {other:?}"),
     }
+}
+
+/// The async API's connect (`AsyncConn::connect` in a task) to a full unix backlog takes
+/// the same path: shutdown cuts it and returns; the task hears an error, or is dropped.
+#[test]
+fn engine_async_unix_connect_to_a_full_backlog_is_cut_by_shutdown() {
+    let dir = TempDir::new();
+    let full = util::FullBacklog::new(Transport::Unix, &dir);
+    let e = Engine::builder().workers(1).build().unwrap();
+    let ep = full.ep.clone();
+    let task = e
+        .spawn_on(0, move || async move {
+            AsyncConn::connect(&ep, Some(Duration::from_secs(120)))
+                .await
+                .map(drop)
+        })
+        .unwrap();
+    // The connect's socket is in a slot: the dial is under way.
+    engine_support::wait_until("the connect started", || e.stats().open >= 1);
+    stop_within_watchdog(e, Stop::Shutdown);
+    match task.wait_timeout(util::WATCHDOG) {
+        Ok(Err(err)) => assert_eq!(err.endpoint(), Some(&full.ep), "{err}"),
+        Ok(Ok(())) => panic!("a connect to a full backlog succeeded"),
+        Err(err) => {
+            let inner = err.get_ref().and_then(|e| e.downcast_ref::<JoinError>());
+            assert_eq!(inner, Some(&JoinError::Shutdown), "{err}");
+        }
+    }
+}
+
+/// Unix dials to a full backlog with short deadlines each fail with `TimedOut`: the
+/// deadline's linked timeout can miss the connect as a shutdown's cancel can, and is
+/// followed up the same way, so none waits for room that never comes.
+#[test]
+fn engine_unix_dials_to_a_full_backlog_time_out() {
+    let dir = TempDir::new();
+    let full = util::FullBacklog::new(Transport::Unix, &dir);
+    let e = Engine::builder().workers(1).build().unwrap();
+    for ms in [1, 2, 5, 10, 20, 50] {
+        let deadline = Duration::from_millis(ms);
+        let (front, events) = dialer_front(&e, &dir, &full.ep, deadline, false);
+        let _client = Stream::connect(&front).unwrap();
+        match events
+            .recv_timeout(util::WATCHDOG)
+            .expect("the dial started")
+        {
+            Event::Dialing => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        match events
+            .recv_timeout(util::WATCHDOG)
+            .unwrap_or_else(|_| panic!("a dial with a {ms} ms deadline never ended"))
+        {
+            Event::Failed(CloseReason::Error(err)) => {
+                assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{ms} ms: {err}");
+                assert_eq!(err.endpoint(), Some(&full.ep));
+            }
+            other => panic!("a dial with a {ms} ms deadline closed with {other:?}"),
+        }
+    }
+    stop_within_watchdog(e, Stop::Shutdown);
 }
 
 /// Redials from `on_close` (a reconnecting client): during shutdown that dial is refused
@@ -357,7 +456,7 @@ fn engine_dial_from_on_close_during_shutdown_is_refused() {
         .unwrap();
     let _client = Stream::connect(&front).unwrap();
     engine_support::wait_until("the client accepted", || e.stats().accepted >= 1);
-    shutdown_within_watchdog(e);
+    stop_within_watchdog(e, Stop::Shutdown);
     match events
         .recv_timeout(util::WATCHDOG)
         .expect("the redial's outcome")

@@ -37,6 +37,12 @@ pub(crate) enum Kind {
     /// put in, 0: the slot cleared). Not counted among the connection's ops: it reads only
     /// the core's table or a static.
     FilesUpdate = 12,
+    /// An `ASYNC_CANCEL` of a connection's connect op (tag: connection generation); not
+    /// counted among the connection's ops (see `core/connect_cancel.rs`).
+    CancelConnect = 13,
+    /// The pause before a connect's cancel is aimed again (tag: connection generation);
+    /// not counted among the connection's ops, its timespec is a static.
+    ConnectCancelRetry = 14,
 }
 
 /// A decoded `user_data`.
@@ -78,6 +84,8 @@ impl Op {
             10 => Kind::Handoff,
             11 => Kind::HandoffSent,
             12 => Kind::FilesUpdate,
+            13 => Kind::CancelConnect,
+            14 => Kind::ConnectCancelRetry,
             _ => return None,
         };
         Some(Op {
@@ -112,6 +120,8 @@ mod tests {
             Kind::Handoff,
             Kind::HandoffSent,
             Kind::FilesUpdate,
+            Kind::CancelConnect,
+            Kind::ConnectCancelRetry,
         ] {
             let op = Op::new(kind, 0x0123_4567, u32::MAX - 3);
             let back = Op::decode(op.encode()).unwrap();

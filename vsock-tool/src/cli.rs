@@ -76,6 +76,10 @@ pub struct ProxyArgs {
     /// The log level of the per-connection lines (opened, closed with byte counts).
     #[arg(long, default_value = "info")]
     pub conn_log_level: log::Level,
+    /// A socket file already at a unix LISTEN path is refused (EADDRINUSE); with this it is
+    /// removed if nothing listens on it (a connect is refused).
+    #[arg(long)]
+    pub unlink_stale: bool,
 }
 
 impl CatArgs {
@@ -116,6 +120,7 @@ impl ProxyArgs {
             connect_timeout: self.connect_timeout,
             drain_timeout: self.drain_timeout,
             conn_log_level: self.conn_log_level,
+            unlink_stale: self.unlink_stale,
         })
     }
 }

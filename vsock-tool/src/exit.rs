@@ -10,11 +10,13 @@
 /// | 3 | the connection broke: reset or an I/O error on the socket |
 /// | 4 | a local stream failed: reading stdin or writing stdout (or the child's pipes) |
 /// | 5 | `proxy`: connections still open at the drain timeout were cut |
+/// | 6 | `proxy`: a second SIGTERM or SIGINT during the drain: exited at once, cutting what was open |
 /// | other | `cat --exec`: the child's own status (128 + signal if it was killed) |
 ///
 /// ```
 /// use vsock_tool::Status;
 /// assert_eq!(Status::Clean.code(), 0);
+/// assert_eq!(Status::Forced.code(), 6);
 /// assert_eq!(Status::Child(7).code(), 7);
 /// assert_eq!(Status::Child(300).code(), 255);
 /// ```
@@ -32,6 +34,8 @@ pub enum Status {
     LocalIo,
     /// The proxy's drain timeout cut connections.
     Cut,
+    /// A second SIGTERM or SIGINT during the proxy's drain: it exited at once.
+    Forced,
     /// `cat --exec`: the child's exit status.
     Child(i32),
 }
@@ -46,6 +50,7 @@ impl Status {
             Status::Broken => 3,
             Status::LocalIo => 4,
             Status::Cut => 5,
+            Status::Forced => 6,
             Status::Child(c) => c.clamp(0, 255) as u8,
         }
     }

@@ -120,7 +120,7 @@ impl Core {
             self.cancel_send_head(index);
         }
         if connecting {
-            self.cancel(Op::new(Kind::Connect, gen, index), index);
+            self.cancel_connect(index);
         }
     }
 

@@ -234,6 +234,11 @@ impl Core {
             }
         }
         if c.ops > 0 {
+            // The linked timeout fired but did not cancel the connect in place (ENOENT: it
+            // missed, or interrupted it in io-wq; EALREADY): aim again until it is over.
+            if kind == Kind::ConnectTimeout && matches!(-res, libc::ENOENT | libc::EALREADY) {
+                self.cancel_connect(index);
+            }
             return;
         }
         let Some(cs) = c.connecting.as_ref() else {
@@ -274,7 +279,8 @@ impl Core {
             return None;
         }
         let ep = c.peer.clone();
-        if res == 0 && c.closing.is_none() {
+        let closing = c.closing.is_some();
+        if res == 0 && !closing {
             let Endpoint::Hybrid(h) = &c.peer else {
                 return Some(Ok(()));
             };
@@ -298,9 +304,11 @@ impl Core {
                 -res,
                 libc::ECANCELED | libc::EALREADY | libc::EINPROGRESS | libc::EINTR
             );
+        // A cancel that reached the connect blocked in io-wq interrupts it: EINTR.
+        let cut = res == 0 || res == -libc::ECANCELED || (res == -libc::EINTR && closing);
         let err = if timed_out {
             cs.timed_out()
-        } else if res == 0 || res == -libc::ECANCELED {
+        } else if cut {
             cancelled()
         } else {
             errno_error("connect", -res)
@@ -410,6 +418,13 @@ impl Core {
 }
 
 impl Connecting {
+    /// Whether the connect op is still in the kernel and should be cut short: the
+    /// connection is `closing`, or the deadline has passed (its linked timeout may have
+    /// missed it; see `connect_cancel.rs`).
+    pub(super) fn cut_due(&self, closing: bool) -> bool {
+        self.res.is_none() && (closing || self.deadline_hit())
+    }
+
     /// Whether the caller's deadline cut the op short (its linked timeout fired) or has
     /// passed.
     fn deadline_hit(&self) -> bool {

@@ -136,6 +136,32 @@ impl Conn<'_> {
         self.core.peer(self.index)
     }
 
+    /// Whether both directions of the connection are over as the socket shows it now
+    /// (`POLLHUP`, or a pending error): a unix peer that closed shows so at once, while a
+    /// tcp or vsock peer's close shows as EOF only, as a half-close would. So in
+    /// [`Handler::on_peer_shutdown`] it tells a unix peer that is gone from one that shut
+    /// only its write side and still reads. One `poll(2)` that does not wait; `false`
+    /// once the socket is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use uring_vsock::uring::{Conn, Handler, RecvBuf};
+    ///
+    /// struct Front;
+    /// impl Handler for Front {
+    ///     fn on_recv(&mut self, _conn: &mut Conn<'_>, _buf: RecvBuf) {}
+    ///     fn on_peer_shutdown(&mut self, conn: &mut Conn<'_>) {
+    ///         if conn.peer_hung_up() {
+    ///             conn.abort(); // nobody is left to read an answer
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn peer_hung_up(&self) -> bool {
+        self.core.peer_hung_up(self.index)
+    }
+
     /// Queues `buf` to be sent after what is queued already. Sends go out in order: what is
     /// queued goes to the kernel as one chain of linked sends, the next chain once it is
     /// done; the buffer comes back in [`Handler::on_sent`].

@@ -45,6 +45,7 @@ use ring_timer::RingTimer;
 
 mod close;
 mod connect;
+mod connect_cancel;
 mod deadline;
 mod deadline_heap;
 mod files;
@@ -218,6 +219,16 @@ impl Core {
 
     pub(crate) fn peer(&self, index: u32) -> &Endpoint {
         &self.conn(index).peer
+    }
+
+    /// Whether the connection's socket reports a hang-up or an error (see
+    /// [`Conn::peer_hung_up`]).
+    pub(crate) fn peer_hung_up(&self, index: u32) -> bool {
+        let Some(socket) = self.conn(index).socket.as_ref() else {
+            return false;
+        };
+        crate::sys::poll_now(socket, 0)
+            .is_ok_and(|events| events & (libc::POLLHUP | libc::POLLERR) != 0)
     }
 
     pub(crate) fn insert(
@@ -452,6 +463,10 @@ impl Core {
             }
             Kind::Cancel => {
                 self.maybe_finish(index);
+                last
+            }
+            Kind::CancelConnect | Kind::ConnectCancelRetry => {
+                self.on_connect_cancel_cqe(op, res);
                 last
             }
             Kind::CancelSend => {

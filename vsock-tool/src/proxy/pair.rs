@@ -8,6 +8,15 @@
 //! pause are held, so a slow side never makes memory grow. EOF is passed on once the backlog
 //! is out; a reset or failure on one side aborts the other, so neither peer mistakes a cut
 //! stream for a whole one.
+//!
+//! While the target is being dialed the client is read as usual: what it sends waits in the
+//! target's send queue (the engine queues sends to a connection until it opens, and the
+//! backlog above bounds it), and its EOF, reset or close is seen at once. A client that is
+//! gone both ways (it reset, or a unix client closed) before the target answered, having
+//! sent nothing, ends the pair there: the dial is cancelled and its `--max-conns` slot
+//! freed. One that sent something, or only shut its write side (tcp and vsock show a close
+//! that way too), keeps its dial: what it sent, and its EOF, reach the target once
+//! connected, and the answer may still reach it.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -20,6 +29,7 @@ use uring_vsock::uring::{CloseReason, Conn, ConnId, Handler, RecvBuf, SendBuf};
 use uring_vsock::Endpoint;
 
 use super::live::Live;
+use super::turned_away::TurnedAway;
 
 /// The accepted side.
 const CLIENT: usize = 0;
@@ -37,6 +47,8 @@ pub(super) struct Shared {
     pub live: Arc<Live>,
     /// SIGTERM came: new clients are turned away.
     pub draining: AtomicBool,
+    /// The warning for turned-away clients, at most one line a second.
+    pub turned_away: TurnedAway,
 }
 
 /// One direction: bytes from one side to the other.
@@ -109,7 +121,7 @@ impl Side {
             None
         };
         if let Some(why) = refuse {
-            log::warn!("{peer}: turned away: {why}");
+            shared.turned_away.warn(peer, why);
             return Side {
                 pair: None,
                 me: CLIENT,
@@ -197,15 +209,11 @@ impl Handler for Side {
         let me = self.me;
         pair.borrow_mut().opened[me] = true;
         if me == TARGET {
+            // What the client sent so far goes out now; its on_sent resumes the client if
+            // the backlog paused it.
             log::debug!("{}: target connected", pair.borrow().peer);
-            let client = pair.borrow().ids[CLIENT];
-            if let Some(client) = client {
-                conn.with_conn(client, |c| c.resume_recv());
-            }
             return;
         }
-        // Nothing is read from the client until the target is there to take it.
-        conn.pause_recv();
         let (target, timeout) = {
             let mut p = pair.borrow_mut();
             p.ids[CLIENT] = Some(conn.id());
@@ -215,6 +223,7 @@ impl Handler for Side {
             pair: Some(Rc::clone(&pair)),
             me: TARGET,
         };
+        log::debug!("{}: dialing {target}", conn.peer());
         match conn.connect(&target, Some(timeout), side) {
             Ok(id) => pair.borrow_mut().ids[TARGET] = Some(id),
             Err(e) => {
@@ -246,6 +255,22 @@ impl Handler for Side {
 
     fn on_peer_shutdown(&mut self, conn: &mut Conn<'_>) {
         let Some(pair) = &self.pair else { return };
+        let (waiting, sent) = {
+            let p = pair.borrow();
+            (!p.opened[TARGET], p.dirs[CLIENT].bytes)
+        };
+        if self.me == CLIENT && waiting && sent == 0 && conn.peer_hung_up() {
+            // Gone before the target answered, with nothing for it: its on_close aborts
+            // the dial (see the module docs).
+            log::log!(
+                pair.borrow().shared.level,
+                "{}: client gone before the target answered: dial cancelled",
+                conn.peer()
+            );
+            conn.abort();
+            return;
+        }
+        log::debug!("{} {}: EOF", pair.borrow().peer, NAMES[self.me]);
         pair.borrow_mut().dirs[self.me].eof = true;
         self.flush(conn, self.me);
     }
@@ -264,15 +289,16 @@ impl Handler for Side {
             (p.ids[1 - me], p.closed[1 - me].is_none(), p.opened[me])
         };
         log::debug!("{} {}: {reason}", pair.borrow().peer, NAMES[me]);
-        if me == TARGET && !opened {
+        // A dial the client's end cut short (aborted) is no failure of the target's.
+        if me == TARGET && !opened && !matches!(reason, CloseReason::Aborted) {
             log::warn!("{}: {reason}", pair.borrow().peer);
         }
         let Some(other) = other.filter(|_| other_open) else {
             return;
         };
         if me == TARGET && !opened {
-            // The target refused (or timed out): the client is reset at once, with nothing
-            // read from it, so it can tell "no backend" from a backend that said nothing and
+            // The target refused (or timed out): the client is reset at once (what it sent
+            // is dropped), so it can tell "no backend" from a backend that said nothing and
             // closed (on vsock, which has no reset, it reads EOF either way).
             conn.with_conn(other, |c| c.abort());
         } else if !reason.is_clean() {

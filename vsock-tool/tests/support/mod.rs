@@ -117,9 +117,29 @@ impl Proxy {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends `sig`.
+    pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill(2) with a pid we spawned and still hold (not reaped) and a valid signal.
-        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
         assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Every stderr line still to come, until the process has exited and its stderr closed
+    /// (within the watchdog).
+    pub fn rest_of_lines(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + WATCHDOG;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return lines,
+                Err(e) => panic!("the proxy's stderr did not close: {e}"),
+            }
+        }
     }
 
     /// Waits for the process to exit, within the watchdog.
@@ -144,6 +164,19 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `vsock-tool ARGS` to its exit (within the watchdog) with stdin closed; its output.
+pub fn run_tool(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vsock-tool");
+    wait_child(&mut child);
+    child.wait_with_output().expect("the tool's output")
 }
 
 /// Waits for `child` to exit within the watchdog (killing it then, and failing).
