@@ -184,12 +184,12 @@ impl Core {
         self.ring_timer.arm(&mut self.sub)
     }
 
-    /// At the start of a worker turn (see [`RingTimer::turn_start`]).
+    /// A completion with a `user_data` no op has: frees its ring timeout's slot when it is
+    /// one (see [`RingTimer::completed`]).
     ///
-    /// [`RingTimer::turn_start`]: super::ring_timer::RingTimer::turn_start
-    pub(crate) fn timer_turn_start(&mut self) {
-        let flushed = self.sub.is_flushed();
-        self.ring_timer.turn_start(flushed);
+    /// [`RingTimer::completed`]: super::ring_timer::RingTimer::completed
+    pub(crate) fn ring_timer_completed(&mut self, user_data: u64) {
+        self.ring_timer.completed(user_data);
     }
 
     /// Asks the ring timer to wake the worker at `at` (the executor's earliest sleep).
