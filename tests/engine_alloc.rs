@@ -1,7 +1,8 @@
 //! No heap allocation per operation in steady state: a counting global allocator counts
 //! allocations made on the engine's worker threads (marked through the builder's thread-start
 //! hook) during an echo phase after warm-up, for two phases of different lengths: a plain
-//! echo, one that moves an idle read deadline on in every receive, and the async path.
+//! echo, one that moves an idle read deadline on in every receive, one where that deadline
+//! also fires (and is moved on from `on_deadline`), and the async path.
 
 mod engine_support;
 mod util;
@@ -23,11 +24,14 @@ static WORKER_ALLOCS: AtomicU64 = AtomicU64::new(0);
 static ASYNC_WORKER_ALLOCS: AtomicU64 = AtomicU64::new(0);
 /// Allocations on the idle-deadline test's workers.
 static DEADLINE_WORKER_ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Allocations on the firing-deadline test's workers.
+static FIRING_WORKER_ALLOCS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static ON_WORKER: Cell<bool> = const { Cell::new(false) };
     static ON_ASYNC_WORKER: Cell<bool> = const { Cell::new(false) };
     static ON_DEADLINE_WORKER: Cell<bool> = const { Cell::new(false) };
+    static ON_FIRING_WORKER: Cell<bool> = const { Cell::new(false) };
 }
 
 fn count_alloc() {
@@ -39,6 +43,9 @@ fn count_alloc() {
     }
     if ON_DEADLINE_WORKER.try_with(|w| w.get()).unwrap_or(false) {
         DEADLINE_WORKER_ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+    if ON_FIRING_WORKER.try_with(|w| w.get()).unwrap_or(false) {
+        FIRING_WORKER_ALLOCS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -185,6 +192,76 @@ fn async_steady_state_echo_allocates_nothing_on_workers() {
             assert!(a > 0, "{t:?}: the counter must see worker allocations");
             assert_eq!(b - a, 0, "{t:?}: async allocations in 2000 round trips");
             assert_eq!(d - b, 0, "{t:?}: async allocations in 20000 round trips");
+        }
+    });
+}
+
+/// Times the idle deadline below fired.
+static FIRED: AtomicU64 = AtomicU64::new(0);
+
+/// A ~20 ms read deadline pushed on in every `on_recv` that also fires (the client waits for
+/// it between bursts; `on_deadline` moves it on and keeps the connection): the heap's
+/// pop, re-add and fire and the ring timer's pool allocate nothing in steady state.
+#[test]
+fn a_deadline_that_fires_and_is_moved_on_allocates_nothing_on_workers() {
+    use engine_support::wait_until;
+    use std::time::{Duration, Instant};
+    use uring_vsock::uring::{Conn, Deadline, Handler, RecvBuf, SendBuf};
+
+    const IDLE: Duration = Duration::from_millis(20);
+    struct FiringEcho(Echo);
+    impl Handler for FiringEcho {
+        fn on_open(&mut self, conn: &mut Conn<'_>) {
+            conn.set_read_deadline(Some(Instant::now() + IDLE));
+        }
+        fn on_recv(&mut self, conn: &mut Conn<'_>, buf: RecvBuf) {
+            conn.set_read_deadline(Some(Instant::now() + IDLE));
+            self.0.on_recv(conn, buf);
+        }
+        fn on_sent(&mut self, conn: &mut Conn<'_>, buf: SendBuf, res: std::io::Result<usize>) {
+            self.0.on_sent(conn, buf, res);
+        }
+        fn on_deadline(&mut self, conn: &mut Conn<'_>, _which: Deadline) {
+            FIRED.fetch_add(1, Ordering::Relaxed);
+            conn.set_read_deadline(Some(Instant::now() + IDLE));
+        }
+    }
+
+    /// `bursts` times: `n` round trips, then waits for the deadline to fire.
+    fn phase(c: &mut Stream, bursts: usize, n: usize, msg: &[u8], back: &mut [u8]) {
+        for _ in 0..bursts {
+            round_trips(c, n, msg, back);
+            let before = FIRED.load(Ordering::Relaxed);
+            wait_until("the idle deadline fires", || {
+                FIRED.load(Ordering::Relaxed) > before
+            });
+        }
+    }
+
+    util::fds_unchanged(|| {
+        for t in [Transport::Unix, Transport::Tcp] {
+            let dir = TempDir::new();
+            let e = Engine::builder()
+                .workers(1)
+                .on_thread_start(|_| ON_FIRING_WORKER.with(|w| w.set(true)))
+                .build()
+                .unwrap();
+            let ep = e
+                .listen(&bind_endpoint(t, &dir), |_| FiringEcho(Echo::new()))
+                .unwrap();
+            let mut c = connect(&ep);
+            let msg: Vec<u8> = (0..4096u32).map(|i| (i * 43 % 251) as u8).collect();
+            let mut back = vec![0u8; msg.len()];
+            phase(&mut c, 5, 100, &msg, &mut back);
+            let a = FIRING_WORKER_ALLOCS.load(Ordering::Relaxed);
+            phase(&mut c, 10, 100, &msg, &mut back);
+            let b = FIRING_WORKER_ALLOCS.load(Ordering::Relaxed);
+            phase(&mut c, 20, 200, &msg, &mut back);
+            let d = FIRING_WORKER_ALLOCS.load(Ordering::Relaxed);
+            assert!(a > 0, "{t:?}: the counter must see worker allocations");
+            assert_eq!(b - a, 0, "{t:?}: allocations in 10 bursts and fires");
+            assert_eq!(d - b, 0, "{t:?}: allocations in 20 bursts and fires");
+            e.shutdown();
         }
     });
 }

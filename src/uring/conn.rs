@@ -29,8 +29,10 @@ impl fmt::Display for ConnId {
     }
 }
 
-/// Why a connection closed.
+/// Why a connection closed. Non-exhaustive: later versions may add reasons (match with a
+/// wildcard arm).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// Both directions finished: the peer sent EOF and our write side was shut down with
     /// everything sent.

@@ -92,9 +92,10 @@ impl Submission {
                 // final completion: send buffers in the connection's send queue, a receive's
                 // own buffer in its receive state, connect address and timespec boxed in the
                 // connection (a connect cancel's retry pause reads a static), an accept
-                // backoff's timespec boxed in its listener, the wake
-                // buffer boxed in the worker; ring receives use the provided-buffer ring; a
-                // file-table update reads the core's table (allocated once) or a static.
+                // backoff's timespec boxed in its listener, a ring timeout's timespec boxed
+                // in the ring timer's pool, the wake buffer boxed in the worker; ring
+                // receives use the provided-buffer ring; a file-table update reads the
+                // core's table (allocated once) or a static.
                 unsafe { sq.push(entry).expect("room checked above") };
             }
             pushed += need;

@@ -74,25 +74,36 @@ impl Core {
         }
     }
 
+    /// [`recheck_read_deadline`](Self::recheck_read_deadline) with the connection's
+    /// deadline in hand (no second slot lookup when none is set).
+    pub(super) fn recheck_read_deadline_at(&mut self, index: u32, at: Option<Instant>) {
+        if let Some(at) = at {
+            self.deadline_heap.due_by(index, at);
+        }
+    }
+
     /// A send was queued: a write deadline that passed while none was is looked at on the
-    /// next turn. (With an entry due by then already, as in steady state, this is a
-    /// comparison.)
-    pub(super) fn recheck_write_deadline(&mut self, index: u32) {
-        if let Some(at) = self.conn_mut(index).and_then(|c| c.deadlines.write) {
+    /// next turn. `at`: the connection's write deadline, read by the caller from the
+    /// connection in hand (with none set this is a branch; with an entry due by then
+    /// already, as in steady state, a comparison).
+    pub(super) fn recheck_write_deadline(&mut self, index: u32, at: Option<Instant>) {
+        if let Some(at) = at {
             self.deadline_heap.due_by(index, at);
         }
     }
 
     /// The connection opened: deadlines set before (or passed while connecting) apply now.
     pub(super) fn recheck_deadlines(&mut self, index: u32) {
+        let write = self.conn_mut(index).and_then(|c| c.deadlines.write);
         self.recheck_read_deadline(index);
-        self.recheck_write_deadline(index);
+        self.recheck_write_deadline(index, write);
     }
 
-    /// Fires the deadlines that are due: the connections whose heap entries came due before
-    /// this call get `on_deadline` for each deadline that passed while it applied. Entries
-    /// that come due during the calls (a handler setting a deadline in the past) wait for the
-    /// next turn. Returns whether any came due.
+    /// Fires the deadlines that are due: the connections whose heap entries were due when
+    /// this call read the clock get `on_deadline` for each deadline that had passed by then
+    /// and applies. Entries added or moved during the calls (a handler setting a deadline in
+    /// the past, or one passed since the clock was read) wait for the next turn. Returns
+    /// whether any came due.
     pub(crate) fn fire_deadlines(&mut self) -> bool {
         if self.deadline_heap.is_empty() {
             return false;
@@ -184,12 +195,12 @@ impl Core {
         self.ring_timer.arm(&mut self.sub)
     }
 
-    /// At the start of a worker turn (see [`RingTimer::turn_start`]).
+    /// A completion with a `user_data` no op has: frees its ring timeout's slot when it is
+    /// one (see [`RingTimer::completed`]).
     ///
-    /// [`RingTimer::turn_start`]: super::ring_timer::RingTimer::turn_start
-    pub(crate) fn timer_turn_start(&mut self) {
-        let flushed = self.sub.is_flushed();
-        self.ring_timer.turn_start(flushed);
+    /// [`RingTimer::completed`]: super::ring_timer::RingTimer::completed
+    pub(crate) fn ring_timer_completed(&mut self, user_data: u64) {
+        self.ring_timer.completed(user_data);
     }
 
     /// Asks the ring timer to wake the worker at `at` (the executor's earliest sleep).

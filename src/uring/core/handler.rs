@@ -318,9 +318,12 @@ impl Conn<'_> {
     ///   inside the setter's call. One that passes with no send queued fires when the next
     ///   send is queued, if it has not been moved.
     /// - It applies during a graceful [`close`](Self::close) too, while its sends are still
-    ///   going out (so it bounds a close held by a peer that does not read), and after the
-    ///   peer's EOF; not once the connection is closing otherwise (after the close's FIN, an
-    ///   abort, a failure), nor before `on_open`.
+    ///   going out (so it bounds a close held by a peer that does not read, until the last
+    ///   send completes), and after the peer's EOF; not once the connection is closing
+    ///   otherwise (after the close's FIN, an abort, a failure), nor before `on_open`. A
+    ///   graceful close whose sends have all completed but whose zero-copy notifications are
+    ///   still due (the kernel holds the data, FIN is out, the peer does not read) is not
+    ///   bounded by it: engine shutdown aborts such a close.
     /// - Sends queued through a [`ConnHandle`] count; they come back to the handle, not to
     ///   `on_sent`.
     /// - It fires once: it is cleared when `on_deadline` is called.

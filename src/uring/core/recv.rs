@@ -222,10 +222,12 @@ impl Core {
     }
 
     pub(crate) fn resume_recv(&mut self, index: u32) {
+        let mut at = None;
         if let Some(c) = self.conn_mut(index) {
             c.recv.resume();
+            at = c.deadlines.read;
         }
-        self.recheck_read_deadline(index);
+        self.recheck_read_deadline_at(index, at);
         self.arm_recv(index);
     }
 }

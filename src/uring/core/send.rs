@@ -38,7 +38,8 @@ impl Core {
             return Err(buf);
         }
         c.send.push(buf, from_handle);
-        self.recheck_write_deadline(index);
+        let at = c.deadlines.write;
+        self.recheck_write_deadline(index, at);
         self.pump_send(index);
         Ok(())
     }

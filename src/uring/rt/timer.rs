@@ -1,7 +1,7 @@
 //! Timers on a worker: the due times of its [`sleep`]s (and so of [`timeout`]s and connection
 //! deadlines) in an ordered map, fired by the executor each turn; the earliest goes to the
-//! core's ring timer (one `IORING_OP_TIMEOUT` for it and the callback connections'
-//! deadlines), so a worker asleep in the kernel wakes for it.
+//! core's ring timer (an `IORING_OP_TIMEOUT` for the earliest of it and the callback
+//! connections' deadlines), so a worker asleep in the kernel wakes for it.
 
 use std::collections::BTreeMap;
 use std::fmt;

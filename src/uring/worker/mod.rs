@@ -305,8 +305,6 @@ impl Worker {
         let mut spin = cfg.spin.map(Spin::new);
         loop {
             let mut work = false;
-            // Before anything is staged this turn: whether the ring timer's last SQE went in.
-            self.core.timer_turn_start();
             while let Ok(cmd) = self.rx.try_recv() {
                 work = true;
                 self.command(cmd);
@@ -403,7 +401,11 @@ impl Worker {
         WorkerStats::add(&self.core.stats.completions, 1);
         let last = !cqueue::more(flags);
         let counted = match Op::decode(user_data) {
-            None => last,
+            None => {
+                // A ring timeout's (kind byte 0xEE): frees its timespec.
+                self.core.ring_timer_completed(user_data);
+                last
+            }
             Some(op) => match op.kind {
                 Kind::Wake => {
                     self.on_wake(res);
