@@ -14,6 +14,15 @@ fn backends() -> Vec<&'static str> {
         .collect()
 }
 
+/// The backends a compare without `--backends` runs (not the engine's A/B variants).
+fn default_backends() -> Vec<&'static str> {
+    BackendKind::ALL
+        .into_iter()
+        .filter(|k| k.available() && k.in_default_run())
+        .map(|k| k.name())
+        .collect()
+}
+
 #[test]
 fn pingpong_echoes_every_byte() {
     for b in backends() {
@@ -228,10 +237,10 @@ fn compare_reports_summaries_and_ratios() {
     assert!(stdout.contains("Medians over repeats"), "{stdout}");
     let report = read_json(&dir.join("report.json"));
     let runs = report["runs"].as_array().unwrap();
-    let n = backends().len();
+    let n = default_backends().len();
     // pingpong, stream, rr, connect; every backend; two repeats; plus the scaling runs
     // (rr at 1 worker) of uring and epoll.
-    let scaled = backends()
+    let scaled = default_backends()
         .iter()
         .filter(|b| ["uring", "epoll"].contains(b))
         .count();
