@@ -136,7 +136,7 @@ impl Listener {
             match socket::accept(self.io.get_ref(), &self.local, true) {
                 Ok((socket, peer)) => {
                     let io = super::register(socket, "accept", Some(&self.local))?;
-                    return Poll::Ready(Ok((Stream::from_async_fd(io), peer)));
+                    return Poll::Ready(Ok((Stream::from_async_fd(io, &self.local), peer)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

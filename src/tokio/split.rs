@@ -7,39 +7,37 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use ::tokio::io::unix::AsyncFd;
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use socket2::Socket;
 
-use super::io::{self as rw, impl_read, impl_write, Backoff};
+use super::io::{self as rw, impl_read, impl_write, Backoff, StreamFd};
 use super::Stream;
 use crate::{socket, Endpoint, Result};
 
 /// The read half of [`Stream::split`].
 #[derive(Debug)]
 pub struct ReadHalf<'a> {
-    pub(super) io: &'a AsyncFd<Socket>,
+    pub(super) io: &'a StreamFd,
 }
 
 /// The write half of [`Stream::split`]; `AsyncWriteExt::shutdown` shuts down the stream's
 /// write side.
 #[derive(Debug)]
 pub struct WriteHalf<'a> {
-    pub(super) io: &'a AsyncFd<Socket>,
+    pub(super) io: &'a StreamFd,
     pub(super) backoff: &'a mut Backoff,
 }
 
 /// The read half of [`Stream::into_split`].
 #[derive(Debug)]
 pub struct OwnedReadHalf {
-    pub(super) io: Arc<AsyncFd<Socket>>,
+    pub(super) io: Arc<StreamFd>,
 }
 
 /// The write half of [`Stream::into_split`]. Dropping it does not shut the stream down;
 /// `AsyncWriteExt::shutdown` does (`SHUT_WR`).
 #[derive(Debug)]
 pub struct OwnedWriteHalf {
-    pub(super) io: Arc<AsyncFd<Socket>>,
+    pub(super) io: Arc<StreamFd>,
     pub(super) backoff: Backoff,
 }
 

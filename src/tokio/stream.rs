@@ -12,7 +12,7 @@ use ::tokio::io::unix::AsyncFd;
 use ::tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use socket2::Socket;
 
-use super::io::{self as rw, impl_read, impl_write, Backoff};
+use super::io::{self as rw, impl_read, impl_write, Backoff, StreamFd};
 use super::split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
 use crate::{blocking, socket, sys, Endpoint, Result};
 
@@ -52,14 +52,15 @@ use crate::{blocking, socket, sys, Endpoint, Result};
 /// ```
 #[derive(Debug)]
 pub struct Stream {
-    pub(super) io: AsyncFd<Socket>,
+    pub(super) io: StreamFd,
     pub(super) backoff: Backoff,
 }
 
 impl Stream {
-    pub(super) fn from_async_fd(io: AsyncFd<Socket>) -> Stream {
+    /// `io`, connected to or accepted from an endpoint of `ep`'s family.
+    pub(super) fn from_async_fd(io: AsyncFd<Socket>, ep: &Endpoint) -> Stream {
         Stream {
-            io,
+            io: StreamFd::new(io, matches!(ep, Endpoint::Vsock(_))),
             backoff: Backoff::default(),
         }
     }
@@ -79,7 +80,7 @@ impl Stream {
     pub async fn connect(ep: &Endpoint) -> Result<Stream> {
         super::connect::connect(ep, None)
             .await
-            .map(Stream::from_async_fd)
+            .map(|io| Stream::from_async_fd(io, ep))
     }
 
     /// Connects to `ep`, giving up after `timeout` (the deadline covers a hybrid endpoint's
@@ -94,7 +95,7 @@ impl Stream {
     pub async fn connect_timeout(ep: &Endpoint, timeout: Duration) -> Result<Stream> {
         super::connect::connect(ep, Some(timeout))
             .await
-            .map(Stream::from_async_fd)
+            .map(|io| Stream::from_async_fd(io, ep))
     }
 
     /// Takes over a blocking path stream (made nonblocking here).
@@ -120,7 +121,11 @@ impl Stream {
         socket
             .set_nonblocking(true)
             .map_err(|e| crate::Error::new("fcntl O_NONBLOCK", None, e))?;
-        super::register(socket, "register", None).map(Stream::from_async_fd)
+        let vsock = matches!(socket::local_endpoint(&socket), Ok(Endpoint::Vsock(_)));
+        super::register(socket, "register", None).map(|io| Stream {
+            io: StreamFd::new(io, vsock),
+            backoff: Backoff::default(),
+        })
     }
 
     /// The peer's endpoint.

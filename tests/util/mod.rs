@@ -52,20 +52,28 @@ pub fn unique() -> u32 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A fresh directory under the system temp dir, removed by the OS eventually; tests delete
-/// their sockets through [`TempDir`]'s drop. It also holds the socket that keeps
-/// [`dead_endpoint`]'s tcp port dead for as long as the test holds the directory.
+/// A fresh, empty directory under the system temp dir, deleted with its sockets on drop. It
+/// also holds the socket that keeps [`dead_endpoint`]'s tcp port dead for as long as the
+/// test holds the directory.
 pub struct TempDir(pub PathBuf, OnceLock<socket2::Socket>);
 
 impl TempDir {
     pub fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "uring-vsock-test-{}-{}",
-            std::process::id(),
-            unique()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir, OnceLock::new())
+        // A name can be taken by an earlier process that had this pid and never dropped its
+        // directory (killed, or a thread still held it at exit): its socket files would make
+        // this test's bind fail with EADDRINUSE. Only a directory this call creates is used.
+        loop {
+            let dir = std::env::temp_dir().join(format!(
+                "uring-vsock-test-{}-{}",
+                std::process::id(),
+                unique()
+            ));
+            match fs::create_dir(&dir) {
+                Ok(()) => return TempDir(dir, OnceLock::new()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => panic!("creating {}: {e}", dir.display()),
+            }
+        }
     }
 }
 
