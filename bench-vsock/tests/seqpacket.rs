@@ -66,6 +66,52 @@ fn seqpacket_pingpong_and_rr_verify_every_message_on_each_backend() {
     }
 }
 
+/// RESULTS.md, as `report` writes it from a blocking pingpong run with `extra` options.
+fn results_md(test: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "pingpong",
+        "--transport",
+        "unix",
+        "--backends",
+        "blocking",
+        "--sizes",
+        "64",
+        "--count",
+        "10",
+        "--warmup",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let ran = run_to_report(test, &args);
+    let (md, json) = (ran.dir.join("RESULTS.md"), ran.dir.join("r.json"));
+    let (r, _, stderr) = run(&[
+        "report",
+        "--json",
+        json.to_str().unwrap(),
+        "--out",
+        md.to_str().unwrap(),
+    ]);
+    r.unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    std::fs::read_to_string(&md).unwrap()
+}
+
+#[test]
+fn a_report_of_seqpacket_runs_says_seqpacket_in_its_heading() {
+    let text = results_md("seqpacket-report", &["--seqpacket"]);
+    assert!(
+        text.lines()
+            .any(|l| l == "## unix seqpacket, blocking only"),
+        "{text}"
+    );
+    // A stream run's does not.
+    let text = results_md("stream-report", &[]);
+    assert!(
+        text.lines().any(|l| l == "## unix, blocking only"),
+        "{text}"
+    );
+    assert!(!text.contains("seqpacket"), "{text}");
+}
+
 /// Runs `client --workload pingpong` against `serve`'s endpoint with `backend` and `extra`
 /// options; whether it succeeded, and its stderr.
 fn client(serve: &Serve, backend: &str, extra: &[&str]) -> (bool, String) {

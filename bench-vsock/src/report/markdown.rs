@@ -86,6 +86,12 @@ pub fn write(w: &mut dyn Write, sections: &[Section<'_>]) -> io::Result<()> {
     for s in sections {
         let r = s.report;
         let t = transport_of(r);
+        // Seqpacket runs (`--seqpacket`) say so: each request and echo is one message.
+        let t = if r.runs.iter().any(|x| x.seqpacket) {
+            format!("{t} seqpacket")
+        } else {
+            t
+        };
         let m = &r.machine;
         // Host <-> guest runs (a hybrid endpoint on the host) get a section of their own,
         // with a transport column: `hybrid` rows are host clients, `vsock` rows guest ones.
