@@ -219,6 +219,19 @@ impl Handler for Probe {
     }
 }
 
+/// Runs `check` over unix and then tcp, each against an engine serving `plan` (shut down
+/// after), and checks that no fd is left open.
+fn each_transport(plan: Plan, check: impl Fn(Transport, &Engine, &Endpoint, &Receiver)) {
+    util::fds_unchanged(|| {
+        for t in [Transport::Unix, Transport::Tcp] {
+            let dir = TempDir::new();
+            let (e, ep, rx) = serve(t, &dir, plan);
+            check(t, &e, &ep, &rx);
+            e.shutdown();
+        }
+    });
+}
+
 /// An engine with one worker serving `Probe`s with `plan` on a listener of `t`.
 fn serve(t: Transport, dir: &TempDir, plan: Plan) -> (Engine, Endpoint, Receiver) {
     let e = Engine::builder().workers(1).build().unwrap();
@@ -668,26 +681,21 @@ fn extending_the_deadline_from_on_deadline_keeps_the_connection_unix_and_tcp() {
 /// time has passed, and echoes 1 MiB, checked.
 #[test]
 fn a_cleared_deadline_never_fires_unix_and_tcp() {
-    util::fds_unchanged(|| {
-        for t in [Transport::Unix, Transport::Tcp] {
-            let dir = TempDir::new();
-            let (e, ep, rx) = serve(t, &dir, Plan::Cleared);
-            let c = connect(&ep);
-            let mut evs = Vec::new();
-            while !matches!(evs.last(), Some(Ev::Past)) {
-                evs.push(recv_or_hang(&rx, "the cleared deadlines' time passing").1);
-            }
-            echo_over(c, 42, MIB);
-            evs.extend(one_closed(&rx));
-            let (reason, got) = closed_reason(&evs);
-            assert!(
-                matches!(reason, CloseReason::Eof),
-                "{t:?}: {reason}: {evs:?}"
-            );
-            assert_eq!(got, MIB, "{t:?}");
-            assert!(deadlines(&evs).is_empty(), "{t:?}: {evs:?}");
-            e.shutdown();
+    each_transport(Plan::Cleared, |t, _, ep, rx| {
+        let c = connect(ep);
+        let mut evs = Vec::new();
+        while !matches!(evs.last(), Some(Ev::Past)) {
+            evs.push(recv_or_hang(rx, "the cleared deadlines' time passing").1);
         }
+        echo_over(c, 42, MIB);
+        evs.extend(one_closed(rx));
+        let (reason, got) = closed_reason(&evs);
+        assert!(
+            matches!(reason, CloseReason::Eof),
+            "{t:?}: {reason}: {evs:?}"
+        );
+        assert_eq!(got, MIB, "{t:?}");
+        assert!(deadlines(&evs).is_empty(), "{t:?}: {evs:?}");
     });
 }
 
@@ -695,22 +703,17 @@ fn a_cleared_deadline_never_fires_unix_and_tcp() {
 /// it was still set after the setter), and closes the connection gracefully: EOF.
 #[test]
 fn a_read_deadline_in_the_past_fires_after_the_setter_returns_unix_and_tcp() {
-    util::fds_unchanged(|| {
-        for t in [Transport::Unix, Transport::Tcp] {
-            let dir = TempDir::new();
-            let (e, ep, rx) = serve(t, &dir, Plan::Past);
-            let mut c = connect(&ep);
-            assert_eq!(read_to_end_checked(&mut c, b"").expect("EOF"), 0);
-            let evs = one_closed(&rx);
-            assert!(matches!(evs[0], Ev::Open), "{t:?}: {evs:?}");
-            assert_eq!(deadlines(&evs), [Deadline::Read], "{t:?}: {evs:?}");
-            let (reason, _) = closed_reason(&evs);
-            assert!(
-                matches!(reason, CloseReason::TimedOut(Deadline::Read)),
-                "{t:?}: {reason}"
-            );
-            e.shutdown();
-        }
+    each_transport(Plan::Past, |t, _, ep, rx| {
+        let mut c = connect(ep);
+        assert_eq!(read_to_end_checked(&mut c, b"").expect("EOF"), 0);
+        let evs = one_closed(rx);
+        assert!(matches!(evs[0], Ev::Open), "{t:?}: {evs:?}");
+        assert_eq!(deadlines(&evs), [Deadline::Read], "{t:?}: {evs:?}");
+        let (reason, _) = closed_reason(&evs);
+        assert!(
+            matches!(reason, CloseReason::TimedOut(Deadline::Read)),
+            "{t:?}: {reason}"
+        );
     });
 }
 
@@ -718,20 +721,15 @@ fn a_read_deadline_in_the_past_fires_after_the_setter_returns_unix_and_tcp() {
 /// panic: the connection echoes 4 MiB, checked, and the worker serves a second one.
 #[test]
 fn far_future_deadlines_do_nothing_unix_and_tcp() {
-    util::fds_unchanged(|| {
-        for t in [Transport::Unix, Transport::Tcp] {
-            let dir = TempDir::new();
-            let (e, ep, rx) = serve(t, &dir, Plan::FarFuture);
-            echo_client(&ep, 43, 4 * MIB);
-            echo_client(&ep, 44, MIB);
-            for (id, evs) in until_closed(&rx, 2) {
-                let (reason, _) = closed_reason(&evs);
-                assert!(matches!(reason, CloseReason::Eof), "{t:?} {id}: {reason}");
-                assert!(deadlines(&evs).is_empty(), "{t:?} {id}: {evs:?}");
-            }
-            assert_eq!(e.stats().handler_panics, 0);
-            e.shutdown();
+    each_transport(Plan::FarFuture, |t, e, ep, rx| {
+        echo_client(ep, 43, 4 * MIB);
+        echo_client(ep, 44, MIB);
+        for (id, evs) in until_closed(rx, 2) {
+            let (reason, _) = closed_reason(&evs);
+            assert!(matches!(reason, CloseReason::Eof), "{t:?} {id}: {reason}");
+            assert!(deadlines(&evs).is_empty(), "{t:?} {id}: {evs:?}");
         }
+        assert_eq!(e.stats().handler_panics, 0);
     });
 }
 
@@ -739,26 +737,21 @@ fn far_future_deadlines_do_nothing_unix_and_tcp() {
 /// connection resumes (then closes it), never before.
 #[test]
 fn a_paused_receive_holds_the_read_deadline_until_resumed_unix_and_tcp() {
-    util::fds_unchanged(|| {
-        for t in [Transport::Unix, Transport::Tcp] {
-            let dir = TempDir::new();
-            let (e, ep, rx) = serve(t, &dir, Plan::Paused);
-            let mut c = connect(&ep);
-            assert_eq!(read_to_end_checked(&mut c, b"").expect("EOF"), 0);
-            let evs = one_closed(&rx);
-            let resumed = evs.iter().position(|e| matches!(e, Ev::Resuming));
-            let fired = evs.iter().position(|e| matches!(e, Ev::Deadline(..)));
-            assert!(
-                matches!((resumed, fired), (Some(r), Some(f)) if r < f),
-                "{t:?}: resumed, then fired: {evs:?}"
-            );
-            let (reason, _) = closed_reason(&evs);
-            assert!(
-                matches!(reason, CloseReason::TimedOut(Deadline::Read)),
-                "{t:?}: {reason}"
-            );
-            e.shutdown();
-        }
+    each_transport(Plan::Paused, |t, _, ep, rx| {
+        let mut c = connect(ep);
+        assert_eq!(read_to_end_checked(&mut c, b"").expect("EOF"), 0);
+        let evs = one_closed(rx);
+        let resumed = evs.iter().position(|e| matches!(e, Ev::Resuming));
+        let fired = evs.iter().position(|e| matches!(e, Ev::Deadline(..)));
+        assert!(
+            matches!((resumed, fired), (Some(r), Some(f)) if r < f),
+            "{t:?}: resumed, then fired: {evs:?}"
+        );
+        let (reason, _) = closed_reason(&evs);
+        assert!(
+            matches!(reason, CloseReason::TimedOut(Deadline::Read)),
+            "{t:?}: {reason}"
+        );
     });
 }
 
@@ -766,25 +759,20 @@ fn a_paused_receive_holds_the_read_deadline_until_resumed_unix_and_tcp() {
 /// handler's own close ends the connection.
 #[test]
 fn a_read_deadline_after_the_peers_eof_never_fires_unix_and_tcp() {
-    util::fds_unchanged(|| {
-        for t in [Transport::Unix, Transport::Tcp] {
-            let dir = TempDir::new();
-            let (e, ep, rx) = serve(t, &dir, Plan::AfterEof);
-            let mut c = connect(&ep);
-            c.write_all(b"then EOF").unwrap();
-            c.shutdown(std::net::Shutdown::Write).unwrap();
-            assert_eq!(read_to_end_checked(&mut c, b"then EOF").expect("EOF"), 8);
-            let evs = one_closed(&rx);
-            assert!(
-                evs.iter().any(|e| matches!(e, Ev::Past)),
-                "{t:?}: the deadline's time passed before the close: {evs:?}"
-            );
-            assert!(deadlines(&evs).is_empty(), "{t:?}: {evs:?}");
-            let (reason, got) = closed_reason(&evs);
-            assert!(matches!(reason, CloseReason::Local), "{t:?}: {reason}");
-            assert_eq!(got, 8);
-            e.shutdown();
-        }
+    each_transport(Plan::AfterEof, |t, _, ep, rx| {
+        let mut c = connect(ep);
+        c.write_all(b"then EOF").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(read_to_end_checked(&mut c, b"then EOF").expect("EOF"), 8);
+        let evs = one_closed(rx);
+        assert!(
+            evs.iter().any(|e| matches!(e, Ev::Past)),
+            "{t:?}: the deadline's time passed before the close: {evs:?}"
+        );
+        assert!(deadlines(&evs).is_empty(), "{t:?}: {evs:?}");
+        let (reason, got) = closed_reason(&evs);
+        assert!(matches!(reason, CloseReason::Local), "{t:?}: {reason}");
+        assert_eq!(got, 8);
     });
 }
 
@@ -792,36 +780,31 @@ fn a_read_deadline_after_the_peers_eof_never_fires_unix_and_tcp() {
 /// the connection's handle), then fires: it applies to sends, not to idle time.
 #[test]
 fn a_passed_write_deadline_fires_when_the_next_send_is_queued_unix_and_tcp() {
-    util::fds_unchanged(|| {
-        for t in [Transport::Unix, Transport::Tcp] {
-            let dir = TempDir::new();
-            let (e, ep, rx) = serve(t, &dir, Plan::LateSend);
-            let mut c = connect(&ep);
-            let mut hi = [0u8; 2];
-            c.read_exact(&mut hi).expect("the first send");
-            assert_eq!(&hi, b"hi");
-            let evs = one_closed(&rx);
-            let at = |f: fn(&Ev) -> bool| evs.iter().position(f);
-            let (sent, past, fired) = (
-                at(|e| matches!(e, Ev::Sent(Ok(2)))),
-                at(|e| matches!(e, Ev::Past)),
-                at(|e| matches!(e, Ev::Deadline(Deadline::Write, true))),
-            );
-            assert!(
-                matches!((sent, past, fired), (Some(s), Some(p), Some(f)) if s < p && p < f),
-                "{t:?}: sent, the late send queued, then fired: {evs:?}"
-            );
-            let (reason, _) = closed_reason(&evs);
-            assert!(
-                matches!(reason, CloseReason::TimedOut(Deadline::Write)),
-                "{t:?}: {reason}"
-            );
-            // The peer sees the end after at most the late bytes.
-            let mut rest = Vec::new();
-            let _ = c.read_to_end(&mut rest);
-            assert!(b"late".starts_with(&rest), "{t:?}: {rest:?}");
-            e.shutdown();
-        }
+    each_transport(Plan::LateSend, |t, _, ep, rx| {
+        let mut c = connect(ep);
+        let mut hi = [0u8; 2];
+        c.read_exact(&mut hi).expect("the first send");
+        assert_eq!(&hi, b"hi");
+        let evs = one_closed(rx);
+        let at = |f: fn(&Ev) -> bool| evs.iter().position(f);
+        let (sent, past, fired) = (
+            at(|e| matches!(e, Ev::Sent(Ok(2)))),
+            at(|e| matches!(e, Ev::Past)),
+            at(|e| matches!(e, Ev::Deadline(Deadline::Write, true))),
+        );
+        assert!(
+            matches!((sent, past, fired), (Some(s), Some(p), Some(f)) if s < p && p < f),
+            "{t:?}: sent, the late send queued, then fired: {evs:?}"
+        );
+        let (reason, _) = closed_reason(&evs);
+        assert!(
+            matches!(reason, CloseReason::TimedOut(Deadline::Write)),
+            "{t:?}: {reason}"
+        );
+        // The peer sees the end after at most the late bytes.
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+        assert!(b"late".starts_with(&rest), "{t:?}: {rest:?}");
     });
 }
 
