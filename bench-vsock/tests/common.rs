@@ -87,6 +87,20 @@ pub fn validate(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// Runs `report` on the JSON report `json`; returns the RESULTS.md it writes beside it.
+pub fn results_md(json: &std::path::Path) -> String {
+    let md = json.with_file_name("RESULTS.md");
+    let (r, _, stderr) = run(&[
+        "report",
+        "--json",
+        json.to_str().unwrap(),
+        "--out",
+        md.to_str().unwrap(),
+    ]);
+    r.unwrap_or_else(|e| panic!("report {}: {e}\n{stderr}", json.display()));
+    std::fs::read_to_string(&md).unwrap()
+}
+
 /// Reads a JSON report.
 pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

@@ -153,16 +153,7 @@ fn a_compare_reports_cpu_ratios_scaling_and_engine_counters() {
     assert!(html.contains("enters/msg"), "{html}");
 
     // RESULTS.md from the same report.
-    let md = dir.join("RESULTS.md");
-    let (r, _, stderr) = common::run(&[
-        "report",
-        "--json",
-        json.to_str().unwrap(),
-        "--out",
-        md.to_str().unwrap(),
-    ]);
-    r.unwrap_or_else(|e| panic!("{e}\n{stderr}"));
-    let text = std::fs::read_to_string(&md).unwrap();
+    let text = common::results_md(&json);
     for needle in [
         "### Scaling",
         "| rr 64 B x4 | uring | 2 / 1 |",

@@ -241,16 +241,7 @@ fn report_renders_an_http_section_from_the_json() {
         ],
     );
     let dir = json.parent().unwrap();
-    let md = dir.join("RESULTS.md");
-    let (r, _, stderr) = common::run(&[
-        "report",
-        "--json",
-        json.to_str().unwrap(),
-        "--out",
-        md.to_str().unwrap(),
-    ]);
-    r.unwrap_or_else(|e| panic!("{e}\n{stderr}"));
-    let text = std::fs::read_to_string(&md).unwrap();
+    let text = common::results_md(&json);
     assert!(text.contains("\n## HTTP\n"), "{text}");
     assert!(text.contains("\n### HTTP on unix\n"), "{text}");
     assert!(text.contains("| h1 64 B x1 | engine | 2 |"), "{text}");

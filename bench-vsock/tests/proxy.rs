@@ -174,17 +174,9 @@ fn a_compare_through_both_proxies_reports_issue_11s_targets() {
     }
     // RESULTS.md's section from this report.
     let dir = fresh_dir("proxy-compare-md");
-    let (md, json) = (dir.join("RESULTS.md"), dir.join("r.json"));
+    let json = dir.join("r.json");
     std::fs::write(&json, report.to_string()).unwrap();
-    let (r, _, stderr) = run(&[
-        "report",
-        "--json",
-        json.to_str().unwrap(),
-        "--out",
-        md.to_str().unwrap(),
-    ]);
-    r.unwrap_or_else(|e| panic!("report: {e}\n{stderr}"));
-    let text = std::fs::read_to_string(&md).unwrap();
+    let text = common::results_md(&json);
     for want in [
         "## unix, through a proxy",
         "### Through a proxy",

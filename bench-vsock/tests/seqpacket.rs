@@ -82,17 +82,7 @@ fn results_md(test: &str, extra: &[&str]) -> String {
         "0",
     ];
     args.extend_from_slice(extra);
-    let ran = run_to_report(test, &args);
-    let (md, json) = (ran.dir.join("RESULTS.md"), ran.dir.join("r.json"));
-    let (r, _, stderr) = run(&[
-        "report",
-        "--json",
-        json.to_str().unwrap(),
-        "--out",
-        md.to_str().unwrap(),
-    ]);
-    r.unwrap_or_else(|e| panic!("{e}\n{stderr}"));
-    std::fs::read_to_string(&md).unwrap()
+    common::results_md(&run_to_report(test, &args).dir.join("r.json"))
 }
 
 #[test]
