@@ -1,6 +1,7 @@
 //! The cancellation rule of `AsyncConn`, with random drop points: a dropped `recv()` future
 //! loses nothing (the next call gets the buffer), a dropped `send()` future that was polled
-//! sends on, whole and in order. Every run checks bytes and checksums end to end.
+//! sends on, whole and in order. Every run checks bytes and checksums end to end. A dropped
+//! `AsyncConn::connect` future cuts its dial, or resets the connection it opened.
 
 mod engine_support;
 mod util;
@@ -222,4 +223,129 @@ fn dropped_send_futures_send_on_in_order_tcp() {
 fn dropped_send_futures_send_on_in_order_vsock() {
     util::require_vm();
     dropped_sends_run_on(Transport::Vsock);
+}
+
+/// A connect future dropped while its dial waits (on a listener whose backlog is full, with
+/// a deadline far past the watchdog) cuts the dial: the connection's slot is freed, and the
+/// worker serves on.
+fn a_dropped_connect_cuts_its_dial(t: Transport) {
+    let dir = TempDir::new();
+    let full = util::FullBacklog::new(t, &dir);
+    let e = Engine::builder().workers(1).build().unwrap();
+    let ep = full.ep.clone();
+    let raced = e
+        .spawn_on(0, move || async move {
+            let far = Some(Duration::from_secs(24 * 3600));
+            match race(
+                AsyncConn::connect(&ep, far),
+                rt::sleep(Duration::from_millis(50)),
+            )
+            .await
+            {
+                Either::Left(r) => Err(format!("the dial finished: {:?}", r.map(|_| ()))),
+                Either::Right(()) => Ok(()),
+            }
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+    raced.unwrap_or_else(|e| panic!("{t:?}: {e}"));
+    let start = std::time::Instant::now();
+    while e.stats().open > 0 {
+        assert!(
+            start.elapsed() < util::WATCHDOG,
+            "{t:?}: the dial of a dropped connect future still holds its slot"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(e.stats().connected, 0, "{t:?}");
+    // The worker still serves: a task's connect to a live listener works.
+    let live = uring_vsock::blocking::Listener::bind(&bind_endpoint(t, &dir)).unwrap();
+    let ep = connect_endpoint(&live.local_addr().unwrap());
+    let ok = e
+        .spawn_on(0, move || async move {
+            AsyncConn::connect(&ep, Some(util::WATCHDOG))
+                .await
+                .map(|_| ())
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+    ok.unwrap_or_else(|err| panic!("{t:?}: {err}"));
+    e.shutdown();
+    drop(full);
+}
+
+#[test]
+fn a_dropped_connect_future_cuts_its_dial_unix() {
+    a_dropped_connect_cuts_its_dial(Transport::Unix);
+}
+
+#[test]
+fn a_dropped_connect_future_cuts_its_dial_tcp() {
+    a_dropped_connect_cuts_its_dial(Transport::Tcp);
+}
+
+/// A connect future dropped after its connection opened, before its task took the
+/// connection, leaves nothing open that no task serves: the peer reads the end of the
+/// stream (EOF, or a reset on tcp), not a silent connection.
+fn a_connect_dropped_after_it_opened_resets(t: Transport) {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let dir = TempDir::new();
+    let listener = uring_vsock::blocking::Listener::bind(&bind_endpoint(t, &dir)).unwrap();
+    let ep = connect_endpoint(&listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicBool::new(false));
+    let server = {
+        let accepted = Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            accepted.store(true, Ordering::SeqCst);
+            s.set_read_timeout(Some(util::WATCHDOG)).unwrap();
+            let mut buf = [0u8; 16];
+            match s.read(&mut buf) {
+                Ok(0) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+    };
+    let e = Engine::builder().workers(1).build().unwrap();
+    e.spawn_on(0, move || async move {
+        let mut fut = Box::pin(AsyncConn::connect(&ep, Some(util::WATCHDOG)));
+        // Started, then left unpolled while the connection opens.
+        let pending = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending()));
+        assert!(pending.await, "a connect does not finish in its first poll");
+        while !accepted.load(Ordering::SeqCst) {
+            rt::sleep(Duration::from_millis(1)).await;
+        }
+        // A few more turns of the worker: the connect's completion is reaped.
+        rt::sleep(Duration::from_millis(20)).await;
+        drop(fut);
+    })
+    .unwrap()
+    .wait()
+    .unwrap();
+    let end = server.join().unwrap();
+    end.unwrap_or_else(|got| panic!("{t:?}: the peer read {got} instead of the stream's end"));
+    e.shutdown();
+}
+
+#[test]
+fn a_connect_future_dropped_after_it_opened_resets_the_connection_unix() {
+    a_connect_dropped_after_it_opened_resets(Transport::Unix);
+}
+
+#[test]
+fn a_connect_future_dropped_after_it_opened_resets_the_connection_tcp() {
+    a_connect_dropped_after_it_opened_resets(Transport::Tcp);
+}
+
+#[test]
+#[ignore = "needs vsock: run with tools/vm-test"]
+fn a_connect_future_dropped_after_it_opened_resets_the_connection_vsock() {
+    util::require_vm();
+    a_connect_dropped_after_it_opened_resets(Transport::Vsock);
 }

@@ -126,9 +126,13 @@ impl Core {
         timeout: Option<Duration>,
         handler: Box<dyn Handler>,
         reply: Sender<Result<ConnHandle>>,
-    ) {
-        if let Err(e) = self.start_connect(ep, kind, timeout, handler, Some(reply.clone())) {
-            let _ = reply.send(Err(e));
+    ) -> Option<u32> {
+        match self.start_connect(ep, kind, timeout, handler, Some(reply.clone())) {
+            Ok(index) => Some(index),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                None
+            }
         }
     }
 

@@ -37,14 +37,22 @@ impl Connects {
             let next = self.0.borrow_mut().pop();
             let Some(pc) = next else { return any };
             any = true;
-            let handler = Box::new(Bridge::client(pc.shared));
-            core.connect(
+            if pc.shared.st.borrow().want.abort {
+                continue; // its task gave up before the connect started: never dialed
+            }
+            let handler = Box::new(Bridge::client(Rc::clone(&pc.shared)));
+            let started = core.connect(
                 pc.ep,
                 crate::socket::SocketKind::Stream,
                 pc.timeout,
                 handler,
                 pc.reply,
             );
+            // The connection's id from its start (it keeps it when it opens), so a task that
+            // gives up can abort the dial through the executor's flush (see `Orphan`).
+            if let Some(index) = started {
+                pc.shared.id.set(Some(core.conn_id(index)));
+            }
         }
     }
 }
@@ -52,7 +60,8 @@ impl Connects {
 impl AsyncConn {
     /// Connects to `ep` through this worker's ring, giving up after `timeout`; the
     /// connection lives on this worker, served by the calling task. Only from a task on an
-    /// engine worker.
+    /// engine worker. Dropping the future gives up: a dial under way is cut (its socket
+    /// closed), and a connection that opened meanwhile is reset.
     ///
     /// # Errors
     ///
@@ -142,8 +151,11 @@ impl AsyncConn {
     }
 }
 
-/// Aborts a connect whose future was dropped before it finished: the connection opens with
-/// no task to serve it, so it is reset at once (see `Bridge::on_open`).
+/// Aborts a connect whose future was dropped before it finished, at the executor's next
+/// flush: a dial under way is cut (its socket closed, its slot freed), and a connection that
+/// opened before its task saw the reply is reset, since no task can serve it. A connect not
+/// started yet never starts (see `Connects::start`), and one that completes while the
+/// abort is on its way is reset as it opens (see `Bridge::on_open`).
 struct Orphan(Option<Rc<ConnShared>>);
 
 impl Drop for Orphan {
@@ -151,6 +163,9 @@ impl Drop for Orphan {
         if let Some(shared) = self.0.take() {
             if let Ok(mut st) = shared.st.try_borrow_mut() {
                 st.want.abort = true;
+            }
+            if shared.id.get().is_some() {
+                shared.mark_dirty();
             }
         }
     }

@@ -80,7 +80,9 @@ impl Worker {
                 }
                 // The closure is user code: a panic fails this connect, not the worker.
                 match catch_unwind(AssertUnwindSafe(make)) {
-                    Ok(handler) => self.core.connect(ep, kind, timeout, handler, reply),
+                    Ok(handler) => {
+                        self.core.connect(ep, kind, timeout, handler, reply);
+                    }
                     Err(_) => {
                         WorkerStats::add(&self.core.stats.handler_panics, 1);
                         let err = io::Error::other("the closure making the handler panicked");
