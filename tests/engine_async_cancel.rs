@@ -286,9 +286,21 @@ fn a_dropped_connect_future_cuts_its_dial_tcp() {
     a_dropped_connect_cuts_its_dial(Transport::Tcp);
 }
 
+/// Waits, up to the watchdog, until `done`; fails with `what`.
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < util::WATCHDOG,
+            "{what}: not within the watchdog"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A connect future dropped after its connection opened, before its task took the
 /// connection, leaves nothing open that no task serves: the peer reads the end of the
-/// stream (EOF, or a reset on tcp), not a silent connection.
+/// stream at once (a reset on tcp, which has one), not a silent connection.
 fn a_connect_dropped_after_it_opened_resets(t: Transport) {
     use std::io::Read;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -297,39 +309,48 @@ fn a_connect_dropped_after_it_opened_resets(t: Transport) {
     let dir = TempDir::new();
     let listener = uring_vsock::blocking::Listener::bind(&bind_endpoint(t, &dir)).unwrap();
     let ep = connect_endpoint(&listener.local_addr().unwrap());
-    let accepted = Arc::new(AtomicBool::new(false));
-    let server = {
-        let accepted = Arc::clone(&accepted);
-        std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            accepted.store(true, Ordering::SeqCst);
-            s.set_read_timeout(Some(util::WATCHDOG)).unwrap();
-            let mut buf = [0u8; 16];
-            match s.read(&mut buf) {
-                Ok(0) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-    };
     let e = Engine::builder().workers(1).build().unwrap();
-    e.spawn_on(0, move || async move {
-        let mut fut = Box::pin(AsyncConn::connect(&ep, Some(util::WATCHDOG)));
-        // Started, then left unpolled while the connection opens.
-        let pending = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending()));
-        assert!(pending.await, "a connect does not finish in its first poll");
-        while !accepted.load(Ordering::SeqCst) {
-            rt::sleep(Duration::from_millis(1)).await;
-        }
-        // A few more turns of the worker: the connect's completion is reaped.
-        rt::sleep(Duration::from_millis(20)).await;
-        drop(fut);
-    })
-    .unwrap()
-    .wait()
-    .unwrap();
-    let end = server.join().unwrap();
-    end.unwrap_or_else(|got| panic!("{t:?}: the peer read {got} instead of the stream's end"));
+    let drop_it = Arc::new(AtomicBool::new(false));
+    let task = {
+        let drop_it = Arc::clone(&drop_it);
+        e.spawn_on(0, move || async move {
+            let mut fut = Box::pin(AsyncConn::connect(&ep, Some(util::WATCHDOG)));
+            let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending()));
+            if !first.await {
+                return Err("the connect finished in its first poll".to_owned());
+            }
+            // Left unpolled while the connection opens, until the test says.
+            let start = std::time::Instant::now();
+            while !drop_it.load(Ordering::SeqCst) {
+                if start.elapsed() > util::WATCHDOG {
+                    return Err("never told to drop the future".to_owned());
+                }
+                rt::sleep(Duration::from_millis(1)).await;
+            }
+            drop(fut);
+            Ok(())
+        })
+        .unwrap()
+    };
+    // The core counts a connection as connected as it opens it (and calls `on_open`).
+    wait_for("the task's connect opening", || e.stats().connected == 1);
+    drop_it.store(true, Ordering::SeqCst);
+    task.wait()
+        .unwrap()
+        .unwrap_or_else(|err| panic!("{t:?}: {err}"));
+    util::wait_readable(&listener, "the client's connection never queued");
+    let (mut s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(util::WATCHDOG)).unwrap();
+    let got = s.read(&mut [0u8; 16]);
+    let reset = matches!(&got, Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset);
+    match t {
+        Transport::Tcp => assert!(reset, "{t:?}: the peer read {got:?}, not a reset"),
+        _ => assert!(
+            reset || matches!(got, Ok(0)),
+            "{t:?}: the peer read {got:?}, not the stream's end"
+        ),
+    }
+    assert_eq!(e.stats().connected, 1, "{t:?}");
     e.shutdown();
 }
 
@@ -348,4 +369,58 @@ fn a_connect_future_dropped_after_it_opened_resets_the_connection_tcp() {
 fn a_connect_future_dropped_after_it_opened_resets_the_connection_vsock() {
     util::require_vm();
     a_connect_dropped_after_it_opened_resets(Transport::Vsock);
+}
+
+/// A connect future dropped in the poll that asked for it (before the worker started the
+/// connect) never dials: the listener's one connection is the task's next connect.
+fn a_connect_dropped_before_it_started_never_dials(t: Transport) {
+    use std::io::Read;
+
+    let dir = TempDir::new();
+    let listener = uring_vsock::blocking::Listener::bind(&bind_endpoint(t, &dir)).unwrap();
+    let ep = connect_endpoint(&listener.local_addr().unwrap());
+    let e = Engine::builder().workers(1).build().unwrap();
+    let sent = e
+        .spawn_on(0, move || async move {
+            let first = poll_once(AsyncConn::connect(&ep, Some(util::WATCHDOG))).await;
+            assert!(
+                first.is_none(),
+                "a connect does not finish in its first poll"
+            );
+            // Connects start in the order asked for: had the first been dialed, its
+            // connection would be the listener's first.
+            let conn = AsyncConn::connect(&ep, Some(util::WATCHDOG)).await?;
+            let (res, _) = conn.send(b"2".to_vec().into()).await;
+            res?;
+            conn.close().await
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+    sent.unwrap_or_else(|err| panic!("{t:?}: {err}"));
+    let (mut s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(util::WATCHDOG)).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        got, b"2",
+        "{t:?}: the first connection is the second connect's"
+    );
+    listener.set_nonblocking(true).unwrap();
+    let more = listener.accept().map(|_| ());
+    assert!(
+        matches!(&more, Err(err) if err.kind() == std::io::ErrorKind::WouldBlock),
+        "{t:?}: a second connection came: {more:?}"
+    );
+    e.shutdown();
+}
+
+#[test]
+fn a_connect_future_dropped_before_it_started_never_dials_unix() {
+    a_connect_dropped_before_it_started_never_dials(Transport::Unix);
+}
+
+#[test]
+fn a_connect_future_dropped_before_it_started_never_dials_tcp() {
+    a_connect_dropped_before_it_started_never_dials(Transport::Tcp);
 }

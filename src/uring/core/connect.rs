@@ -385,16 +385,26 @@ impl Core {
                 }
                 // The caller gave up waiting: nobody can drive this connection; close it (the
                 // handler is dropped, never opened).
-                self.free_slot(index);
+                self.free_unserved(index);
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
                 if let Some(h) = self.conn_mut(index).and_then(|c| c.handle.take()) {
                     h.set_closed(CloseReason::EngineShutdown);
                 }
-                self.free_slot(index);
+                self.free_unserved(index);
             }
         }
+    }
+
+    /// Frees the slot of a connection no handler will serve, with a reset (`SO_LINGER` 0):
+    /// one the caller gave up on, or one cut short after the kernel had connected it, must
+    /// not end with a FIN that its peer could take for a complete, empty stream.
+    fn free_unserved(&mut self, index: u32) {
+        if let Some(s) = self.conn_mut(index).and_then(|c| c.socket.take()) {
+            let _ = s.set_linger(Some(Duration::ZERO));
+        }
+        self.free_slot(index);
     }
 
     /// A dial from a handler failed: its handler gets `on_close` with the error (never
@@ -411,7 +421,11 @@ impl Core {
         };
         if let Some(c) = self.conn_mut(index) {
             c.closing = Some(reason.clone());
-            c.socket = None;
+            // Cut short after the kernel connected it, it must end with a reset (see
+            // `free_unserved`).
+            if let Some(s) = c.socket.take() {
+                let _ = s.set_linger(Some(Duration::ZERO));
+            }
         }
         self.call(index, |h, conn| h.on_close(conn, &reason));
         if let Some(h) = self.conn_mut(index).and_then(|c| c.handle.take()) {

@@ -32,11 +32,10 @@ pub(crate) struct Connects(RefCell<Vec<PendingConnect>>);
 impl Connects {
     /// Starts every pending connect; whether there were any.
     pub(crate) fn start(&self, core: &mut Core) -> bool {
-        let mut any = false;
-        loop {
-            let next = self.0.borrow_mut().pop();
-            let Some(pc) = next else { return any };
-            any = true;
+        // In the order asked for; starting one runs no user code, so none is added meanwhile.
+        let pending = std::mem::take(&mut *self.0.borrow_mut());
+        let any = !pending.is_empty();
+        for pc in pending {
             if pc.shared.st.borrow().want.abort {
                 continue; // its task gave up before the connect started: never dialed
             }
@@ -54,6 +53,7 @@ impl Connects {
                 pc.shared.id.set(Some(core.conn_id(index)));
             }
         }
+        any
     }
 }
 
@@ -128,8 +128,8 @@ impl AsyncConn {
         let mut orphan = Orphan(Some(Rc::clone(&shared)));
         let res = poll_fn(|cx| match rx.try_recv() {
             Ok(Ok(_handle)) => {
-                // The core opens the connection right after it replies: its id is set.
-                let id = shared.id.get().expect("opened with the reply");
+                // The id was set when the connect started (`Connects::start`).
+                let id = shared.id.get().expect("set when the connect started");
                 Poll::Ready(Ok(AsyncConn::new(Rc::clone(&shared), id, ep.clone())))
             }
             Ok(Err(e)) => Poll::Ready(Err(e)),
@@ -152,18 +152,21 @@ impl AsyncConn {
 }
 
 /// Aborts a connect whose future was dropped before it finished, at the executor's next
-/// flush: a dial under way is cut (its socket closed, its slot freed), and a connection that
-/// opened before its task saw the reply is reset, since no task can serve it. A connect not
-/// started yet never starts (see `Connects::start`), and one that completes while the
-/// abort is on its way is reset as it opens (see `Bridge::on_open`).
+/// flush: a dial under way is cut (its socket closed with a reset, its slot freed), and a
+/// connection that opened before its task took it is reset, since no task can serve it. A
+/// connect not started yet never starts (see `Connects::start`).
 struct Orphan(Option<Rc<ConnShared>>);
 
 impl Drop for Orphan {
     fn drop(&mut self) {
         if let Some(shared) = self.0.take() {
-            if let Ok(mut st) = shared.st.try_borrow_mut() {
-                st.want.abort = true;
-            }
+            // Never borrowed here (a drop runs outside the state's borrows); had it been, the
+            // abort would wait for the connection's end instead of panicking in a drop.
+            let Ok(mut st) = shared.st.try_borrow_mut() else {
+                return;
+            };
+            st.want.abort = true;
+            drop(st);
             if shared.id.get().is_some() {
                 shared.mark_dirty();
             }
