@@ -32,6 +32,7 @@ impl Handler for Echo {
 
 fn round_trip(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("uring-vsock-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir); // left by a killed run with this pid
     std::fs::create_dir_all(&dir).unwrap();
     for (name, spin, mode) in [
         ("engine_echo_round_trip_unix", None, None),

@@ -42,6 +42,7 @@ const UNIX_SNDBUF_OVERHEAD: usize = 32;
 /// use uring_vsock::blocking::{SeqpacketConn, SeqpacketListener};
 ///
 /// let dir = std::env::temp_dir().join(format!("uv-msg-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir); // left by a killed run with this pid
 /// std::fs::create_dir_all(&dir)?;
 /// let ep: uring_vsock::Endpoint = format!("unix:{}/m.sock", dir.display()).parse()?;
 /// let listener = SeqpacketListener::bind(&ep)?;
@@ -94,6 +95,7 @@ impl Message {
 /// use uring_vsock::{blocking::SeqpacketConn, MessageTooLarge};
 ///
 /// # let dir = std::env::temp_dir().join(format!("uv-big-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir); // left by a killed run with this pid
 /// # std::fs::create_dir_all(&dir)?;
 /// # let ep: uring_vsock::Endpoint = format!("unix:{}/b.sock", dir.display()).parse()?;
 /// # let listener = uring_vsock::blocking::SeqpacketListener::bind(&ep)?;

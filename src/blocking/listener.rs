@@ -18,6 +18,7 @@ use crate::{Endpoint, Result};
 /// use uring_vsock::blocking::{Listener, Stream};
 ///
 /// let dir = std::env::temp_dir().join(format!("uv-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir); // left by a killed run with this pid
 /// std::fs::create_dir_all(&dir)?;
 /// let ep: uring_vsock::Endpoint = format!("unix:{}/l.sock", dir.display()).parse()?;
 /// let listener = Listener::bind(&ep)?;

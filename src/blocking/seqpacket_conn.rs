@@ -21,6 +21,7 @@ use crate::{Endpoint, Result};
 /// use uring_vsock::blocking::{SeqpacketConn, SeqpacketListener};
 ///
 /// let dir = std::env::temp_dir().join(format!("uv-sqc-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir); // left by a killed run with this pid
 /// std::fs::create_dir_all(&dir)?;
 /// let ep: uring_vsock::Endpoint = format!("unix:{}/c.sock", dir.display()).parse()?;
 /// let listener = SeqpacketListener::bind(&ep)?;

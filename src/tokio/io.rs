@@ -70,7 +70,9 @@ pub(crate) struct StreamFd {
     /// the readiness at once saves that syscall (as tokio::net does). vsock's receive queue
     /// fills packet by packet while a read copies, and its send credit comes back the same
     /// way, so there the next try often finds more: the readiness stays (as tokio-vsock
-    /// does), which measured faster on vsock streams.
+    /// does), which measured faster on vsock streams. (A unix read also stops short at a
+    /// message that carried fds or credentials, with more queued behind it; tokio::net
+    /// clears then too. A byte stream that is sent fds it does not take is broken anyway.)
     clear_on_short: bool,
 }
 

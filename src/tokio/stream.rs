@@ -35,6 +35,7 @@ use crate::{blocking, socket, sys, Endpoint, Result};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// tokio::runtime::Runtime::new()?.block_on(async {
 ///     let dir = std::env::temp_dir().join(format!("uv-tokio-doc-{}", std::process::id()));
+/// #     let _ = std::fs::remove_dir_all(&dir); // left by a killed run with this pid
 ///     std::fs::create_dir_all(&dir)?;
 ///     let ep: uring_vsock::Endpoint = format!("unix:{}/s.sock", dir.display()).parse()?;
 ///     let listener = Listener::bind(&ep)?;

@@ -49,6 +49,7 @@ use crate::{Endpoint, Error, Result};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dir = std::env::temp_dir().join(format!("uv-engine-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir); // left by a killed run with this pid
 /// std::fs::create_dir_all(&dir)?;
 /// let ep: uring_vsock::Endpoint = format!("unix:{}", dir.join("echo").display()).parse()?;
 ///

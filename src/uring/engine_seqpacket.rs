@@ -54,6 +54,7 @@ impl Engine {
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let dir = std::env::temp_dir().join(format!("uv-engine-sq-doc-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir); // left by a killed run with this pid
     /// std::fs::create_dir_all(&dir)?;
     /// let ep: uring_vsock::Endpoint = format!("unix:{}", dir.join("sq").display()).parse()?;
     /// let engine = Engine::builder().workers(1).recv_buffers(64, 1024).build()?;
@@ -105,6 +106,7 @@ impl Engine {
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let dir = std::env::temp_dir().join(format!("uv-engine-sqc-doc-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir); // left by a killed run with this pid
     /// std::fs::create_dir_all(&dir)?;
     /// let ep: uring_vsock::Endpoint = format!("unix:{}", dir.join("sq").display()).parse()?;
     /// let listener = SeqpacketListener::bind(&ep)?;

@@ -129,6 +129,7 @@ impl std::error::Error for SendError {}
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dir = std::env::temp_dir().join(format!("uv-handle-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir); // left by a killed run with this pid
 /// std::fs::create_dir_all(&dir)?;
 /// let ep = uring_vsock::Endpoint::Unix(dir.join("s"));
 /// let engine = Engine::builder().workers(1).build()?;
