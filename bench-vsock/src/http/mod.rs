@@ -129,7 +129,7 @@ fn run_one(gen: &LoadGen, plan: &Plan, spec: &Spec) -> Result<HttpRun> {
         warmup: plan.warmup,
     };
     let measured = gen.run(&job);
-    let server_errors = server.stop();
+    let (server_errors, server_error) = server.stop();
     let m = measured?;
     if m.requests == 0 {
         return Err(crate::Error::new(
@@ -153,6 +153,7 @@ fn run_one(gen: &LoadGen, plan: &Plan, spec: &Spec) -> Result<HttpRun> {
         responses_verified: m.requests,
         bytes_verified: m.bytes_verified,
         server_errors,
+        server_error,
         req_per_s: per_s(m.requests as f64),
         gbytes_per_s: per_s(m.bytes_verified as f64) / 1e9,
         p50_us: lat.p50_us,

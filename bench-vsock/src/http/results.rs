@@ -49,6 +49,9 @@ pub struct HttpRun {
     pub bytes_verified: u64,
     /// Connections the server ended with an error (hyper's), over the whole run.
     pub server_errors: u64,
+    /// The first of those errors, as the server saw it; absent when there was none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_error: Option<String>,
     /// Requests per second.
     pub req_per_s: f64,
     /// Body GB/s (10^9 bytes).

@@ -8,7 +8,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -32,10 +32,26 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping tokio server waits for its connections' tasks.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// The connections a server ended with an error: how many, and the first one's error (so
+/// a report that counts any says what they were).
+#[derive(Debug, Default)]
+pub struct ServerErrors {
+    count: AtomicU64,
+    first: Mutex<Option<String>>,
+}
+
+impl ServerErrors {
+    fn record(&self, e: &dyn std::fmt::Display) {
+        if self.count.fetch_add(1, Ordering::Relaxed) == 0 {
+            *self.first.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+    }
+}
+
 /// A running server.
 pub struct Running {
     endpoint: Endpoint,
-    errors: Arc<AtomicU64>,
+    errors: Arc<ServerErrors>,
     stop: Box<dyn FnOnce() + Send>,
 }
 
@@ -47,10 +63,16 @@ impl Running {
 
     /// Stops it (the engine shuts down; the tokio runtime stops accepting and drops what
     /// is left after a grace period) and returns how many connections it ended with an
-    /// error.
-    pub fn stop(self) -> u64 {
+    /// error, with the first one's error.
+    pub fn stop(self) -> (u64, Option<String>) {
         (self.stop)();
-        self.errors.load(Ordering::Relaxed)
+        let first = self
+            .errors
+            .first
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        (self.errors.count.load(Ordering::Relaxed), first)
     }
 }
 
@@ -72,15 +94,15 @@ fn engine(listen: &Endpoint, workers: usize) -> Result<Running> {
         .listen_backlog(BACKLOG as u32)
         .build()
         .context("starting the engine server")?;
-    let errors = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(ServerErrors::default());
     let counted = Arc::clone(&errors);
     let http = HttpServer::new().header_timeout(Some(HEADER_TIMEOUT));
     let endpoint = engine
         .listen_async(listen, move |conn: AsyncConn| {
             let (http, counted) = (http.clone(), Arc::clone(&counted));
             async move {
-                if http.serve(conn, BytesService).await.is_err() {
-                    counted.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = http.serve(conn, BytesService).await {
+                    counted.record(&e);
                 }
             }
         })
@@ -103,16 +125,13 @@ fn builder() -> auto::Builder<TokioExecutor> {
     b
 }
 
-async fn serve<S>(stream: S, errors: Arc<AtomicU64>)
+async fn serve<S>(stream: S, errors: Arc<ServerErrors>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let b = builder();
-    if b.serve_connection(TokioIo::new(stream), BytesService)
-        .await
-        .is_err()
-    {
-        errors.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = b.serve_connection(TokioIo::new(stream), BytesService).await {
+        errors.record(&e);
     }
 }
 
@@ -149,7 +168,7 @@ impl AnyListener {
     }
 
     /// Accepts one connection and spawns its server task.
-    async fn accept_one(&self, ep: &Endpoint, errors: &Arc<AtomicU64>) -> Result<()> {
+    async fn accept_one(&self, ep: &Endpoint, errors: &Arc<ServerErrors>) -> Result<()> {
         let errors = Arc::clone(errors);
         let opts = SocketOpts::default();
         match self {
@@ -191,7 +210,7 @@ fn tokio_server(kind: ServerKind, listen: &Endpoint, workers: usize) -> Result<R
         let _in_runtime = rt.enter();
         AnyListener::bind(kind, listen).context(format!("listening on {listen}"))?
     };
-    let errors = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(ServerErrors::default());
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let (ep, counted) = (endpoint.clone(), Arc::clone(&errors));
     rt.spawn(async move {
@@ -199,9 +218,9 @@ fn tokio_server(kind: ServerKind, listen: &Endpoint, workers: usize) -> Result<R
             tokio::select! {
                 _ = stop_rx.changed() => break,
                 r = listener.accept_one(&ep, &counted) => {
-                    if r.is_err() {
+                    if let Err(e) = r {
                         // EMFILE and the like: count it, breathe, go on accepting.
-                        counted.fetch_add(1, Ordering::Relaxed);
+                        counted.record(&e);
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                 }
@@ -223,5 +242,19 @@ impl std::fmt::Debug for Running {
         f.debug_struct("Running")
             .field("endpoint", &self.endpoint)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerErrors;
+
+    #[test]
+    fn server_errors_count_all_and_keep_the_first() {
+        let e = ServerErrors::default();
+        e.record(&"connection reset");
+        e.record(&"header timeout");
+        assert_eq!(e.count.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(e.first.lock().unwrap().as_deref(), Some("connection reset"));
     }
 }

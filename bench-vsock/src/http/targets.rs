@@ -187,6 +187,7 @@ mod tests {
             responses_verified: 10,
             bytes_verified: 640,
             server_errors: 0,
+            server_error: None,
             req_per_s,
             gbytes_per_s: 0.0,
             p50_us: p50,
