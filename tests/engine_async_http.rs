@@ -144,6 +144,36 @@ fn pipelined_requests_get_their_responses_in_order() {
     }
 }
 
+/// A client that sends its requests and shuts its write side at once (a half-close, as
+/// `nc -N` does) still gets every response, then the server's close; the server's hyper
+/// ends the connection without an error.
+#[test]
+fn a_client_that_half_closes_after_its_requests_gets_every_response() {
+    for t in [Transport::Unix, Transport::Tcp] {
+        let dir = TempDir::new();
+        let (e, ep) = server(t, &dir, 1, HttpServer::new());
+        for _ in 0..20 {
+            let mut c = connect(&ep);
+            let reqs = [get("/bytes/70000", false), get("/bytes/5", false)];
+            c.write_all(reqs.concat().as_bytes()).unwrap();
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut r = BufReader::new(c);
+            for want in [70_000, 5] {
+                let (status, body) = read_response(&mut r);
+                assert_eq!((status, body.len()), (200, want), "{t:?}");
+                assert!(body.iter().all(|&b| b == b'x'), "{t:?}");
+            }
+            let mut rest = Vec::new();
+            r.read_to_end(&mut rest).unwrap();
+            assert!(
+                rest.is_empty(),
+                "{t:?}: bytes after the last response: {rest:?}"
+            );
+        }
+        assert_eq!(e.stats().handler_panics, 0);
+    }
+}
+
 #[test]
 fn a_thousand_keep_alive_connections() {
     util::raise_nofile(4096);

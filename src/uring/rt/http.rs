@@ -147,10 +147,15 @@ impl HttpServer {
                 .serve_connection(io, service)
                 .await?;
         } else {
+            // Half-close allowed: a client's EOF while hyper still waits for a response's
+            // flush (our sends complete a turn after the client may have read them) must not
+            // end the connection with "connection closed before message completed"; it
+            // also serves clients that shut their write side after their requests.
             hyper::server::conn::http1::Builder::new()
                 .timer(WorkerTimer)
                 .header_read_timeout(self.header_timeout)
                 .keep_alive(true)
+                .half_close(true)
                 .serve_connection(io, service)
                 .await?;
         }
