@@ -145,8 +145,8 @@ fn pipelined_requests_get_their_responses_in_order() {
 }
 
 /// A client that sends its requests and shuts its write side at once (a half-close, as
-/// `nc -N` does) still gets every response, then the server's close; the server's hyper
-/// ends the connection without an error.
+/// `nc -N` does) still gets every response, then the server's close (without half-close,
+/// hyper took the early EOF for a cut connection and answered nothing).
 #[test]
 fn a_client_that_half_closes_after_its_requests_gets_every_response() {
     for t in [Transport::Unix, Transport::Tcp] {
